@@ -1,0 +1,625 @@
+"""Frontend: load a QONNX model, check every node up front, and lower it to integer layers.
+
+The model is read as a chain: graph input -> [host head] -> input quantizer -> (MatMul/Gemm -> per-element
+ops -> quantizer)* -> [host tail]. Each integer layer is derived, not pattern-matched:
+
+- the layer's input is the previous quantizer's integer k; the ops between that quantizer and the MatMul must
+  make the MatMul input an affine function `a*k + b` of k with one scalar `a` (probed numerically);
+- the MatMul weights are the weight quantizer's integer levels, with its per-output-channel scale;
+- so the MatMul output is `alpha[c]*acc[c] + beta[c]` with `acc = W_int @ k`, and the per-element ops after
+  it plus the next quantizer make a monotone map acc -> level per channel, whose steps are found exactly on
+  the integers by `thresholds.derive_thresholds`.
+
+All checks collect `Offence`s first and fail once, listing every offending node, before anything is built.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ip_cores.elements import ElementFormat, signed_width_for
+
+from .errors import Offence, RtlgenError, UnsupportedModelError
+from .graph import MVTULayer, Network
+from .onnx_eval import LAYOUT, MONOTONE_ELEMENTWISE, ChainEvaluator, initializer_arrays, node_attrs, offence
+from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
+                         int_range)
+from .thresholds import derive_thresholds
+
+QUANT_OPS = {"Quant", "IntQuant", "BipolarQuant", "MultiThreshold"}
+MATMUL_OPS = {"MatMul", "Gemm"}
+MAX_WEIGHT_BITS = 8
+MAX_ACTIVATION_BITS = 8  # a quantizer that becomes thresholds: 2^bits - 1 of them per channel
+MAX_INPUT_BITS = 24
+NOT_YET = {
+    "Conv": "convolutions are not supported yet",
+    "MaxPool": "pooling is not supported yet",
+    "AveragePool": "pooling is not supported yet",
+    "FloatQuant": "floating-point quantization (FloatQuant) is outside integer dataflow",
+    "Trunc": "Trunc (average-pool requantization) is not supported yet",
+    "Resize": "Resize is not supported",
+    "Concat": "Concat (branching graphs) is not supported",
+    "DepthToSpace": "DepthToSpace is not supported",
+    "QuantizeLinear": "QCDQ (QuantizeLinear/DequantizeLinear) models are not supported yet",
+    "DequantizeLinear": "QCDQ (QuantizeLinear/DequantizeLinear) models are not supported yet",
+}
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How float inputs become integers when the model itself does not quantize its input."""
+
+    dtype: str  # qonnx DataType name: INT16, UINT8, BIPOLAR...
+    scale: float
+
+
+def parse_dtype(name: str) -> ElementFormat:
+    """ElementFormat of a qonnx DataType name (BIPOLAR, BINARY, INTn, UINTn)."""
+    name = name.upper()
+    if name == "BIPOLAR":
+        return ElementFormat.bipolar()
+    if name == "BINARY":
+        return ElementFormat.unsigned(1)
+    m = re.fullmatch(r"(U?)INT(\d+)", name)
+    if not m or not 1 <= int(m.group(2)) <= 64:
+        raise ValueError(f"not an integer data type: {name}")
+    width = int(m.group(2))
+    return ElementFormat.unsigned(width) if m.group(1) else ElementFormat.signed(width)
+
+
+@dataclass
+class LayerSource:
+    """Where an integer layer came from in the ONNX graph (for the host tail and for verification)."""
+
+    matmul: onnx.NodeProto
+    epilogue: list[onnx.NodeProto]  # per-element ops between the MatMul and the quantizer (or the end)
+    quantizer_node: onnx.NodeProto | None
+    quantizer: Quantizer | None
+    alpha: np.ndarray  # MatMul output = alpha * acc + beta, per output channel
+    beta: np.ndarray
+    matmul_out_shape: tuple[int, ...]
+    negated: np.ndarray  # channels whose weights were negated to make the activation non-decreasing
+
+
+@dataclass
+class LoweredModel:
+    """A checked, cleaned model and everything derived from it."""
+
+    model: onnx.ModelProto  # the cleaned original (what qonnx executes as the reference)
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_name: str
+    network: Network
+    head_nodes: list[onnx.NodeProto]
+    input_quantizer: Quantizer | None  # None when the input is integer by annotation or --input-dtype
+    input_format: InputFormat | None  # set when the user supplied the input format
+    input_annotation: str | None  # qonnx DataType annotation of the graph input, if integer
+    hw_in_shape: tuple[int, ...]  # shape of the integer tensor that enters the hardware (model layout)
+    layer_sources: list[LayerSource] = field(default_factory=list)
+    tail_nodes: list[onnx.NodeProto] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    constant: object = None  # tensor name -> value for tensors computable from initializers (or None)
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Read and clean a QONNX model with qonnx (shape inference, constant folding except quantizers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtlgenError(f"model file {path} not found")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several unrelated types for a corrupt file
+        raise RtlgenError(f"{path} is not a readable ONNX model ({type(exc).__name__}); export it again") from None
+    if not proto.graph.node:
+        raise RtlgenError(f"{path} is not an ONNX model with a graph (no nodes found)")
+    return clean_model(proto, str(path))
+
+
+def clean_model(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
+    import warnings
+
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    for node in proto.graph.node:  # qonnx resolves custom ops by domain; a bare or missing one is common
+        if node.op_type in ("Quant", "BipolarQuant", "Trunc", "IntQuant", "MultiThreshold") and (
+            node.domain in ("", "qonnx", "onnx.brevitas", "finn", "finn.custom_op.general")
+        ):
+            node.domain = "qonnx.custom_op.general"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            wrapper = cleanup_model(ModelWrapper(proto))
+        except Exception as exc:
+            raise RtlgenError(f"qonnx could not clean up {label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return wrapper.model
+
+
+def tensor_shape(model: onnx.ModelProto, name: str) -> tuple[int, ...] | None:
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        if vi.name == name:
+            dims = vi.type.tensor_type.shape.dim
+            if not vi.type.tensor_type.HasField("shape"):
+                return None
+            if any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+                return None
+            return tuple(d.dim_value for d in dims)
+    return None
+
+
+def tensor_annotation(model: onnx.ModelProto, name: str) -> str | None:
+    for qa in model.graph.quantization_annotation:
+        if qa.tensor_name == name:
+            for kv in qa.quant_parameter_tensor_names:
+                if kv.key == "finn_datatype":
+                    return kv.value
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- lowering
+
+class _Lowering:
+    """One lowering run; holds the cleaned model's lookup tables."""
+
+    def __init__(self, model: onnx.ModelProto, input_format: InputFormat | None, name: str):
+        self.model = model
+        self.graph = model.graph
+        self.input_format = input_format
+        self.name = name
+        self.inits = initializer_arrays(self.graph)
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self._const_cache: dict[str, np.ndarray | None] = {}
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 11)
+        self._quantizers: dict[str, Quantizer] = {}
+        self.offences: list[Offence] = []
+        self.evaluator = ChainEvaluator(self.inits, self.quantizer, self.constant)
+
+    # constants -----------------------------------------------------------------------------------------
+    def constant(self, name: str) -> np.ndarray | None:
+        """Value of a tensor computable from initializers alone (as qonnx would compute it), else None."""
+        if name in self.inits:
+            return self.inits[name]
+        if name in self._const_cache:
+            return self._const_cache[name]
+        node = self.producer.get(name)
+        value = None
+        if node is not None and all((not i) or self.constant(i) is not None for i in node.input):
+            from qonnx.core.onnx_exec import execute_node
+
+            context = {i: self.constant(i) for i in node.input if i}
+            for o in node.output:
+                context[o] = None
+            try:
+                execute_node(node, context, self.graph, self.opset)
+                value = np.asarray(context[name])
+            except Exception:
+                value = None
+        self._const_cache[name] = value
+        return value
+
+    # quantizers ----------------------------------------------------------------------------------------
+    def quantizer(self, node: onnx.NodeProto) -> Quantizer:
+        """Quantizer object of a quantizer node; raises RtlgenError naming the node when it is not usable."""
+        key = node.output[0]
+        if key not in self._quantizers:
+            self._quantizers[key] = self._make_quantizer(node)
+        return self._quantizers[key]
+
+    def _const_input(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray:
+        value = self.constant(node.input[idx]) if len(node.input) > idx and node.input[idx] else None
+        if value is None:
+            raise RtlgenError(f"{node.name} ({node.op_type}): {what} is not a constant; export it as an initializer")
+        return np.asarray(value)
+
+    def _make_quantizer(self, node: onnx.NodeProto) -> Quantizer:
+        a = node_attrs(node)
+        label = f"{node.name} ({node.op_type})"
+        if node.op_type in ("Quant", "IntQuant"):
+            scale = self._const_input(node, 1, "scale").astype(np.float64)
+            zeropt = self._const_input(node, 2, "zero point")
+            bits = self._const_input(node, 3, "bit width")
+            if np.any(zeropt != 0):
+                raise RtlgenError(f"{label}: zero point {zeropt.ravel()[:4].tolist()} is not 0; only symmetric quantizers map to integer dataflow")
+            if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) or int(bits.ravel()[0]) < 1:
+                raise RtlgenError(f"{label}: bit width {bits.ravel()[:4].tolist()} is not one positive integer")
+            if np.any(scale == 0) or not np.all(np.isfinite(scale)):
+                raise RtlgenError(f"{label}: scale contains 0 or a non-finite value")
+            bitwidth = int(bits.ravel()[0])
+            signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+            rounding = a.get("rounding_mode", b"ROUND")
+            rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
+            if rounding.upper() not in ROUNDING_MODES:
+                raise RtlgenError(f"{label}: rounding mode {rounding} is not one qonnx implements")
+            if bitwidth == 1 and signed:
+                return IntQuantizer(node.name, node.op_type, ElementFormat.bipolar(), -1, 1, scale=scale,
+                                    bitwidth=1, signed=True, narrow=narrow, rounding=rounding.upper())
+            lo, hi = int_range(bitwidth, signed, narrow)
+            fmt = ElementFormat.signed(bitwidth) if signed else ElementFormat.unsigned(bitwidth)
+            return IntQuantizer(node.name, node.op_type, fmt, lo, hi, scale=scale, bitwidth=bitwidth,
+                                signed=signed, narrow=narrow, rounding=rounding.upper())
+        if node.op_type == "BipolarQuant":
+            scale = self._const_input(node, 1, "scale").astype(np.float64)
+            return BipolarQuantizer(node.name, node.op_type, ElementFormat.bipolar(), -1, 1, scale=scale)
+        if node.op_type == "MultiThreshold":
+            thresholds = self._const_input(node, 1, "thresholds").astype(np.float64)
+            if thresholds.ndim != 2:
+                raise RtlgenError(f"{label}: thresholds must be 2-D (channels, steps)")
+            if a.get("data_layout", b"NCHW") not in (b"NCHW", "NCHW", b"NC", "NC"):
+                raise RtlgenError(f"{label}: data_layout {a.get('data_layout')} is not supported")
+            out_dtype = a.get("out_dtype", b"")
+            out_dtype = out_dtype.decode() if isinstance(out_dtype, bytes) else str(out_dtype)
+            try:
+                fmt = parse_dtype(out_dtype)
+            except ValueError:
+                raise RtlgenError(f"{label}: out_dtype {out_dtype!r} is not an integer type") from None
+            steps = thresholds.shape[1]
+            if np.any(np.diff(thresholds, axis=1) < 0):
+                raise RtlgenError(f"{label}: thresholds are not sorted per channel")
+            k_lo = -1 if fmt.kind == "bipolar" else fmt.min
+            k_hi = 1 if fmt.kind == "bipolar" else k_lo + steps
+            if fmt.kind == "bipolar" and steps != 1:
+                raise RtlgenError(f"{label}: a BIPOLAR MultiThreshold needs exactly one threshold per channel")
+            return ThresholdQuantizer(node.name, node.op_type, fmt, k_lo, k_hi, thresholds=thresholds,
+                                      out_scale=float(a.get("out_scale", 1.0)), out_bias=float(a.get("out_bias", 0.0)))
+        raise RtlgenError(f"{label}: not a quantizer")
+
+    # chain -----------------------------------------------------------------------------------------------
+    def dynamic_chain(self) -> tuple[str, list[onnx.NodeProto]]:
+        graph_inputs = [i for i in self.graph.input if i.name not in self.inits]
+        if len(graph_inputs) != 1:
+            raise RtlgenError(f"the model has {len(graph_inputs)} graph inputs ({', '.join(i.name for i in graph_inputs)}); rtlgen needs exactly one")
+        if len(self.graph.output) != 1:
+            raise RtlgenError(f"the model has {len(self.graph.output)} graph outputs; rtlgen needs exactly one")
+        in_name = graph_inputs[0].name
+        chain, cur, seen = [], in_name, set()
+        while True:
+            users = [n for n in self.consumers.get(cur, []) if self.constant(n.output[0]) is None]
+            if not users:
+                break
+            if len(users) > 1:
+                names = ", ".join(f"{n.name} ({n.op_type})" for n in users)
+                raise UnsupportedModelError([Offence(cur, "tensor", f"feeds {len(users)} nodes ({names}); branching graphs are not supported")])
+            node = users[0]
+            for other in node.input:
+                if other and other != cur and self.constant(other) is None:
+                    self.offences.append(offence(node, f"has a second non-constant input {other}; only chains of layers are supported"))
+            chain.append(node)
+            seen.add(id(node))
+            if node.op_type == "TopK":
+                break
+            cur = node.output[0]
+        for node in self.graph.node:
+            if id(node) not in seen and self.constant(node.output[0]) is None:
+                self.offences.append(offence(node, "is not on the chain from the graph input to the output"))
+        return in_name, chain
+
+    # weights -----------------------------------------------------------------------------------------------
+    def integer_weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, ElementFormat, bool]:
+        """(W_int (MW, MH), scale per output column (MH,), format, bipolar) of a MatMul/Gemm weight input."""
+        a = node_attrs(node)
+        name = node.input[1]
+        levels, scales, bipolar, quantizer_node = self._weight_levels(name, node)
+        if node.op_type == "Gemm":
+            if int(a.get("transA", 0)):
+                raise RtlgenError(f"{node.name} (Gemm): transA=1 is not supported")
+            if int(a.get("transB", 0)):
+                levels, scales = levels.T, scales.T
+            scales = scales * float(a.get("alpha", 1.0))
+        if levels.ndim != 2:
+            raise RtlgenError(f"{node.name} ({node.op_type}): weights have shape {levels.shape}, expected 2-D")
+        if not np.all(scales == scales[0:1, :]):
+            raise RtlgenError(f"{node.name} ({node.op_type}): weight scale varies along the input axis; only per-tensor or per-output-channel scales map to integers")
+        col_scale = scales[0, :].astype(np.float64)
+        if bipolar:
+            fmt = ElementFormat.bipolar()
+        else:
+            lo, hi = int(levels.min()), int(levels.max())
+            fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else \
+                ElementFormat.unsigned(max(1, int(hi).bit_length()))
+            if fmt.width > MAX_WEIGHT_BITS:
+                who = quantizer_node.name if quantizer_node is not None else name
+                raise RtlgenError(f"{who}: weights of {node.name} need {fmt.width} bits; at most {MAX_WEIGHT_BITS}-bit weights are supported")
+        return levels.astype(np.int64), col_scale, fmt, bipolar
+
+    def _weight_levels(self, name: str, user: onnx.NodeProto):
+        """Walk back from a weight tensor through layout ops to a quantizer or an integer initializer."""
+        layout: list[onnx.NodeProto] = []
+        cur = name
+        while True:
+            if cur in self.inits:
+                values = np.asarray(self.inits[cur], dtype=np.float64)
+                if not np.all(values == np.round(values)):
+                    raise RtlgenError(f"{user.name} ({user.op_type}): weights {cur} are float and not quantized; quantize them (Quant/BipolarQuant) or export integer weights")
+                levels, scales, qnode = values.astype(np.int64), np.ones_like(values), None
+                bipolar = bool(np.all(np.abs(values) == 1)) and values.size > 0
+                break
+            node = self.producer.get(cur)
+            if node is None:
+                raise RtlgenError(f"{user.name} ({user.op_type}): weight input {cur} is not a constant")
+            if node.op_type in ("Transpose", "Reshape", "Identity", "Flatten", "Squeeze", "Unsqueeze"):
+                layout.append(node)
+                cur = node.input[0]
+                continue
+            if node.op_type in ("Quant", "IntQuant", "BipolarQuant"):
+                q = self.quantizer(node)
+                src = self.constant(node.input[0])
+                if src is None:
+                    raise RtlgenError(f"{node.name} ({node.op_type}): quantizes weights that are not constant")
+                src = np.asarray(src, dtype=np.float64)
+                if q.fmt.kind != "bipolar" and q.fmt.width > MAX_WEIGHT_BITS:
+                    raise RtlgenError(f"{node.name} ({node.op_type}): {q.fmt.width}-bit weights; at most {MAX_WEIGHT_BITS} bits are supported")
+                levels = q.k_of_index(q.index(src))
+                scales = np.broadcast_to(q.scale.astype(np.float64), src.shape).copy()
+                bipolar, qnode = q.fmt.kind == "bipolar", node
+                break
+            raise RtlgenError(f"{user.name} ({user.op_type}): weights come from a {node.op_type} node ({node.name}); expected an initializer or a quantizer")
+        if layout:
+            ev = ChainEvaluator({}, self.quantizer, self.constant)
+            for lnode in reversed(layout):
+                # layout ops on constants have no batch axis: add one, evaluate, drop it
+                levels = ev.run([lnode], levels[None].astype(np.float64), lnode.input[0])[0]
+                scales = ev.run([lnode], scales[None], lnode.input[0])[0]
+            levels = np.round(levels).astype(np.int64)
+        return levels, scales, bipolar, qnode
+
+    def constant_bias(self, node: onnx.NodeProto, mh: int) -> np.ndarray:
+        if node.op_type != "Gemm" or len(node.input) < 3 or not node.input[2]:
+            return np.zeros(mh)
+        c = self.constant(node.input[2])
+        if c is None:
+            raise RtlgenError(f"{node.name} (Gemm): bias C is not constant")
+        return np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1) if np.asarray(c).size in (1, mh) else np.asarray(c, dtype=np.float64), (mh,)) * float(node_attrs(node).get("beta", 1.0))
+
+
+def _is_layer_boundary(node: onnx.NodeProto) -> bool:
+    return node.op_type in QUANT_OPS or node.op_type in MATMUL_OPS
+
+
+def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = None, name: str = "model") -> LoweredModel:
+    """Check the cleaned model and lower it to a `Network`; raise one error listing every offending node."""
+    lw = _Lowering(model, input_format, name)
+    in_name, chain = lw.dynamic_chain()
+    input_shape = tensor_shape(model, in_name)
+    if input_shape is None:
+        raise RtlgenError(f"graph input {in_name} has a dynamic or unknown shape; export the model with a fixed input shape (batch 1)")
+    if input_shape[0] != 1:
+        raise RtlgenError(f"graph input {in_name} has batch size {input_shape[0]}; export the model with batch size 1")
+
+    matmul_idx = [i for i, n in enumerate(chain) if n.op_type in MATMUL_OPS and lw.constant(n.input[1]) is not None or
+                  (n.op_type in MATMUL_OPS and n.input[1] in lw.producer and lw.producer[n.input[1]].op_type in QUANT_OPS | LAYOUT)]
+    if not matmul_idx:
+        ops = sorted({n.op_type for n in chain})
+        for i, node in enumerate(chain):
+            if node.op_type in NOT_YET:
+                lw.offences.append(offence(node, NOT_YET[node.op_type]))
+        if lw.offences:
+            raise UnsupportedModelError(lw.offences)
+        raise RtlgenError(f"no MatMul or Gemm layer with constant weights found (ops: {', '.join(ops)}); nothing to put in hardware")
+
+    # ------------------------------------------------------------------ node-by-node check, all up front
+    last_mm = matmul_idx[-1]
+    # the integer region ends at the last quantizer after the last MatMul, or at that MatMul
+    end_q = None
+    for i in range(last_mm + 1, len(chain)):
+        if chain[i].op_type in QUANT_OPS:
+            end_q = i
+            break
+        if chain[i].op_type not in MONOTONE_ELEMENTWISE | LAYOUT or lw.evaluator.check(chain[i], chain[i - 1].output[0]):
+            break
+    region_end = end_q if end_q is not None else last_mm
+    for i, node in enumerate(chain):
+        dyn_in = chain[i - 1].output[0] if i else in_name
+        if node.op_type in NOT_YET and i <= region_end:
+            lw.offences.append(offence(node, NOT_YET[node.op_type]))
+            continue
+        if node.op_type in QUANT_OPS:
+            try:
+                q = lw.quantizer(node)
+                in_hw = matmul_idx[0] < i <= region_end
+                if in_hw and q.fmt.kind != "bipolar" and q.n_levels - 1 > 2**MAX_ACTIVATION_BITS - 1:
+                    lw.offences.append(offence(node, f"{q.fmt.width}-bit activations would need {q.n_levels - 1} thresholds per channel; at most {MAX_ACTIVATION_BITS}-bit activations are supported between layers"))
+            except RtlgenError as err:
+                lw.offences.append(offence(node, str(err).split(": ", 1)[-1]))
+            continue
+        if node.op_type in MATMUL_OPS:
+            if i > region_end:
+                continue
+            try:
+                lw.integer_weights(node)
+            except RtlgenError as err:
+                lw.offences.append(offence(node, str(err).split(": ", 1)[-1]))
+            continue
+        if i <= region_end and i > matmul_idx[0] - 1:
+            why = lw.evaluator.check(node, dyn_in)
+            if why:
+                lw.offences.append(offence(node, why))
+    if lw.offences:
+        raise UnsupportedModelError(lw.offences)
+
+    # ------------------------------------------------------------------ input side: head and input format
+    first = matmul_idx[0]
+    q0_idx = None
+    for i in range(first - 1, -1, -1):
+        if chain[i].op_type in QUANT_OPS:
+            q0_idx = i
+            break
+    annotation = tensor_annotation(model, in_name)
+    notes: list[str] = []
+    if q0_idx is not None:
+        head_nodes = chain[: q0_idx + 1]
+        q0 = lw.quantizer(chain[q0_idx])
+        hw_in_name = chain[q0_idx].output[0]
+        in_value = q0.value  # k -> real value entering the pre-ops
+        in_fmt, k_range = q0.fmt, (q0.k_lo, q0.k_hi)
+        pre_nodes = chain[q0_idx + 1: first]
+        if q0.fmt.kind != "bipolar" and q0.fmt.width > MAX_INPUT_BITS:
+            raise RtlgenError(f"{chain[q0_idx].name} ({chain[q0_idx].op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
+        if input_format is not None:
+            notes.append(f"--input-dtype/--input-scale ignored: the model quantizes its input at {chain[q0_idx].name}")
+        input_format_used = None
+    else:
+        head_nodes, q0, hw_in_name = [], None, in_name
+        pre_nodes = chain[:first]
+        if input_format is not None:
+            try:
+                in_fmt = parse_dtype(input_format.dtype)
+            except ValueError:
+                raise RtlgenError(f"--input-dtype {input_format.dtype}: not an integer type; use e.g. INT8, UINT8, INT16, BIPOLAR") from None
+            if not (input_format.scale > 0 and np.isfinite(input_format.scale)):
+                raise RtlgenError(f"--input-scale {input_format.scale}: must be a positive number")
+            if in_fmt.kind != "bipolar" and in_fmt.width > MAX_INPUT_BITS:
+                raise RtlgenError(f"--input-dtype {input_format.dtype}: at most {MAX_INPUT_BITS} bits")
+            scale = float(input_format.scale)
+            in_value = lambda k: np.asarray(k, dtype=np.float64) * scale  # noqa: E731
+            input_format_used = input_format
+            notes.append(f"input {in_name} is float in the model; the host quantizes it to {input_format.dtype} with scale {scale:g}")
+        elif annotation is not None and annotation.upper() not in ("FLOAT32", "FLOAT16"):
+            try:
+                in_fmt = parse_dtype(annotation)
+            except ValueError:
+                raise RtlgenError(f"graph input {in_name} is annotated {annotation}, which is not an integer type; pass --input-dtype and --input-scale") from None
+            in_value = lambda k: np.asarray(k, dtype=np.float64)  # noqa: E731
+            input_format_used = None
+            notes.append(f"input {in_name} is annotated {annotation}: the hardware takes it as it is")
+        else:
+            raise RtlgenError(
+                f"graph input {in_name} is float and not quantized before the first layer {chain[first].name}; "
+                f"pass --input-dtype (e.g. INT16) and --input-scale S so the host feeds round(x/S) to the hardware")
+        k_range = (-1, 1) if in_fmt.kind == "bipolar" else (in_fmt.min, in_fmt.max)
+    hw_in_shape = tensor_shape(model, hw_in_name) or input_shape
+
+    # ------------------------------------------------------------------ integer layers
+    layers: list[MVTULayer] = []
+    sources: list[LayerSource] = []
+    cur_fmt, cur_range, cur_value, cur_shape = in_fmt, k_range, in_value, hw_in_shape
+    cur_pre = pre_nodes
+    cur_in_name = hw_in_name
+    i = first
+    tail_nodes: list[onnx.NodeProto] = []
+    while True:
+        node = chain[i]
+        # ops between this MatMul and the next quantizer / MatMul / end
+        j = i + 1
+        while j < len(chain) and chain[j].op_type not in QUANT_OPS | MATMUL_OPS and j <= region_end:
+            j += 1
+        has_q = j < len(chain) and chain[j].op_type in QUANT_OPS and j <= region_end
+        epilogue = chain[i + 1: j] if has_q else []
+        layer, src = _lower_layer(lw, node, cur_pre, cur_in_name, cur_shape, cur_fmt, cur_range, cur_value,
+                                  epilogue, chain[j] if has_q else None)
+        layers.append(layer)
+        sources.append(src)
+        if not has_q:
+            tail_nodes = chain[i + 1:]
+            break
+        q = src.quantizer
+        # the next layer, if any, starts after the ops following this quantizer
+        k = j + 1
+        while k < len(chain) and chain[k].op_type not in QUANT_OPS | MATMUL_OPS:
+            k += 1
+        if k < len(chain) and chain[k].op_type in MATMUL_OPS and k <= region_end:
+            cur_pre = chain[j + 1: k]
+            cur_in_name = chain[j].output[0]
+            cur_shape = tensor_shape(model, cur_in_name)
+            cur_fmt, cur_range, cur_value = q.fmt, (q.k_lo, q.k_hi), q.value
+            i = k
+            continue
+        tail_nodes = chain[j + 1:]
+        break
+
+    out_fmt = layers[-1].out_fmt
+    network = Network(name=name, layers=layers, input_fmt=in_fmt, output_fmt=out_fmt)
+    return LoweredModel(model=model, input_name=in_name, input_shape=input_shape, output_name=model.graph.output[0].name,
+                        network=network, head_nodes=head_nodes, input_quantizer=q0, input_format=input_format_used,
+                        input_annotation=annotation, hw_in_shape=hw_in_shape, layer_sources=sources,
+                        tail_nodes=tail_nodes, notes=notes, constant=lw.constant)
+
+
+def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], in_name: str, in_shape,
+                 in_fmt: ElementFormat, k_range: tuple[int, int], k_value, epilogue: list[onnx.NodeProto],
+                 qnode: onnx.NodeProto | None) -> tuple[MVTULayer, LayerSource]:
+    label = f"{mm.name} ({mm.op_type})"
+    w_int, w_scale, w_fmt, w_bipolar = lw.integer_weights(mm)
+    mw, mh = w_int.shape
+    if in_shape is None:
+        raise RtlgenError(f"{label}: input shape unknown after shape inference")
+    n_in = int(np.prod(in_shape))
+    # 1) how the MatMul input depends on the stream integers k: a permutation (layout ops) and a*k + b
+    idx = np.arange(n_in, dtype=np.float64).reshape((1,) + tuple(in_shape[1:]))
+    layout_only = [n for n in pre if n.op_type in LAYOUT]
+    order = lw.evaluator.run(layout_only, idx, in_name).reshape(-1)
+    if order.size != mw or sorted(order.astype(np.int64).tolist()) != list(range(mw)):
+        raise RtlgenError(f"{label}: its input has {order.size} elements after {in_name}, but the weights expect {mw}")
+    order = order.astype(np.int64)  # MatMul input element j is stream element order[j]
+    step = 2 if in_fmt.kind == "bipolar" else 1  # probe at valid levels: k_lo, k_lo + step, k_lo + 2 step
+    probe_k = [k_range[0] + step * t for t in range(3)]
+    probes = np.stack([np.full(in_shape[1:], v, dtype=np.float64) for v in probe_k])
+    u = lw.evaluator.run(pre, k_value(probes), in_name).reshape(3, -1)
+    a_vec = (u[1] - u[0]) / step
+    b_vec = u[0] - a_vec * probe_k[0]
+    if not np.allclose((u[2] - u[1]) / step, a_vec, rtol=1e-12, atol=0):
+        raise RtlgenError(f"{label}: the ops between {in_name} and this layer are not affine in the quantized values")
+    if not np.all(a_vec == a_vec[0]) or a_vec[0] == 0:
+        raise RtlgenError(f"{label}: its input scale differs per element (per-channel activation scale); only a per-tensor scale maps to integers")
+    a = float(a_vec[0])
+    # stream-order integer weights: Wh[c, order[j]] = W_int[j, c]
+    wh = np.zeros((mh, mw), dtype=np.int64)
+    wh[:, order] = w_int.T
+    w_q = w_int.astype(np.float64) * w_scale[None, :]
+    alpha = a * w_scale
+    beta = b_vec @ w_q + lw.constant_bias(mm, mh)
+    mm_shape = tensor_shape(lw.model, mm.output[0]) or (1, mh)
+
+    # 2) accumulator range from the actual weights and the input range
+    x_lo, x_hi = k_range
+    lo_terms = np.minimum(wh * x_lo, wh * x_hi)
+    hi_terms = np.maximum(wh * x_lo, wh * x_hi)
+    acc_lo_c, acc_hi_c = lo_terms.sum(axis=1), hi_terms.sum(axis=1)
+
+    negated = np.zeros(mh, dtype=bool)
+    thresholds = None
+    q = None
+    if qnode is None:
+        out_fmt = ElementFormat.signed(signed_width_for(int(acc_lo_c.min()), int(acc_hi_c.max())))
+        out_offset = 0
+    else:
+        q = lw.quantizer(qnode)
+
+        def level_index(acc: np.ndarray) -> np.ndarray:
+            """Quantizer level index of accumulator values acc (B, MH), through the real-valued epilogue."""
+            y = alpha[None, :] * acc + beta[None, :]
+            y = y.reshape((acc.shape[0],) + tuple(mm_shape[1:]))
+            pre_q = lw.evaluator.run(epilogue, y, mm.output[0])
+            return q.index(pre_q).reshape(acc.shape[0], -1)
+
+        thresholds, negated = derive_thresholds(level_index, acc_lo_c, acc_hi_c, q.n_levels, label)
+        wh[negated] = -wh[negated]
+        acc_lo_c, acc_hi_c = (np.where(negated, -acc_hi_c, acc_lo_c), np.where(negated, -acc_lo_c, acc_hi_c))
+        out_fmt = q.fmt
+        out_offset = 0 if q.fmt.kind == "bipolar" else q.k_lo
+        if w_bipolar and negated.any():
+            pass  # -1/+1 weights stay -1/+1 when negated
+    acc_lo, acc_hi = int(acc_lo_c.min()), int(acc_hi_c.max())
+    acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi + 1, 0))
+    if thresholds is not None:
+        thresholds = np.clip(thresholds, acc_lo, acc_hi + 1)
+    if w_fmt.kind != "bipolar" and negated.any():
+        lo, hi = int(wh.min()), int(wh.max())
+        w_fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else ElementFormat.unsigned(max(1, hi.bit_length()))
+    layer = MVTULayer(name=mm.name, weights=wh, in_fmt=in_fmt, w_fmt=w_fmt, acc_lo=acc_lo, acc_hi=acc_hi,
+                      acc_width=acc_width, thresholds=thresholds, out_fmt=out_fmt, out_offset=out_offset,
+                      sources={"matmul": mm.name, "epilogue": [n.name for n in epilogue],
+                               "quantizer": qnode.name if qnode is not None else None})
+    src = LayerSource(matmul=mm, epilogue=epilogue, quantizer_node=qnode, quantizer=q, alpha=alpha, beta=beta,
+                      matmul_out_shape=tuple(mm_shape), negated=negated)
+    return layer, src
