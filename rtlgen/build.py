@@ -1,0 +1,196 @@
+"""`rtlgen build`: model -> checked, lowered, folded network -> Verilog, host models, IP folder, report.
+
+Everything is written into a temporary folder beside the output folder and moved into place only when the
+whole build succeeded, so a failed build never leaves a folder that looks finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import __version__
+from .errors import RtlgenError
+from .folding import default_folding, load_folding, parse_folding, apply_folding
+from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
+from .graph import fmt_name
+from .host import build_head, build_tail, tail_input_shape
+from .stitch import DEFAULT_FIFO_DEPTH, generate_verilog, stream_widths
+from .timing import estimate
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default_digits_mlp.onnx"
+
+
+@dataclass
+class BuildOptions:
+    folding_file: Path | None = None
+    folding_spec: dict | None = None  # the same as a file's content (for scripts and tests)
+    input_format: InputFormat | None = None
+    fifo_depth: int | None = DEFAULT_FIFO_DEPTH
+    force: bool = False
+    top_name: str | None = None
+    part: str = "xc7z020clg400-1"
+    clock_ns: float = 10.0
+    vendor: str = "rtlgen.org"
+    library: str = "rtlgen"
+    version: str = "1.0"
+    package_ip: bool = True
+
+
+def sanitize_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    if not name or not name[0].isalpha():
+        name = "m_" + name
+    return name.lower()
+
+
+def _check_output_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise RtlgenError(f"output path {out_dir} exists and is not a folder; choose another -o")
+        if any(out_dir.iterdir()) and not force:
+            raise RtlgenError(f"output folder {out_dir} exists and is not empty; pass --force to replace it or choose another -o")
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise RtlgenError(f"cannot create output folder {out_dir}: its parent {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RtlgenError(f"cannot write output folder {out_dir}: {parent} is not writable")
+
+
+def _layer_report(layer) -> dict:
+    entry = {
+        "name": layer.name, "op": layer.op, "MW": layer.mw, "MH": layer.mh, "PE": layer.pe, "SIMD": layer.simd,
+        "NF": layer.nf, "SF": layer.sf,
+        "input_dtype": fmt_name(layer.in_fmt), "weight_dtype": fmt_name(layer.w_fmt),
+        "output_dtype": fmt_name(layer.out_fmt),
+        "accumulator_bits": layer.acc_width, "accumulator_range": [layer.acc_lo, layer.acc_hi],
+        "activation": "thresholds" if layer.thresholds is not None else "none (accumulator out)",
+        "thresholds_per_channel": 0 if layer.thresholds is None else int(layer.thresholds.shape[1]),
+        "in_stream_bits": layer.simd * layer.in_fmt.width, "out_stream_bits": layer.pe * layer.out_fmt.width,
+        "cycles_per_frame": layer.cycles,
+        "weight_memory_bits": layer.mw * layer.mh * layer.w_fmt.width,
+        "threshold_memory_bits": 0 if layer.thresholds is None else int(layer.thresholds.size) * layer.acc_width,
+        "multipliers": layer.pe * layer.simd,
+        "xnor_popcount": layer.in_fmt.kind == "bipolar" and layer.w_fmt.kind == "bipolar",
+        "sources": layer.sources,
+    }
+    return entry
+
+
+def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOptions | None = None) -> dict:
+    """Build a model into `out_dir`; returns the report (also written as out_dir/report.json)."""
+    options = options or BuildOptions()
+    start = time.monotonic()
+    out_dir = Path(out_dir)
+    model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+    _check_output_dir(out_dir, options.force)
+    if options.fifo_depth is not None and options.fifo_depth < 1:
+        raise RtlgenError(f"--fifo-depth {options.fifo_depth}: must be at least 1")
+
+    model = load_model(model_path)
+    top_name = options.top_name or sanitize_name(model_path.stem)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top_name):
+        raise RtlgenError(f"--name {top_name}: must be a Verilog identifier (letters, digits, _; starting with a letter)")
+    lowered = lower_model(model, input_format=options.input_format, name=top_name)
+    network = lowered.network
+    if options.folding_file is not None:
+        folding, folding_note = load_folding(options.folding_file, network)
+    elif options.folding_spec is not None:
+        folding, folding_note = parse_folding(options.folding_spec, network, "folding")
+    else:
+        folding, folding_note = default_folding(network)
+    apply_folding(network, folding)
+
+    verilog, stages = generate_verilog(network, top_name, options.fifo_depth)
+    timing = estimate(stages)
+    head, tail = build_head(lowered), build_tail(lowered)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.resolve().parent))
+    try:
+        (tmp / "ip" / "hdl").mkdir(parents=True)
+        (tmp / "host").mkdir()
+        (tmp / "ip" / "hdl" / f"{top_name}.v").write_text(verilog)
+        onnx.save(head, str(tmp / "host" / "head.onnx"))
+        onnx.save(tail, str(tmp / "host" / "tail.onnx"))
+        report = _report(model_path, lowered, stages, timing, folding_note, top_name, options)
+        if options.package_ip:
+            _package_ip(tmp, top_name, network, options, model_path)
+        report["build_seconds"] = round(time.monotonic() - start, 3)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _package_ip(tmp: Path, top_name: str, network, options: BuildOptions, model_path: Path) -> None:
+    from .ipxact import IpOptions, Port, write_ip_package
+
+    in_w, out_w = stream_widths(network)
+    from ip_cores.axis_top import axis_width
+
+    ports = [Port("ap_clk", "in", 1), Port("ap_rst_n", "in", 1),
+             Port("s_axis_tdata", "in", axis_width(in_w)), Port("s_axis_tvalid", "in", 1), Port("s_axis_tready", "out", 1),
+             Port("m_axis_tdata", "out", axis_width(out_w)), Port("m_axis_tvalid", "out", 1),
+             Port("m_axis_tready", "in", 1), Port("m_axis_tlast", "out", 1)]
+    try:
+        ip_options = IpOptions(vendor=options.vendor, library=options.library, name=top_name, version=options.version,
+                               part=options.part, clock_ns=options.clock_ns)
+        write_ip_package(tmp, top_name=top_name, ports=ports, hdl_files=[f"{top_name}.v"], options=ip_options,
+                         description=f"rtlgen streaming accelerator for {model_path.name}")
+    except ValueError as exc:
+        raise RtlgenError(str(exc)) from None
+
+
+def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_note: str, top_name: str,
+            options: BuildOptions) -> dict:
+    network = lowered.network
+    first, last = network.layers[0], network.layers[-1]
+    in_w, out_w = stream_widths(network)
+    from ip_cores.axis_top import axis_width
+
+    out_shape = tensor_shape(lowered.model, lowered.output_name)
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    return {
+        "rtlgen_version": __version__,
+        "model": {"path": str(model_path), "name": model_path.name, "sha256": digest},
+        "top": top_name,
+        "verilog": [f"ip/hdl/{top_name}.v"],
+        "folding": folding_note,
+        "layers": [_layer_report(layer) for layer in network.layers],
+        "stages": [{"kind": s.kind, "name": s.name, "in_elems_per_word": s.in_elems_per_word,
+                    "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {})}
+                   for s in stages],
+        "estimate": {
+            "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,
+            "clock_ns": options.clock_ns,
+            "frames_per_second_at_clock": round(1e9 / (options.clock_ns * timing.ii_cycles), 1),
+            "model": "event model: MVTU one (nf, sf) step a cycle, latency 3; FIFO latency 1; input always valid, output always ready",
+        },
+        "io": {
+            "input_name": lowered.input_name, "input_shape": list(lowered.input_shape),
+            "hw_in_shape": list(lowered.hw_in_shape),
+            "input_dtype": fmt_name(network.input_fmt), "in_elems": first.mw, "in_elems_per_word": first.simd,
+            "in_words_per_frame": first.sf, "in_stream_bits": in_w, "s_axis_tdata_bits": axis_width(in_w),
+            "output_name": lowered.output_name, "output_shape": list(out_shape) if out_shape else None,
+            "output_dtype": fmt_name(network.output_fmt), "out_elems": last.mh, "out_elems_per_word": last.pe,
+            "out_words_per_frame": last.nf, "out_stream_bits": out_w, "m_axis_tdata_bits": axis_width(out_w),
+            "tail_input_shape": list(tail_input_shape(lowered)),
+            "input_format": None if lowered.input_format is None else
+            {"dtype": lowered.input_format.dtype, "scale": lowered.input_format.scale},
+        },
+        "host": {"head": "host/head.onnx", "tail": "host/tail.onnx"},
+        "notes": lowered.notes,
+    }

@@ -1,0 +1,154 @@
+"""Command line: `rtlgen build`, `rtlgen run`, `rtlgen verify`.
+
+Every user error is one line on stderr (`rtlgen: error: ...`) and exit code 2; a failed verification exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RtlgenError
+
+EXIT_MISMATCH = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 3
+
+
+def _input_format(args):
+    from .frontend import InputFormat
+
+    if (args.input_dtype is None) != (args.input_scale is None):
+        raise RtlgenError("--input-dtype and --input-scale go together; pass both or neither")
+    if args.input_dtype is None:
+        return None
+    return InputFormat(args.input_dtype, args.input_scale)
+
+
+def cmd_build(args) -> int:
+    from .build import BuildOptions, build
+
+    options = BuildOptions(folding_file=Path(args.folding) if args.folding else None, input_format=_input_format(args),
+                           fifo_depth=args.fifo_depth, force=args.force, top_name=args.name, part=args.part,
+                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version)
+    report = build(args.model, args.output, options)
+    est = report["estimate"]
+    print(report["folding"])
+    for note in report["notes"]:
+        print(f"note: {note}")
+    for layer in report["layers"]:
+        print(f"  {layer['name']}: {layer['MW']}x{layer['MH']} PE={layer['PE']} SIMD={layer['SIMD']} "
+              f"{layer['input_dtype']}*{layer['weight_dtype']}->{layer['output_dtype']} acc {layer['accumulator_bits']}b, "
+              f"{layer['cycles_per_frame']} cycles/frame")
+    print(f"built {report['top']} in {report['build_seconds']:.2f} s -> {args.output}: estimated ii {est['ii_cycles']} "
+          f"cycles/frame, latency {est['latency_cycles']} cycles")
+    return 0
+
+
+def _sim_options(args) -> dict:
+    if not (0.0 <= args.backpressure < 1.0):
+        raise RtlgenError(f"--backpressure {args.backpressure}: must be in [0, 1)")
+    return {"p_in_gap": args.backpressure, "p_out_stall": args.backpressure, "seed": args.seed}
+
+
+def cmd_run(args) -> int:
+    from .runner import load_inputs, run_design
+
+    x = load_inputs(args.inputs)
+    out = Path(args.out)
+    if not out.parent.resolve().is_dir():
+        raise RtlgenError(f"cannot write {out}: folder {out.parent} does not exist")
+    result = run_design(args.design, x, **_sim_options(args))
+    np.save(str(out), result.outputs)
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(result.stats, indent=2) + "\n")
+    s = result.stats
+    ii = f"{s['ii_cycles']:.1f}" if s["ii_cycles"] is not None else "n/a (one frame)"
+    print(f"ran {s['frames']} frames: latency {s['latency_cycles']} cycles, ii {ii} cycles/frame -> {out}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .runner import load_inputs
+    from .verify import verify
+
+    if args.inputs and args.frames is not None:
+        raise RtlgenError("--inputs and --frames exclude each other")
+    x = load_inputs(args.inputs) if args.inputs else None
+    result = verify(args.model, args.design, x, frames=args.frames or 16, **_sim_options(args))
+    name = Path(args.model).stem
+    print(result.summary(name))
+    return 0 if result.ok else EXIT_MISMATCH
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from .build import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="rtlgen", description="QONNX -> streaming dataflow FPGA accelerator (AXI-Stream Verilog IP), verified in Verilator")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="compile a QONNX model to Verilog, host models, a Vivado IP folder and report.json")
+    b.add_argument("model", nargs="?", default=None, help=f"QONNX model (default: the embedded {DEFAULT_MODEL.name})")
+    b.add_argument("-o", "--output", required=True, help="output folder (must not exist or be empty, unless --force)")
+    b.add_argument("--folding", help="folding JSON: {\"layers\": {\"MatMul_0\": {\"PE\": 4, \"SIMD\": 8}}} or {\"target_cycles\": N}")
+    b.add_argument("--input-dtype", help="integer type the host quantizes a float model input to (e.g. INT16)")
+    b.add_argument("--input-scale", type=float, help="scale of that input quantization: hardware input = round(x / scale)")
+    b.add_argument("--fifo-depth", type=int, default=None, help="depth of every inter-layer FIFO (default: one frame of words)")
+    b.add_argument("--force", action="store_true", help="replace an existing output folder")
+    b.add_argument("--name", help="top-level module / IP name (default: from the model file name)")
+    b.add_argument("--part", default="xc7z020clg400-1", help="FPGA part for the IP and Vivado scripts")
+    b.add_argument("--clock-ns", type=float, default=10.0, help="target clock period in ns (out-of-context constraint)")
+    b.add_argument("--vendor", default="rtlgen.org")
+    b.add_argument("--library", default="rtlgen")
+    b.add_argument("--version", default="1.0", help="IP version major.minor")
+    b.set_defaults(func=cmd_build)
+
+    for name, func, helptext in (("run", cmd_run, "run inputs through head, the RTL in Verilator and tail"),
+                                 ("verify", cmd_verify, "run and compare with the golden model and with qonnx")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "verify":
+            p.add_argument("model", help="the QONNX model the design was built from")
+        p.add_argument("design", help="build folder from `rtlgen build`")
+        if name == "run":
+            p.add_argument("--inputs", required=True, help=".npy, N inputs shaped like the model input, batch axis first")
+            p.add_argument("--out", required=True, help=".npy to write the outputs to")
+            p.add_argument("--stats", help="JSON file for measured cycles")
+        else:
+            p.add_argument("--inputs", help=".npy inputs (default: --frames random inputs)")
+            p.add_argument("--frames", type=int, help="number of random frames (default 16)")
+        p.add_argument("--backpressure", type=float, default=0.0, help="probability of an input gap and of an output stall each cycle")
+        p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(func=func)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    try:
+        return args.func(args)
+    except RtlgenError as err:
+        print(f"rtlgen: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("rtlgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in rtlgen, not a user error: say so in one line
+        if args.debug:
+            raise
+        print(f"rtlgen: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              f"(rerun with --debug for a traceback and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Folding: how many processing elements (PE, output channels in parallel) and SIMD lanes (input elements
+in parallel) each layer gets.
+
+A folding file is JSON:
+    {"defaults": {"PE": 1, "SIMD": 1},                 # optional, applies to every layer
+     "layers": {"MatMul_0": {"PE": 16, "SIMD": 49},    # by layer name (the MatMul/Gemm node name)
+                "MatMul_3": {"PE": "max", "SIMD": "max"}}}
+or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target.
+PE must divide the layer's output channels (MH) and SIMD its input elements (MW); "max" means fully parallel.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RtlgenError
+from .graph import Network
+
+DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class FoldingChoice:
+    pe: int
+    simd: int
+
+
+def _cheapest_fold(mw: int, mh: int, target: int) -> FoldingChoice:
+    """Fewest multipliers (PE*SIMD) that reach `target` cycles; ties prefer more SIMD (fewer input words)."""
+    best = None
+    for simd in divisors(mw):
+        for pe in divisors(mh):
+            cycles = (mw // simd) * (mh // pe)
+            if cycles > target:
+                continue
+            key = (pe * simd, -simd)
+            if best is None or key < best[0]:
+                best = (key, FoldingChoice(pe, simd))
+    return best[1] if best else FoldingChoice(mh, mw)
+
+
+def target_folding(network: Network, target_cycles: int) -> dict[str, FoldingChoice]:
+    return {layer.name: _cheapest_fold(layer.mw, layer.mh, target_cycles) for layer in network.layers}
+
+
+def default_folding(network: Network) -> tuple[dict[str, FoldingChoice], str]:
+    """Balanced folding: every layer as cheap as possible while no slower than the largest layer with 64 MACs."""
+    largest = max(layer.mw * layer.mh for layer in network.layers)
+    target = math.ceil(largest / DEFAULT_MACS_FOR_LARGEST_LAYER)
+    folding = target_folding(network, target)
+    achieved = max((l.mw // folding[l.name].simd) * (l.mh // folding[l.name].pe) for l in network.layers)
+    return folding, (f"default folding: balanced for {achieved} cycles per frame (the largest layer gets "
+                     f"{DEFAULT_MACS_FOR_LARGEST_LAYER} multipliers; pass --folding FILE.json to choose)")
+
+
+def _parse_factor(value, full: int, layer: str, key: str) -> int:
+    if value == "max":
+        return full
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RtlgenError(f"folding: {key} of layer {layer} is {value!r}; use a positive integer or \"max\"")
+    if value < 1 or full % value:
+        raise RtlgenError(f"folding: {key}={value} does not divide {full} for layer {layer}; "
+                          f"choose one of {divisors(full)}")
+    return value
+
+
+def load_folding(path: str | Path, network: Network) -> tuple[dict[str, FoldingChoice], str]:
+    path = Path(path)
+    if not path.is_file():
+        raise RtlgenError(f"folding file {path} not found")
+    try:
+        spec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RtlgenError(f"folding file {path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    return parse_folding(spec, network, str(path))
+
+
+def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[str, FoldingChoice], str]:
+    if not isinstance(spec, dict):
+        raise RtlgenError(f"{label}: expected a JSON object with \"layers\", \"defaults\" or \"target_cycles\"")
+    unknown = set(spec) - {"layers", "defaults", "target_cycles"}
+    if unknown:
+        raise RtlgenError(f"{label}: unknown key(s) {sorted(unknown)}; allowed: layers, defaults, target_cycles")
+    names = [layer.name for layer in network.layers]
+    if "target_cycles" in spec:
+        target = spec["target_cycles"]
+        if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+            raise RtlgenError(f"{label}: target_cycles must be a positive integer, not {target!r}")
+        folding = target_folding(network, target)
+        description = f"folding from {label}: cheapest folding for at most {target} cycles per frame"
+    else:
+        folding = {}
+        description = f"folding from {label}"
+    layers = spec.get("layers", {})
+    defaults = spec.get("defaults", {})
+    if not isinstance(layers, dict) or not isinstance(defaults, dict):
+        raise RtlgenError(f"{label}: \"layers\" and \"defaults\" must be JSON objects")
+    unknown_layers = [n for n in layers if n not in names]
+    if unknown_layers:
+        raise RtlgenError(f"{label}: unknown layer(s) {unknown_layers}; the layers are {names}")
+    for layer in network.layers:
+        entry = {**defaults, **layers.get(layer.name, {})}
+        if not isinstance(entry, dict):
+            raise RtlgenError(f"{label}: entry for layer {layer.name} must be an object like {{\"PE\": 4, \"SIMD\": 8}}")
+        bad = set(entry) - {"PE", "SIMD"}
+        if bad:
+            raise RtlgenError(f"{label}: layer {layer.name} has unknown key(s) {sorted(bad)}; use PE and SIMD")
+        base = folding.get(layer.name, FoldingChoice(1, 1) if not defaults and layer.name not in layers and "target_cycles" not in spec else None)
+        if base is None:
+            base = FoldingChoice(1, 1)
+        pe = _parse_factor(entry["PE"], layer.mh, layer.name, "PE") if "PE" in entry else base.pe
+        simd = _parse_factor(entry["SIMD"], layer.mw, layer.name, "SIMD") if "SIMD" in entry else base.simd
+        folding[layer.name] = FoldingChoice(pe, simd)
+    return folding, description
+
+
+def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> None:
+    for layer in network.layers:
+        choice = folding[layer.name]
+        layer.pe, layer.simd = choice.pe, choice.simd
