@@ -84,6 +84,7 @@ class LayerSource:
     beta: np.ndarray
     matmul_out_shape: tuple[int, ...]
     negated: np.ndarray  # channels whose weights were negated to make the activation non-decreasing
+    pre_activation: object = None  # true accumulators (B, MH) -> the quantizer's real input, float64
 
 
 @dataclass
@@ -359,8 +360,16 @@ class _Lowering:
                 src = np.asarray(src, dtype=np.float64)
                 if q.fmt.kind != "bipolar" and q.fmt.width > MAX_WEIGHT_BITS:
                     raise RtlgenError(f"{node.name} ({node.op_type}): {q.fmt.width}-bit weights; at most {MAX_WEIGHT_BITS} bits are supported")
-                levels = q.k_of_index(q.index(src))
+                # the levels qonnx's float32 quantizer gives these weights: they define the model, so a weight
+                # that sits on a rounding tie in float32 must round as qonnx rounds it, not as exact math would
+                quantized = self.constant(node.output[0])
                 scales = np.broadcast_to(q.scale.astype(np.float64), src.shape).copy()
+                if quantized is None:
+                    raise RtlgenError(f"{node.name} ({node.op_type}): qonnx could not evaluate these weights")
+                ratio = np.asarray(quantized, dtype=np.float64) / scales
+                levels = np.round(ratio).astype(np.int64)
+                if np.any(np.abs(ratio - levels) > 1e-3):
+                    raise RtlgenError(f"{node.name} ({node.op_type}): quantized weights are not integer multiples of the scale")
                 bipolar, qnode = q.fmt.kind == "bipolar", node
                 break
             raise RtlgenError(f"{user.name} ({user.op_type}): weights come from a {node.op_type} node ({node.name}); expected an initializer or a quantizer")
@@ -586,6 +595,11 @@ def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], i
     hi_terms = np.maximum(wh * x_lo, wh * x_hi)
     acc_lo_c, acc_hi_c = lo_terms.sum(axis=1), hi_terms.sum(axis=1)
 
+    def pre_activation(acc: np.ndarray) -> np.ndarray:
+        """The quantizer's real input for true accumulators acc (B, MH), in float64 (MatMul out, then epilogue)."""
+        y = (alpha[None, :] * acc + beta[None, :]).reshape((acc.shape[0],) + tuple(mm_shape[1:]))
+        return lw.evaluator.run(epilogue, y, mm.output[0])
+
     negated = np.zeros(mh, dtype=bool)
     thresholds = None
     q = None
@@ -597,10 +611,7 @@ def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], i
 
         def level_index(acc: np.ndarray) -> np.ndarray:
             """Quantizer level index of accumulator values acc (B, MH), through the real-valued epilogue."""
-            y = alpha[None, :] * acc + beta[None, :]
-            y = y.reshape((acc.shape[0],) + tuple(mm_shape[1:]))
-            pre_q = lw.evaluator.run(epilogue, y, mm.output[0])
-            return q.index(pre_q).reshape(acc.shape[0], -1)
+            return q.index(pre_activation(acc)).reshape(acc.shape[0], -1)
 
         thresholds, negated = derive_thresholds(level_index, acc_lo_c, acc_hi_c, q.n_levels, label)
         wh[negated] = -wh[negated]
@@ -621,5 +632,5 @@ def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], i
                       sources={"matmul": mm.name, "epilogue": [n.name for n in epilogue],
                                "quantizer": qnode.name if qnode is not None else None})
     src = LayerSource(matmul=mm, epilogue=epilogue, quantizer_node=qnode, quantizer=q, alpha=alpha, beta=beta,
-                      matmul_out_shape=tuple(mm_shape), negated=negated)
+                      matmul_out_shape=tuple(mm_shape), negated=negated, pre_activation=pre_activation)
     return layer, src

@@ -45,9 +45,9 @@ targets:
       verilator:
         mode: lint-only
         verilator_options: [-Wno-fatal]
+  # Out-of-context synthesis of the core alone, {float(options.clock_ns):g} ns clock on ap_clk
   synth:
     <<: *default
-    description: {_q(f'Out-of-context synthesis of the core alone, {float(options.clock_ns):g} ns clock on ap_clk')}
     default_tool: vivado
     filesets: [rtl, ooc_constraints]
     tools:

@@ -17,7 +17,6 @@ import hashlib
 import math
 import os
 import re
-import shutil
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ class IpOptions:
                                  "digits or '_')")
         if not isinstance(self.version, str) or not _VERSION.match(self.version):
             raise IpPackageError(f"option version={self.version!r}: must be 'major.minor', e.g. '1.0'")
-        if not isinstance(self.part, str) or not self.part.strip() or any(c.isspace() for c in self.part):
+        if not isinstance(self.part, str) or not _VLNV_PART.match(self.part):
             raise IpPackageError(f"option part={self.part!r}: must be a Xilinx part name such as "
                                  "xc7z020clg400-1")
         try:
@@ -169,6 +168,7 @@ def write_ip_package(out_dir: Path, *, top_name: str, ports: list[Port], hdl_fil
                                 ooc_file=ooc_rel)
     emit("component.xml", component)
 
+    # Imported here: both modules build on IpOptions from this one.
     from rtlgen.fusesoc import core_file_text
     emit(f"{options.name}.core", core_file_text(top_name=top_name, hdl_files=[f"hdl/{f}" for f in hdl_files],
                                                 ooc_xdc=ooc_rel, options=options, description=description))
@@ -253,7 +253,7 @@ def _x(tag: str) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, {k: v for k, v in attrs.items()})
+    element = ET.SubElement(parent, tag, attrs)
     if text is not None:
         element.text = text
     return element
@@ -438,15 +438,3 @@ def _xgui_tcl(options: IpOptions, ports: dict[str, Port], revision: int) -> str:
             '  ipgui::add_static_text $IPINST -name "About" -parent ${Page_0} -text {' + about + "}\n"
             "}\n")
 
-
-def copy_board_constraints(dest_dir: Path, names: list[str]) -> list[Path]:
-    """Copy the repository's board XDC files (constraints/NAME) into dest_dir."""
-    source_dir = Path(__file__).resolve().parent.parent / "constraints"
-    copied = []
-    for name in names:
-        source = source_dir / name
-        if not source.is_file():
-            raise FileNotFoundError(f"board constraints {source} are missing from the rtlgen installation")
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        copied.append(Path(shutil.copyfile(source, dest_dir / name)))
-    return copied

@@ -16,10 +16,11 @@ an integer ratio (no partial words but at the end of a DMA buffer).
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtlgen.ipxact import IpOptions, copy_board_constraints
+from rtlgen.ipxact import IpOptions
 
 PYNQ_Z2_PART = "xc7z020clg400-1"
 ARTY_A7_100T_PART = "xc7a100tcsg324-1"
@@ -110,6 +111,19 @@ def write_vivado_scripts(vivado_dir: Path, *, ip_dir: Path, options: IpOptions, 
         written.append(path)
     written += copy_board_constraints(vivado_dir / "constraints", ["pynq_z2.xdc", "arty_a7_100t.xdc"])
     return written
+
+
+def copy_board_constraints(dest_dir: Path, names: list[str]) -> list[Path]:
+    """Copy the repository's board XDC files (constraints/NAME) into dest_dir."""
+    source_dir = Path(__file__).resolve().parent.parent / "constraints"
+    copied = []
+    for name in names:
+        source = source_dir / name
+        if not source.is_file():
+            raise FileNotFoundError(f"board constraints {source} are missing from the rtlgen installation")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        copied.append(Path(shutil.copyfile(source, dest_dir / name)))
+    return copied
 
 
 # ---------------------------------------------------------------------------------------------------------
