@@ -46,16 +46,6 @@ def test_jettagging_with_host_input_format():
     assert [layer.in_fmt.width for layer in lowered.network.layers][0] == 16
 
 
-def test_jettagging_exact_ties_survive():
-    """Inputs on the 2^-8 grid are passed unchanged, so the refs' exact rounding ties reach the thresholds:
-    golden equals the stored qonnx outputs on all 16 frames."""
-    x, y_ref = shared_refs("jettagging_qkeras_w6a6")
-    snapped = np.round(x * 2**8) / 2**8
-    if not np.array_equal(snapped, x):
-        pytest.skip("reference inputs are not on the 2^-8 grid")
-    _golden_vs_qonnx(shared_model("jettagging_qkeras_w6a6"), x, y_ref, input_format=InputFormat("INT16", 2.0**-8))
-
-
 @pytest.mark.parametrize("name", ["tfc_w1a1_finnonnx", "tfc_w1a1_quant1bit", "kws_w3a3_mlperftiny", "bnn_fc_1layer",
                                   "qkeras_dense_w1_w4", "qkeras_qdense_0"])
 def test_shared_models_random_inputs(name):

@@ -1,0 +1,169 @@
+"""The command line as users meet it: exit codes, one-line errors without tracebacks, no finished-looking
+output after a failure, and the happy path on the embedded default model."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED_MODELS, shared_model
+
+DEFAULT_INPUTS = REPO / "rtlgen" / "models" / "default_digits_inputs.npy"
+DEFAULT_MODEL = REPO / "rtlgen" / "models" / "default_digits_mlp.onnx"
+
+
+def rtlgen(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "rtlgen.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_user_error(code, out, err, *needles):
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("rtlgen: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def default_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default") / "design"
+    code, stdout, stderr = rtlgen("build", "-o", out)
+    assert code == 0, stderr
+    return out, stdout
+
+
+def test_build_default_model_without_argument(default_build):
+    out, stdout = default_build
+    assert "default folding" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["name"] == DEFAULT_MODEL.name
+    for key in ("name", "op", "PE", "SIMD", "input_dtype", "weight_dtype", "output_dtype", "in_stream_bits",
+                "out_stream_bits", "cycles_per_frame"):
+        assert all(key in layer for layer in report["layers"]), key
+    assert report["estimate"]["ii_cycles"] == max(layer["cycles_per_frame"] for layer in report["layers"])
+    assert (out / "ip" / "hdl" / f"{report['top']}.v").is_file()
+    assert (out / "host" / "head.onnx").is_file() and (out / "host" / "tail.onnx").is_file()
+
+
+def test_run_and_verify_default_model(default_build, tmp_path):
+    out, _ = default_build
+    y_path, stats_path = tmp_path / "y.npy", tmp_path / "stats.json"
+    code, stdout, stderr = rtlgen("run", out, "--inputs", DEFAULT_INPUTS, "--out", y_path, "--stats", stats_path)
+    assert code == 0, stderr
+    x = np.load(DEFAULT_INPUTS)
+    y = np.load(y_path)
+    assert y.shape == (len(x), 10)
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames"] == len(x) and stats["latency_cycles"] > 0
+    assert abs(stats["ii_cycles"] - stats["estimate"]["ii_cycles"]) <= 0.05 * stats["estimate"]["ii_cycles"]
+    labels = np.load(REPO / "rtlgen" / "models" / "default_digits_labels.npy")
+    assert (y.argmax(axis=1) == labels).mean() > 0.8  # a trained classifier, through the RTL
+    code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, out, "--frames", "24", "--backpressure", "0.4", "--seed", "5")
+    assert code == 0, stderr
+    assert "hardware == golden on 24/24" in stdout and "golden == qonnx on 24/24" in stdout
+
+
+def test_missing_model_file(tmp_path):
+    assert_user_error(*rtlgen("build", tmp_path / "nope.onnx", "-o", tmp_path / "o"), "nope.onnx", "not found")
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_an_onnx_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf\x00\x01\x02" * 10)
+    assert_user_error(*rtlgen("build", bad, "-o", tmp_path / "o"), "bad.onnx")
+    assert not (tmp_path / "o").exists()
+
+
+def test_truncated_onnx(tmp_path):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(DEFAULT_MODEL.read_bytes()[:5000])
+    assert_user_error(*rtlgen("build", cut, "-o", tmp_path / "o"), "cut.onnx")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name,needles", [
+    ("fp8_floatquant_gemm", ["FloatQuant"]),
+    ("espcn_subpixel_w4a4", ["Conv", "DepthToSpace"]),
+    ("radioml_vgg10_w8a8", ["Conv_0", "MaxPool_0", "Conv_6"]),
+    ("qkeras_qact_0", ["no MatMul or Gemm"]),
+])
+def test_unsupported_models_list_offending_nodes(name, needles, tmp_path):
+    assert_user_error(*rtlgen("build", shared_model(name), "-o", tmp_path / "o"), *needles)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp-*"))
+
+
+def test_float_input_needs_input_format(tmp_path):
+    path = shared_model("jettagging_qkeras_w6a6")
+    assert_user_error(*rtlgen("build", path, "-o", tmp_path / "o"), "global_in", "--input-dtype", "--input-scale")
+    assert_user_error(*rtlgen("build", path, "-o", tmp_path / "o", "--input-dtype", "INT16"), "--input-scale")
+    assert_user_error(*rtlgen("build", path, "-o", tmp_path / "o", "--input-dtype", "FLOAT8", "--input-scale", "0.1"), "FLOAT8")
+    code, out, err = rtlgen("build", path, "-o", tmp_path / "o", "--input-dtype", "INT16", "--input-scale", "0.00390625")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("spec,needles", [
+    ({"layers": {"Gemm_9": {"PE": 1}}}, ["Gemm_9", "Gemm_0"]),
+    ({"layers": {"Gemm_0": {"PE": 3}}}, ["PE=3", "Gemm_0", "divide"]),
+    ({"layers": {"Gemm_0": {"SIMD": 0}}}, ["SIMD=0", "Gemm_0"]),
+    ({"layers": {"Gemm_0": {"PE": "fast"}}}, ["PE", "Gemm_0"]),
+    ({"layers": {"Gemm_0": {"pe": 2}}}, ["pe", "PE and SIMD"]),
+    ({"target_cycles": -3}, ["target_cycles"]),
+    ({"foo": 1}, ["foo"]),
+])
+def test_bad_folding(spec, needles, tmp_path):
+    folding = tmp_path / "fold.json"
+    folding.write_text(json.dumps(spec))
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "o", "--folding", folding), *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_folding_file_not_json(tmp_path):
+    folding = tmp_path / "fold.json"
+    folding.write_text("{PE: 4")
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "o", "--folding", folding), "fold.json", "JSON")
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "o", "--folding", tmp_path / "none.json"), "none.json", "not found")
+
+
+def test_existing_output_folder(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert_user_error(*rtlgen("build", "-o", out), "exists", "--force")
+    assert (out / "keep.txt").read_text() == "user data"
+    (tmp_path / "file").write_text("x")
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "file"), "not a folder")
+
+
+def test_unwritable_output_parent(tmp_path):
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "missing" / "deeper" / "o"), "does not exist")
+
+
+def test_run_rejects_bad_inputs(default_build, tmp_path):
+    out, _ = default_build
+    wrong_shape = tmp_path / "wrong.npy"
+    np.save(wrong_shape, np.zeros((4, 63), dtype=np.float32))
+    assert_user_error(*rtlgen("run", out, "--inputs", wrong_shape, "--out", tmp_path / "y.npy"), "(4, 63)", "64")
+    strings = tmp_path / "strings.npy"
+    np.save(strings, np.array([["a"] * 64]))
+    assert_user_error(*rtlgen("run", out, "--inputs", strings, "--out", tmp_path / "y.npy"), "numeric")
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((2, 1, 64), np.nan, dtype=np.float32))
+    assert_user_error(*rtlgen("run", out, "--inputs", nan, "--out", tmp_path / "y.npy"), "NaN")
+    not_npy = tmp_path / "x.npy"
+    not_npy.write_text("hello")
+    assert_user_error(*rtlgen("run", out, "--inputs", not_npy, "--out", tmp_path / "y.npy"), "x.npy")
+    assert_user_error(*rtlgen("run", tmp_path, "--inputs", DEFAULT_INPUTS, "--out", tmp_path / "y.npy"), "report.json")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_verify_rejects_other_model(default_build, tmp_path):
+    out, _ = default_build
+    other = shared_model("bnn_fc_1layer")
+    assert_user_error(*rtlgen("verify", other, out, "--frames", "2"), "built from", DEFAULT_MODEL.name)
