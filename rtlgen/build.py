@@ -123,7 +123,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         onnx.save(tail, str(tmp / "host" / "tail.onnx"))
         report = _report(model_path, lowered, stages, timing, folding_note, top_name, options)
         if options.package_ip:
-            _package_ip(tmp, top_name, network, options, model_path)
+            _package_ip(tmp, top_name, options, model_path)
         report["build_seconds"] = round(time.monotonic() - start, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         if out_dir.exists():
@@ -135,21 +135,19 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     return report
 
 
-def _package_ip(tmp: Path, top_name: str, network, options: BuildOptions, model_path: Path) -> None:
-    from .ipxact import IpOptions, Port, write_ip_package
+def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Path) -> None:
+    """The Vivado IP folder, with the port list read back from the emitted Verilog (never a hand-kept list)."""
+    from .ipxact import IpOptions, write_ip_package
+    from .verilog_ports import VerilogPortError, read_verilog_ports
 
-    in_w, out_w = stream_widths(network)
-    from ip_cores.axis_top import axis_width
-
-    ports = [Port("ap_clk", "in", 1), Port("ap_rst_n", "in", 1),
-             Port("s_axis_tdata", "in", axis_width(in_w)), Port("s_axis_tvalid", "in", 1), Port("s_axis_tready", "out", 1),
-             Port("m_axis_tdata", "out", axis_width(out_w)), Port("m_axis_tvalid", "out", 1),
-             Port("m_axis_tready", "in", 1), Port("m_axis_tlast", "out", 1)]
     try:
+        ports = read_verilog_ports(tmp / "ip" / "hdl" / f"{top_name}.v", top_name)
         ip_options = IpOptions(vendor=options.vendor, library=options.library, name=top_name, version=options.version,
                                part=options.part, clock_ns=options.clock_ns)
         write_ip_package(tmp, top_name=top_name, ports=ports, hdl_files=[f"{top_name}.v"], options=ip_options,
                          description=f"rtlgen streaming accelerator for {model_path.name}")
+    except VerilogPortError as exc:
+        raise RtlgenError(f"could not read the ports of the generated Verilog: {exc}") from None
     except ValueError as exc:
         raise RtlgenError(str(exc)) from None
 
