@@ -589,8 +589,9 @@ def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], i
     beta = b_vec @ w_q + lw.constant_bias(mm, mh)
     mm_shape = tensor_shape(lw.model, mm.output[0]) or (1, mh)
 
-    # 2) accumulator range from the actual weights and the input range
-    x_lo, x_hi = k_range
+    # 2) accumulator range from the actual weights and every value the input format can carry (a narrow
+    #    quantizer never produces its format's minimum, but the hardware must not overflow if it arrives)
+    x_lo, x_hi = (-1, 1) if in_fmt.kind == "bipolar" else (in_fmt.min, in_fmt.max)
     lo_terms = np.minimum(wh * x_lo, wh * x_hi)
     hi_terms = np.maximum(wh * x_lo, wh * x_hi)
     acc_lo_c, acc_hi_c = lo_terms.sum(axis=1), hi_terms.sum(axis=1)

@@ -16,17 +16,7 @@ from ip_cores.width_converter import StreamWidthConverter
 
 from .graph import MVTULayer, Network
 
-DEFAULT_FIFO_DEPTH = None  # None: one whole frame of the producer's words (at least 2)
-
-
-def fifo_depth_for(producer: MVTULayer, fixed: int | None) -> int:
-    """FIFO depth after `producer`.
-
-    An MVTU reads its input stream only during its first neuron fold, so its upstream must be able to run a
-    frame ahead while it replays the buffered vector; a FIFO of one frame of the producer's words makes
-    that possible and keeps the steady-state interval at the slowest layer's NF*SF.
-    """
-    return fixed if fixed is not None else max(2, producer.nf)
+DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 
 
 @dataclass(frozen=True)
@@ -46,18 +36,27 @@ class Stage:
 
 
 def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> list[Stage]:
+    """The chain of blocks, with one FIFO and any width converters between consecutive layers.
+
+    An MVTU reads its input stream only during its first neuron fold, in a burst of one word a cycle, while its
+    producer trickles words out over the whole frame. So the FIFO must sit where it can hand over a buffered
+    frame at the consumer's pace: on the wide side of the width converters (after a gathering converter, before
+    a splitting one; a gathering converter behind a FIFO would pace the burst at one element a cycle). One frame
+    of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's NF*SF.
+    """
     stages: list[Stage] = []
     for index, layer in enumerate(network.layers):
         if index:
             prev = network.layers[index - 1]
             w = prev.out_fmt.width
-            stages.append(Stage("fifo", f"fifo_{index}", prev.pe, prev.pe, w, w, prev.mh, prev.mh,
-                                depth=fifo_depth_for(prev, fifo_depth)))
-            if prev.pe != layer.simd:
-                mid = math.gcd(prev.pe, layer.simd)
-                hops = [prev.pe, mid, layer.simd] if mid not in (prev.pe, layer.simd) else [prev.pe, layer.simd]
-                for a, b in zip(hops, hops[1:]):
-                    stages.append(Stage("dwc", f"dwc_{index}_{a}to{b}", a, b, w, w, prev.mh, prev.mh))
+            mid = math.gcd(prev.pe, layer.simd)
+            hops = [prev.pe, mid, layer.simd] if mid not in (prev.pe, layer.simd) else [prev.pe, layer.simd]
+            converters = [Stage("dwc", f"dwc_{index}_{a}to{b}", a, b, w, w, prev.mh, prev.mh)
+                          for a, b in zip(hops, hops[1:]) if a != b]
+            fifo_elems = max(prev.pe, layer.simd)
+            depth = fifo_depth if fifo_depth is not None else max(2, prev.mh // fifo_elems)
+            fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, prev.mh, prev.mh, depth=depth)
+            stages += [*converters, fifo] if layer.simd >= prev.pe else [fifo, *converters]
         stages.append(Stage("mvtu", layer.name, layer.simd, layer.pe, layer.in_fmt.width, layer.out_fmt.width,
                             layer.mw, layer.mh, layer=layer))
     return stages

@@ -1,0 +1,377 @@
+// Compiled Verilator testbench for an rtlgen accelerator top level (AXI-Stream in, AXI-Stream out).
+//
+// Built by sim/verilator_harness.py with `verilator --cc --exe --build --prefix Vtop`; the build
+// directory holds a generated `harness_config.h` that names the model class and the TDATA widths:
+//
+//     #define HARNESS_TOP_NAME "my_top"
+//     #define HARNESS_IN_W 200
+//     #define HARNESS_OUT_W 72
+//     #include "Vtop.h"
+//     typedef Vtop HarnessTop;
+//
+// Ports expected: ap_clk, ap_rst_n (active low), s_axis_tdata/tvalid/tready,
+// m_axis_tdata/tvalid/tready/tlast.
+//
+// Usage:
+//   harness --in IN.hex --out OUT.txt --n-out M [--in-per-frame A] [--out-per-frame B]
+//           [--p-in P] [--p-out P] [--seed S] [--watchdog K] [--reset-cycles R] [--trace FILE.vcd|FILE.fst]
+//
+// IN.hex: one input word a line, hexadecimal (no prefix needed, "0x" accepted), least significant
+// bit = bit 0 of s_axis_tdata.
+// OUT.txt (written on success):
+//   status ok
+//   cycles T            cycles simulated after reset (last output handshake cycle + 1)
+//   in_accepted A       input words accepted
+//   o HEX TLAST CYCLE   one line per output word, in order
+//   i FRAME CYCLE       cycle of the first input handshake of each input frame
+// Cycle c is the c-th rising edge of ap_clk after reset was released (the first is cycle 0); a
+// handshake "in cycle c" means tvalid && tready were both high at that edge.
+// On failure the program prints one line starting with "harness: " to stderr and exits non-zero.
+
+#include "harness_config.h"
+
+#include "verilated.h"
+#if VM_TRACE_FST
+#include "verilated_fst_c.h"
+typedef VerilatedFstC HarnessTrace;
+#elif VM_TRACE_VCD
+#include "verilated_vcd_c.h"
+typedef VerilatedVcdC HarnessTrace;
+#endif
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+constexpr int kInChunks = (HARNESS_IN_W + 31) / 32;
+constexpr int kOutChunks = (HARNESS_OUT_W + 31) / 32;
+
+[[noreturn]] void fail(const std::string& msg) {
+    std::fprintf(stderr, "harness: %s\n", msg.c_str());
+    std::fflush(stderr);
+    std::exit(3);
+}
+
+// ---- moving words between 32-bit chunk arrays (least significant chunk first) and ports ----------
+// Ports of 1..64 bits are plain integers (CData/SData/IData/QData), wider ones are VlWide<N>.
+
+template <typename T>
+void put_port(T& port, const uint32_t* chunks, int width) {
+    static_assert(std::is_integral<T>::value, "scalar port expected");
+    uint64_t v = chunks[0];
+    if (width > 32) v |= static_cast<uint64_t>(chunks[1]) << 32;
+    port = static_cast<T>(v);
+}
+
+template <std::size_t N>
+void put_port(VlWide<N>& port, const uint32_t* chunks, int /*width*/) {
+    for (std::size_t i = 0; i < N; ++i) port.m_storage[i] = chunks[i];
+}
+
+template <typename T>
+void get_port(const T& port, uint32_t* chunks, int width) {
+    static_assert(std::is_integral<T>::value, "scalar port expected");
+    const uint64_t v = static_cast<uint64_t>(port);
+    chunks[0] = static_cast<uint32_t>(v);
+    if (width > 32) chunks[1] = static_cast<uint32_t>(v >> 32);
+}
+
+template <std::size_t N>
+void get_port(const VlWide<N>& port, uint32_t* chunks, int /*width*/) {
+    for (std::size_t i = 0; i < N; ++i) chunks[i] = port.m_storage[i];
+}
+
+// The generated header and the model must agree on the widths; catch a mismatch at compile time.
+template <typename T>
+constexpr bool port_fits(int width) {
+    return width <= static_cast<int>(sizeof(T) * 8) && (width > 32) == (sizeof(T) == 8);
+}
+template <typename T>
+struct PortWords {
+    static constexpr int words(int width) { return port_fits<T>(width) ? (width + 31) / 32 : -1; }
+};
+template <std::size_t N>
+struct PortWords<VlWide<N>> {
+    static constexpr int words(int) { return static_cast<int>(N); }
+};
+
+// ---- hex text <-> chunks --------------------------------------------------------------------------
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Parses one hex word into `chunks` (n_chunks words, zeroed first); false when malformed or wider
+// than `width` bits. Nibbles never straddle a 32-bit chunk.
+bool parse_hex(const char* begin, const char* end, uint32_t* chunks, int n_chunks, int width) {
+    std::memset(chunks, 0, sizeof(uint32_t) * n_chunks);
+    if (end - begin >= 2 && begin[0] == '0' && (begin[1] == 'x' || begin[1] == 'X')) begin += 2;
+    if (begin == end) return false;
+    int bit = 0;
+    for (const char* p = end; p != begin;) {
+        --p;
+        if (*p == '_') continue;
+        const int v = hex_value(*p);
+        if (v < 0) return false;
+        if (v != 0) {
+            if (bit >= width || (width - bit < 4 && (v >> (width - bit)) != 0)) return false;
+            chunks[bit / 32] |= static_cast<uint32_t>(v) << (bit % 32);
+        }
+        bit += 4;
+    }
+    return true;
+}
+
+void write_hex(std::FILE* f, const uint32_t* chunks, int n_chunks) {
+    int top = n_chunks - 1;
+    while (top > 0 && chunks[top] == 0) --top;
+    std::fprintf(f, "%x", chunks[top]);
+    for (int i = top - 1; i >= 0; --i) std::fprintf(f, "%08x", chunks[i]);
+}
+
+// ---- seeded randomness (splitmix64: identical sequences on every platform) -----------------------
+
+struct Rng {
+    uint64_t state;
+    explicit Rng(uint64_t seed) : state(seed) {}
+    uint64_t next() {
+        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    // true with probability p
+    bool chance(double p) {
+        if (p <= 0.0) return false;
+        return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0) < p;
+    }
+};
+
+struct Options {
+    std::string in_path, out_path, trace_path;
+    long long n_out = -1;
+    long long in_per_frame = 1;
+    long long out_per_frame = 1;
+    double p_in = 0.0, p_out = 0.0;
+    unsigned long long seed = 0;
+    long long watchdog = 100000;
+    int reset_cycles = 4;
+};
+
+long long parse_int(const char* name, const char* text) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(text, &end, 0);
+    if (errno || end == text || *end) fail(std::string("bad integer for ") + name + ": " + text);
+    return v;
+}
+
+double parse_prob(const char* name, const char* text) {
+    char* end = nullptr;
+    const double v = std::strtod(text, &end);
+    if (end == text || *end || !(v >= 0.0 && v < 1.0))
+        fail(std::string("bad probability for ") + name + " (need 0 <= p < 1): " + text);
+    return v;
+}
+
+Options parse_args(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a.rfind("+verilator+", 0) == 0) continue;  // Verilator runtime options
+        if (i + 1 >= argc) fail("missing value after " + a);
+        const char* v = argv[++i];
+        if (a == "--in") o.in_path = v;
+        else if (a == "--out") o.out_path = v;
+        else if (a == "--trace") o.trace_path = v;
+        else if (a == "--n-out") o.n_out = parse_int("--n-out", v);
+        else if (a == "--in-per-frame") o.in_per_frame = parse_int("--in-per-frame", v);
+        else if (a == "--out-per-frame") o.out_per_frame = parse_int("--out-per-frame", v);
+        else if (a == "--p-in") o.p_in = parse_prob("--p-in", v);
+        else if (a == "--p-out") o.p_out = parse_prob("--p-out", v);
+        else if (a == "--seed") o.seed = static_cast<unsigned long long>(parse_int("--seed", v));
+        else if (a == "--watchdog") o.watchdog = parse_int("--watchdog", v);
+        else if (a == "--reset-cycles") o.reset_cycles = static_cast<int>(parse_int("--reset-cycles", v));
+        else fail("unknown option " + a);
+    }
+    if (o.in_path.empty() || o.out_path.empty() || o.n_out < 0)
+        fail("usage: harness --in IN.hex --out OUT.txt --n-out M [--in-per-frame A] [--out-per-frame B] "
+             "[--p-in P] [--p-out P] [--seed S] [--watchdog K] [--reset-cycles R] [--trace FILE.vcd|FILE.fst]");
+    if (o.in_per_frame < 1 || o.out_per_frame < 1 || o.watchdog < 1 || o.reset_cycles < 1)
+        fail("--in-per-frame, --out-per-frame, --watchdog and --reset-cycles must be >= 1");
+    return o;
+}
+
+std::vector<uint32_t> read_words(const std::string& path, long long& n_words) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail("cannot open input file " + path + ": " + std::strerror(errno));
+    std::string text;
+    char block[1 << 16];
+    std::size_t got;
+    while ((got = std::fread(block, 1, sizeof(block), f)) > 0) text.append(block, got);
+    std::fclose(f);
+
+    std::vector<uint32_t> data;
+    n_words = 0;
+    long long line_no = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t eol = text.find('\n', pos);
+        if (eol == std::string::npos) eol = text.size();
+        ++line_no;
+        std::size_t b = pos, e = eol;
+        pos = eol + 1;
+        while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\r')) ++b;
+        while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r')) --e;
+        if (b == e || text[b] == '#') continue;
+        data.resize(data.size() + kInChunks);
+        if (!parse_hex(text.data() + b, text.data() + e, &data[data.size() - kInChunks], kInChunks, HARNESS_IN_W))
+            fail(path + ":" + std::to_string(line_no) + ": not a hex word of at most " +
+                 std::to_string(HARNESS_IN_W) + " bits: '" + text.substr(b, std::min<std::size_t>(e - b, 80)) + "'");
+        ++n_words;
+    }
+    return data;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Options opt = parse_args(argc, argv);
+
+    auto ctx = std::make_unique<VerilatedContext>();
+    ctx->commandArgs(argc, argv);
+    auto top = std::make_unique<HarnessTop>(ctx.get(), HARNESS_TOP_NAME);
+
+    static_assert(PortWords<std::remove_reference_t<decltype(top->s_axis_tdata)>>::words(HARNESS_IN_W) == kInChunks,
+                  "s_axis_tdata width in harness_config.h does not match the model");
+    static_assert(PortWords<std::remove_reference_t<decltype(top->m_axis_tdata)>>::words(HARNESS_OUT_W) == kOutChunks,
+                  "m_axis_tdata width in harness_config.h does not match the model");
+
+    long long n_in = 0;
+    const std::vector<uint32_t> in_data = read_words(opt.in_path, n_in);
+    const long long n_out = opt.n_out;
+
+    std::vector<uint32_t> out_data(static_cast<std::size_t>(n_out) * kOutChunks);
+    std::vector<uint8_t> out_last(static_cast<std::size_t>(n_out));
+    std::vector<long long> out_cycle(static_cast<std::size_t>(n_out));
+    std::vector<long long> frame_first_in;
+    frame_first_in.reserve(static_cast<std::size_t>(n_in / opt.in_per_frame + 1));
+
+#if VM_TRACE_FST || VM_TRACE_VCD
+    std::unique_ptr<HarnessTrace> tfp;
+    if (!opt.trace_path.empty()) {
+        ctx->traceEverOn(true);
+        tfp = std::make_unique<HarnessTrace>();
+        top->trace(tfp.get(), 99);
+        tfp->open(opt.trace_path.c_str());
+    }
+    auto dump = [&]() {
+        if (tfp) tfp->dump(ctx->time());
+    };
+#else
+    if (!opt.trace_path.empty()) fail("--trace needs a harness built with tracing (CompiledHarness.build(..., trace=\"vcd\"))");
+    auto dump = []() {};
+#endif
+
+    Rng rng_in(opt.seed * 2 + 1);
+    Rng rng_out(opt.seed * 2 + 2);
+    const uint32_t zero_in[kInChunks] = {};
+
+    // Reset: a few cycles with ap_rst_n low and both streams idle.
+    top->ap_clk = 0;
+    top->ap_rst_n = 0;
+    top->s_axis_tvalid = 0;
+    put_port(top->s_axis_tdata, zero_in, HARNESS_IN_W);
+    top->m_axis_tready = 0;
+    top->eval();
+    dump();
+    for (int i = 0; i < opt.reset_cycles; ++i) {
+        ctx->timeInc(1);
+        top->ap_clk = 1;
+        top->eval();
+        dump();
+        ctx->timeInc(1);
+        top->ap_clk = 0;
+        top->eval();
+        dump();
+    }
+    top->ap_rst_n = 1;
+
+    long long next_in = 0;      // index of the next input word to present
+    bool presenting = false;    // s_axis_tvalid currently high with word next_in
+    long long got = 0;          // output words received
+    long long cycle = 0;
+    long long last_progress = 0;
+    uint32_t chunk_buf[kOutChunks];
+
+    while (got < n_out) {
+        // Drive inputs for this cycle (ap_clk is low). tvalid/tdata stay put while not accepted.
+        if (!presenting && next_in < n_in && !rng_in.chance(opt.p_in)) {
+            presenting = true;
+            put_port(top->s_axis_tdata, &in_data[static_cast<std::size_t>(next_in) * kInChunks], HARNESS_IN_W);
+        }
+        top->s_axis_tvalid = presenting ? 1 : 0;
+        top->m_axis_tready = rng_out.chance(opt.p_out) ? 0 : 1;
+        ctx->timeInc(1);
+        top->eval();
+        dump();
+
+        // Sample the handshakes that happen at this rising edge.
+        const bool in_fire = presenting && top->s_axis_tready;
+        const bool out_fire = top->m_axis_tvalid && top->m_axis_tready;
+        if (out_fire) {
+            get_port(top->m_axis_tdata, chunk_buf, HARNESS_OUT_W);
+            std::memcpy(&out_data[static_cast<std::size_t>(got) * kOutChunks], chunk_buf, sizeof(chunk_buf));
+            out_last[static_cast<std::size_t>(got)] = top->m_axis_tlast ? 1 : 0;
+            out_cycle[static_cast<std::size_t>(got)] = cycle;
+            ++got;
+            last_progress = cycle;
+        }
+        if (in_fire) {
+            if (next_in % opt.in_per_frame == 0) frame_first_in.push_back(cycle);
+            ++next_in;
+            presenting = false;
+        }
+
+        top->ap_clk = 1;
+        ctx->timeInc(1);
+        top->eval();
+        dump();
+        top->ap_clk = 0;
+
+        if (ctx->gotFinish()) fail("the design called $finish in cycle " + std::to_string(cycle));
+        ++cycle;
+        if (got < n_out && cycle - last_progress > opt.watchdog) {
+            fail("deadlock/stall after cycle " + std::to_string(cycle) + ": " + std::to_string(got) + " of " +
+                 std::to_string(n_out) + " words (" + std::to_string(next_in) + " of " + std::to_string(n_in) +
+                 " input words accepted, no output for " + std::to_string(opt.watchdog) + " cycles)");
+        }
+    }
+    top->final();
+#if VM_TRACE_FST || VM_TRACE_VCD
+    if (tfp) tfp->close();
+#endif
+
+    std::FILE* f = std::fopen(opt.out_path.c_str(), "w");
+    if (!f) fail("cannot write output file " + opt.out_path + ": " + std::strerror(errno));
+    std::fprintf(f, "status ok\ncycles %lld\nin_accepted %lld\n", cycle, next_in);
+    for (long long i = 0; i < n_out; ++i) {
+        std::fputs("o ", f);
+        write_hex(f, &out_data[static_cast<std::size_t>(i) * kOutChunks], kOutChunks);
+        std::fprintf(f, " %d %lld\n", out_last[static_cast<std::size_t>(i)], out_cycle[static_cast<std::size_t>(i)]);
+    }
+    for (std::size_t i = 0; i < frame_first_in.size(); ++i) std::fprintf(f, "i %zu %lld\n", i, frame_first_in[i]);
+    if (std::fclose(f) != 0) fail("cannot write output file " + opt.out_path);
+    return 0;
+}
