@@ -93,10 +93,23 @@ class Quantizer:
 
 
 @dataclass
-class IntQuantizer(Quantizer):
-    """qonnx Quant / IntQuant with zero point 0: k = clip(round(x / scale)), value = k * scale."""
+class ScaledQuantizer(Quantizer):
+    """A quantizer whose level k means k * scale (per tensor, or broadcast per channel)."""
 
     scale: np.ndarray = None
+
+    def value(self, k: np.ndarray) -> np.ndarray:
+        return np.asarray(k, dtype=np.float64) * self.scale.astype(np.float64)
+
+    def uniform_scale(self) -> float | None:
+        s = np.unique(self.scale)
+        return float(s[0]) if s.size == 1 else None
+
+
+@dataclass
+class IntQuantizer(ScaledQuantizer):
+    """qonnx Quant / IntQuant with zero point 0: k = clip(round(x / scale)), value = k * scale."""
+
     bitwidth: int = 8
     signed: bool = True
     narrow: bool = False
@@ -110,29 +123,13 @@ class IntQuantizer(Quantizer):
         k = apply_rounding(np.clip(y, lo, hi), self.rounding)
         return k.astype(np.int64) - lo
 
-    def value(self, k: np.ndarray) -> np.ndarray:
-        return np.asarray(k, dtype=np.float64) * self.scale.astype(np.float64)
-
-    def uniform_scale(self) -> float | None:
-        s = np.unique(self.scale)
-        return float(s[0]) if s.size == 1 else None
-
 
 @dataclass
-class BipolarQuantizer(Quantizer):
+class BipolarQuantizer(ScaledQuantizer):
     """qonnx BipolarQuant: +scale where x >= 0, else -scale."""
-
-    scale: np.ndarray = None
 
     def index(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) >= 0).astype(np.int64)
-
-    def value(self, k: np.ndarray) -> np.ndarray:
-        return np.asarray(k, dtype=np.float64) * self.scale.astype(np.float64)
-
-    def uniform_scale(self) -> float | None:
-        s = np.unique(self.scale)
-        return float(s[0]) if s.size == 1 else None
 
 
 @dataclass

@@ -107,6 +107,16 @@ def host_tail(design: Design, hw_out: np.ndarray) -> np.ndarray:
     return y
 
 
+LARGE_VERILOG_BYTES = 150_000
+
+
+def harness_optimisation(design: Design) -> str:
+    """C++ optimisation for the Verilated model: -O1 simulates faster, but g++ -O1 on the huge functions that
+    Verilator makes of wide threshold banks takes many minutes, where -O0 takes seconds."""
+    size = sum(path.stat().st_size for path in design.verilog)
+    return "-O1" if size < LARGE_VERILOG_BYTES else "-O0"
+
+
 def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_stall: float = 0.0, seed: int = 0,
              watchdog_cycles: int | None = None) -> tuple[np.ndarray, dict]:
     """Run the compiled Verilator harness on integer frames; returns (hw_out, stats)."""
@@ -123,7 +133,8 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
         est = design.report["estimate"]
         watchdog_cycles = max(100000, 8 * (est["latency_cycles"] + est["ii_cycles"]))
     try:
-        harness = CompiledHarness.build(design.verilog, design.report["top"], design.root / "sim_build")
+        harness = CompiledHarness.build(design.verilog, design.report["top"], design.root / "sim_build",
+                                        opt=harness_optimisation(design))
         result = harness.run(words, n * io["out_words_per_frame"], io["in_words_per_frame"], io["out_words_per_frame"],
                              p_in_gap=p_in_gap, p_out_stall=p_out_stall, seed=seed, watchdog_cycles=watchdog_cycles)
     except (SimulationError, ToolchainError) as exc:

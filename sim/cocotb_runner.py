@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Verilator
 
-from .toolchain import apply_verilator_env, require_cxx, verilator_root
+from .toolchain import VERILATOR_MAKE_FIXES, apply_verilator_env, require_cxx, verilator_root
 
 __all__ = ["run_cocotb", "bench_params", "SimulationFailed", "PARAMS_ENV", "VERILATOR_BUILD_ARGS"]
 
@@ -61,6 +61,9 @@ class _CachedRuntimeVerilator(Verilator):
 
     def _build_command(self):
         commands = super()._build_command()
+        for command in commands:
+            if command and command[0] == "make":
+                command.extend(VERILATOR_MAKE_FIXES)
         cached = sorted(str(p) for p in self.runtime_cache.glob("*.[od]")) if self.runtime_cache.is_dir() else []
         if cached:
             # After `verilator` (which rewrites Vtop.mk, a prerequisite of these objects) and before

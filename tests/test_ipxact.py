@@ -19,16 +19,9 @@ import pytest
 from rtlgen.ipxact import IpOptions, Port, core_revision, write_ip_package
 from rtlgen.verilog_ports import VerilogPortError, read_verilog_ports
 
-lxml_etree = pytest.importorskip("lxml.etree")
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared")
-SCHEMA_DIR = SHARED / "ipxact" / "ieee-1685-2009"
-EXAMPLES_DIR = SHARED / "ipxact" / "examples"
-SPIRIT = "http://www.spiritconsortium.org/XMLSchema/SPIRIT/1685-2009"
-XILINX = "http://www.xilinx.com"
-NS = {"spirit": SPIRIT, "xilinx": XILINX}
+from ipxact_checks import (EXAMPLES_DIR, NS, SCHEMA_DIR, SHARED, SPIRIT, XILINX, check_named_files,  # noqa: F401
+                            check_ports_match_verilog, check_schema, component, component_ports, lxml_etree,
+                            load_schema, text)
 
 TCLSH = shutil.which("tclsh")
 needs_tclsh = pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (apt-get install tcl)")
@@ -113,80 +106,24 @@ def build(request, tmp_path_factory):
     return root, written, in_width, out_width
 
 
-def component(root: Path):
-    return lxml_etree.parse(str(root / "ip" / "component.xml"))
-
-
-def text(node, path: str) -> str:
-    found = node.find(path, NS)
-    assert found is not None, f"{path} missing"
-    return (found.text or "").strip()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # component.xml
 
-class LocalSchemaResolver(lxml_etree.Resolver):
-    """Resolve every schema include/import to the local copy: validation never touches the network."""
-
-    def resolve(self, url, public_id, context):
-        local = SCHEMA_DIR / Path(url.split("?")[0]).name
-        if local.is_file():
-            return self.resolve_filename(str(local), context)
-        raise AssertionError(f"schema wants {url}, which is not in {SCHEMA_DIR}")
-
-
-def load_schema():
-    if not (SCHEMA_DIR / "component.xsd").is_file():
-        pytest.skip(f"IEEE 1685-2009 schema not found in {SCHEMA_DIR}")
-    parser = lxml_etree.XMLParser(no_network=True, resolve_entities=False)
-    parser.resolvers.add(LocalSchemaResolver())
-    return lxml_etree.XMLSchema(lxml_etree.parse(str(SCHEMA_DIR / "component.xsd"), parser))
-
-
 def test_component_validates_against_ieee_1685_2009(build):
     root, *_ = build
-    schema = load_schema()
-    doc = component(root)
-    assert schema.validate(doc), "\n".join(str(e) for e in schema.error_log)
-    assert doc.getroot().tag == f"{{{SPIRIT}}}component"  # the spirit namespace, the only one Vivado reads
+    check_schema(root)
 
 
 def test_every_named_file_exists_and_is_relative(build):
     root, written, *_ = build
-    names = [n.text for n in component(root).iterfind(".//spirit:fileSets//spirit:file/spirit:name", NS)]
-    assert names
-    for name in names:
-        assert not Path(name).is_absolute() and ".." not in Path(name).parts, name
-        assert (root / "ip" / name).is_file(), name
+    check_named_files(root)
     for path in written:
         assert path.is_file(), path
 
 
-def component_ports(doc) -> list[Port]:
-    ports = []
-    for port in doc.iterfind(".//spirit:model/spirit:ports/spirit:port", NS):
-        vector = port.find("spirit:wire/spirit:vector", NS)
-        width = 1
-        if vector is not None:
-            width = abs(int(text(vector, "spirit:left")) - int(text(vector, "spirit:right"))) + 1
-        ports.append(Port(text(port, "spirit:name"), text(port, "spirit:wire/spirit:direction"), width))
-    return ports
-
-
 def test_ports_match_the_verilog_read_by_verilator(build):
     root, _, in_width, out_width = build
-    doc = component(root)
-    top = text(doc, ".//spirit:view/spirit:modelName")
-    hdl = [root / "ip" / n.text for n in doc.iterfind(
-        ".//spirit:fileSet[spirit:name='xilinx_anylanguagesynthesis_view_fileset']/spirit:file/spirit:name", NS)
-        if n.text.endswith(".v")]
-    from_verilog = read_verilog_ports(hdl, top)
-    in_component = component_ports(doc)
-    assert len(in_component) == len({p.name for p in in_component})
-    # Same names, directions and widths (Vivado matches ports by name; their order does not matter).
-    assert {p.name: p for p in in_component} == {p.name: p for p in from_verilog}
-    widths = {p.name: p.width for p in from_verilog}
+    widths = check_ports_match_verilog(root)
     assert (widths["s_axis_tdata"], widths["m_axis_tdata"]) == (in_width, out_width)
 
 
