@@ -114,7 +114,10 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     timing = estimate(stages)
     head, tail = build_head(lowered), build_tail(lowered)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.resolve().parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.resolve().parent))
+    except OSError as exc:
+        raise RtlgenError(f"cannot write output folder {out_dir}: {exc.strerror or exc}") from None
     try:
         (tmp / "ip" / "hdl").mkdir(parents=True)
         (tmp / "host").mkdir()
@@ -129,6 +132,9 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RtlgenError(f"cannot write output folder {out_dir}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

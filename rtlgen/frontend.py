@@ -26,7 +26,8 @@ from ip_cores.elements import ElementFormat, signed_width_for
 
 from .errors import Offence, RtlgenError, UnsupportedModelError
 from .graph import MVTULayer, Network
-from .onnx_eval import LAYOUT, MONOTONE_ELEMENTWISE, ChainEvaluator, initializer_arrays, node_attrs, offence
+from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEvaluator, display_name,
+                        initializer_arrays, node_attrs, offence)
 from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
                          int_range)
 from .thresholds import derive_thresholds
@@ -129,6 +130,16 @@ def clean_model(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    init_names = {i.name for i in proto.graph.initializer}
+    graph_inputs = {i.name for i in proto.graph.input} - init_names
+    dynamic_params = [(node, name) for node in proto.graph.node if node.op_type in ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold")
+                      for name in node.input[1:] if name in graph_inputs]
+    if dynamic_params:
+        raise UnsupportedModelError([Offence(node.name or node.output[0], node.op_type, f"parameter {name} is a graph input, not a constant; "
+                                             "quantizer scales, zero points and bit widths must be initializers") for node, name in dynamic_params])
+    for node in proto.graph.node:  # cleanup renames every node: keep the user's names for messages
+        if node.name:
+            node.doc_string = ORIGINAL_NAME_TAG + node.name
     for node in proto.graph.node:  # qonnx resolves custom ops by domain; a bare or missing one is common
         if node.op_type in ("Quant", "BipolarQuant", "Trunc", "IntQuant", "MultiThreshold") and (
             node.domain in ("", "qonnx", "onnx.brevitas", "finn", "finn.custom_op.general")
@@ -220,12 +231,12 @@ class _Lowering:
     def _const_input(self, node: onnx.NodeProto, idx: int, what: str) -> np.ndarray:
         value = self.constant(node.input[idx]) if len(node.input) > idx and node.input[idx] else None
         if value is None:
-            raise RtlgenError(f"{node.name} ({node.op_type}): {what} is not a constant; export it as an initializer")
+            raise RtlgenError(f"{display_name(node)} ({node.op_type}): {what} is not a constant; export it as an initializer")
         return np.asarray(value)
 
     def _make_quantizer(self, node: onnx.NodeProto) -> Quantizer:
         a = node_attrs(node)
-        label = f"{node.name} ({node.op_type})"
+        label = f"{display_name(node)} ({node.op_type})"
         if node.op_type in ("Quant", "IntQuant"):
             scale = self._const_input(node, 1, "scale").astype(np.float64)
             zeropt = self._const_input(node, 2, "zero point")
@@ -290,7 +301,9 @@ class _Lowering:
                 break
             if len(users) > 1:
                 names = ", ".join(f"{n.name} ({n.op_type})" for n in users)
-                raise UnsupportedModelError([Offence(cur, "tensor", f"feeds {len(users)} nodes ({names}); branching graphs are not supported")])
+                offences = [Offence(cur, "tensor", f"feeds {len(users)} nodes ({names}); branching graphs are not supported")]
+                offences += [offence(n, NOT_YET[n.op_type]) for n in self.graph.node if n.op_type in NOT_YET]
+                raise UnsupportedModelError(offences)
             node = users[0]
             for other in node.input:
                 if other and other != cur and self.constant(other) is None:
@@ -318,9 +331,9 @@ class _Lowering:
                 levels, scales = levels.T, scales.T
             scales = scales * float(a.get("alpha", 1.0))
         if levels.ndim != 2:
-            raise RtlgenError(f"{node.name} ({node.op_type}): weights have shape {levels.shape}, expected 2-D")
+            raise RtlgenError(f"{display_name(node)} ({node.op_type}): weights have shape {levels.shape}, expected 2-D")
         if not np.all(scales == scales[0:1, :]):
-            raise RtlgenError(f"{node.name} ({node.op_type}): weight scale varies along the input axis; only per-tensor or per-output-channel scales map to integers")
+            raise RtlgenError(f"{display_name(node)} ({node.op_type}): weight scale varies along the input axis; only per-tensor or per-output-channel scales map to integers")
         col_scale = scales[0, :].astype(np.float64)
         if bipolar:
             fmt = ElementFormat.bipolar()
@@ -341,13 +354,13 @@ class _Lowering:
             if cur in self.inits:
                 values = np.asarray(self.inits[cur], dtype=np.float64)
                 if not np.all(values == np.round(values)):
-                    raise RtlgenError(f"{user.name} ({user.op_type}): weights {cur} are float and not quantized; quantize them (Quant/BipolarQuant) or export integer weights")
+                    raise RtlgenError(f"{display_name(user)} ({user.op_type}): weights {cur} are float and not quantized; quantize them (Quant/BipolarQuant) or export integer weights")
                 levels, scales, qnode = values.astype(np.int64), np.ones_like(values), None
                 bipolar = bool(np.all(np.abs(values) == 1)) and values.size > 0
                 break
             node = self.producer.get(cur)
             if node is None:
-                raise RtlgenError(f"{user.name} ({user.op_type}): weight input {cur} is not a constant")
+                raise RtlgenError(f"{display_name(user)} ({user.op_type}): weight input {cur} is not a constant")
             if node.op_type in ("Transpose", "Reshape", "Identity", "Flatten", "Squeeze", "Unsqueeze"):
                 layout.append(node)
                 cur = node.input[0]
@@ -356,23 +369,23 @@ class _Lowering:
                 q = self.quantizer(node)
                 src = self.constant(node.input[0])
                 if src is None:
-                    raise RtlgenError(f"{node.name} ({node.op_type}): quantizes weights that are not constant")
+                    raise RtlgenError(f"{display_name(node)} ({node.op_type}): quantizes weights that are not constant")
                 src = np.asarray(src, dtype=np.float64)
                 if q.fmt.kind != "bipolar" and q.fmt.width > MAX_WEIGHT_BITS:
-                    raise RtlgenError(f"{node.name} ({node.op_type}): {q.fmt.width}-bit weights; at most {MAX_WEIGHT_BITS} bits are supported")
+                    raise RtlgenError(f"{display_name(node)} ({node.op_type}): {q.fmt.width}-bit weights; at most {MAX_WEIGHT_BITS} bits are supported")
                 # the levels qonnx's float32 quantizer gives these weights: they define the model, so a weight
                 # that sits on a rounding tie in float32 must round as qonnx rounds it, not as exact math would
                 quantized = self.constant(node.output[0])
                 scales = np.broadcast_to(q.scale.astype(np.float64), src.shape).copy()
                 if quantized is None:
-                    raise RtlgenError(f"{node.name} ({node.op_type}): qonnx could not evaluate these weights")
+                    raise RtlgenError(f"{display_name(node)} ({node.op_type}): qonnx could not evaluate these weights")
                 ratio = np.asarray(quantized, dtype=np.float64) / scales
                 levels = np.round(ratio).astype(np.int64)
                 if np.any(np.abs(ratio - levels) > 1e-3):
-                    raise RtlgenError(f"{node.name} ({node.op_type}): quantized weights are not integer multiples of the scale")
+                    raise RtlgenError(f"{display_name(node)} ({node.op_type}): quantized weights are not integer multiples of the scale")
                 bipolar, qnode = q.fmt.kind == "bipolar", node
                 break
-            raise RtlgenError(f"{user.name} ({user.op_type}): weights come from a {node.op_type} node ({node.name}); expected an initializer or a quantizer")
+            raise RtlgenError(f"{display_name(user)} ({user.op_type}): weights come from a {node.op_type} node ({node.name}); expected an initializer or a quantizer")
         if layout:
             ev = ChainEvaluator({}, self.quantizer, self.constant)
             for lnode in reversed(layout):
@@ -427,6 +440,14 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         if chain[i].op_type not in MONOTONE_ELEMENTWISE | LAYOUT or lw.evaluator.check(chain[i], chain[i - 1].output[0]):
             break
     region_end = end_q if end_q is not None else last_mm
+    input_quant = [i for i in range(matmul_idx[0]) if chain[i].op_type in QUANT_OPS]
+    region_start = input_quant[-1] + 1 if input_quant else 0  # before it: the host head, run by qonnx as is
+
+    def own_reason(node: onnx.NodeProto, err: RtlgenError) -> str:
+        """The error without its '<node> (<op>): ' prefix when it names this very node."""
+        prefix = f"{display_name(node)} ({node.op_type}): "
+        return str(err)[len(prefix):] if str(err).startswith(prefix) else str(err)
+
     for i, node in enumerate(chain):
         dyn_in = chain[i - 1].output[0] if i else in_name
         if node.op_type in NOT_YET and i <= region_end:
@@ -439,7 +460,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
                 if in_hw and q.fmt.kind != "bipolar" and q.n_levels - 1 > 2**MAX_ACTIVATION_BITS - 1:
                     lw.offences.append(offence(node, f"{q.fmt.width}-bit activations would need {q.n_levels - 1} thresholds per channel; at most {MAX_ACTIVATION_BITS}-bit activations are supported between layers"))
             except RtlgenError as err:
-                lw.offences.append(offence(node, str(err).split(": ", 1)[-1]))
+                lw.offences.append(offence(node, own_reason(node, err)))
             continue
         if node.op_type in MATMUL_OPS:
             if i > region_end:
@@ -447,9 +468,9 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
             try:
                 lw.integer_weights(node)
             except RtlgenError as err:
-                lw.offences.append(offence(node, str(err).split(": ", 1)[-1]))
+                lw.offences.append(offence(node, own_reason(node, err)))
             continue
-        if i <= region_end and i > matmul_idx[0] - 1:
+        if region_start <= i <= region_end:
             why = lw.evaluator.check(node, dyn_in)
             if why:
                 lw.offences.append(offence(node, why))
@@ -473,7 +494,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         in_fmt, k_range = q0.fmt, (q0.k_lo, q0.k_hi)
         pre_nodes = chain[q0_idx + 1: first]
         if q0.fmt.kind != "bipolar" and q0.fmt.width > MAX_INPUT_BITS:
-            raise RtlgenError(f"{chain[q0_idx].name} ({chain[q0_idx].op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
+            raise RtlgenError(f"{display_name(chain[q0_idx])} ({chain[q0_idx].op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
         if input_format is not None:
             notes.append(f"--input-dtype/--input-scale ignored: the model quantizes its input at {chain[q0_idx].name}")
         input_format_used = None
@@ -557,7 +578,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
 def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], in_name: str, in_shape,
                  in_fmt: ElementFormat, k_range: tuple[int, int], k_value, epilogue: list[onnx.NodeProto],
                  qnode: onnx.NodeProto | None) -> tuple[MVTULayer, LayerSource]:
-    label = f"{mm.name} ({mm.op_type})"
+    label = f"{display_name(mm)} ({mm.op_type})"
     w_int, w_scale, w_fmt, w_bipolar = lw.integer_weights(mm)
     mw, mh = w_int.shape
     if in_shape is None:

@@ -149,5 +149,19 @@ def initializer_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
+ORIGINAL_NAME_TAG = "rtlgen-original-name:"
+
+
+def display_name(node: onnx.NodeProto) -> str:
+    """The node's name after qonnx cleanup, plus its name in the user's file when cleanup renamed it."""
+    name = node.name or node.output[0]
+    doc = node.doc_string or ""
+    if doc.startswith(ORIGINAL_NAME_TAG):
+        original = doc[len(ORIGINAL_NAME_TAG):]
+        if original and original != name:
+            return f"{name} ('{original}' in the model file)"
+    return name
+
+
 def offence(node: onnx.NodeProto, why: str) -> Offence:
-    return Offence(node.name or node.output[0], node.op_type, why)
+    return Offence(display_name(node), node.op_type, why)
