@@ -9,7 +9,8 @@ from conftest import own_model, shared_model, shared_refs
 from ipxact_checks import check_ip_folder
 from rtlgen.build import BuildOptions, build
 from rtlgen.frontend import load_model, lower_model
-from rtlgen.runner import run_design
+from rtlgen.runner import load_design, run_design, simulate
+from test_overflow import worst_case_inputs
 from rtlgen.verify import NEAR_TIE, compare_with_qonnx
 
 SERIAL = {"defaults": {"PE": 1, "SIMD": 1}}
@@ -62,6 +63,11 @@ def _check(model_path, x, y_ref, folding, out_dir):
             continue
         np.testing.assert_allclose(y[f], ref[f], rtol=1e-5, atol=1e-5 * max(1.0, np.abs(ref[f]).max()))
     assert result.outputs.shape == y_ref.shape
+    # 2b) worst-case integer frames straight into the RTL (all-max, all-min, alternating, per-channel extremes of
+    #     the first layer): an accumulator or threshold too narrow for them would show here
+    worst = worst_case_inputs(lowered.network.layers[0])[:24]
+    hw_worst, _ = simulate(load_design(out_dir), worst)
+    np.testing.assert_array_equal(hw_worst, lowered.network.golden(worst))
     # 3) measured steady-state interval within 5% of the estimate
     est = report["estimate"]["ii_cycles"]
     assert abs(result.stats["ii_cycles"] - est) <= 0.05 * est, (result.stats, report["estimate"])
