@@ -72,11 +72,16 @@ def run_top_bench(
     timeout_cycles: int = 100000,
     waves: bool = False,
     opt: str = "-O0",
+    pattern: str | None = None,
+    reset_mid_frame: bool = True,
 ) -> TopBenchResult:
     """Build and run the cocotb top bench; raise `SimulationError` unless it passes.
 
     `opt` is appended to the C++ flags of the model: `-O0` compiles fastest, and a cocotb run spends
-    its time in Python, not in the model.
+    its time in Python, not in the model. `pattern` (a pause pattern of `sim/benches/stream_tb.py`,
+    e.g. "long_stalls" or "always_ready/long_stalls") replaces `p_in_gap`/`p_out_stall`;
+    `reset_mid_frame=False` skips the bench's mid-frame reset test (for repeated runs of one design).
+    Runs in the same `build_dir` reuse the Verilator build.
     """
     verilog_files = [Path(p).resolve() for p in verilog_files]
     build_dir = Path(build_dir).resolve()
@@ -94,6 +99,8 @@ def run_top_bench(
         "p_in_gap": float(p_in_gap),
         "p_out_stall": float(p_out_stall),
         "timeout_cycles": int(timeout_cycles),
+        "pattern": pattern,
+        "reset_mid_frame": bool(reset_mid_frame),
     }))
     results_xml = build_dir / "results.xml"
     results_xml.unlink(missing_ok=True)

@@ -3,8 +3,12 @@
 The simulated cores are compared word by word with numpy references written independently of the
 hardware (`mvtu_reference`, identity for the FIFO, `pack_words` re-packing for the width converter)
 under random input gaps and output back-pressure, and their cycle counts with free-flowing streams
-are checked against the contract. Builds live in `build/test_cores/<case>` (git-ignored); the
-compiled Verilator runtime is shared between them (see `sim/cocotb_runner.py`).
+are checked against the contract. Every bench runs the stream protocol checker on both edges
+(sim/benches/protocol.py), runs each pause pattern (always ready, 50 % random, long stalls, and
+saturating input against long stalls and the reverse: `stream_tb.DEFAULT_PATTERN_SPECS`) in the
+same simulation, and resets the core in the middle of a frame before streaming clean frames.
+Builds live in `build/test_cores/<case>` (git-ignored); the compiled Verilator runtime is shared
+between them (see `sim/cocotb_runner.py`).
 """
 from __future__ import annotations
 
@@ -274,7 +278,7 @@ def test_mvtu_in_verilator(case_id):
 def test_stream_fifo_in_verilator(depth):
     fifo = StreamFIFO(10, depth)
     n = 24
-    params = {"width": 10, "n_words": 200, "seed": depth, "p_gap": 0.3, "p_stall": 0.5,
+    params = {"width": 10, "n_words": 200, "seed": depth, "p_gap": 0.3, "p_stall": 0.5, "depth": depth,
               "n_throughput": n, "expected_cycles": n + fifo.latency}
     _simulate(f"fifo_depth{depth}", fifo, "fifo_bench", params)
 

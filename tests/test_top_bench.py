@@ -1,7 +1,11 @@
 """Whole generated designs under cocotb with cocotbext-axi: random input gaps and random output back-pressure
-(several seeds and densities, including long stalls), every output word compared with the golden model and
-TLAST checked on the last word of every output frame. The golden model itself is checked against qonnx in
-test_golden_vs_qonnx.py, so this closes the chain hardware == golden == qonnx under back-pressure."""
+(several seeds and densities) and named pause patterns (always ready, long stalls of 50-200 cycles, saturating
+input against long output stalls and the reverse), every output word compared with the golden model and
+TLAST checked on the last word of every output frame. The stream protocol checker watches s_axis and m_axis
+in every run, and the first run of each design also resets it in the middle of a frame (the bench's
+`reset_mid_frame` test). Runs of one design share its Verilator build. The golden model itself is checked
+against qonnx in test_golden_vs_qonnx.py, so this closes the chain hardware == golden == qonnx under
+back-pressure."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,12 +18,14 @@ from rtlgen.frontend import parse_dtype
 from rtlgen.runner import check_inputs, host_head, load_design
 from sim.top_bench_runner import run_top_bench
 
+# traffic: (p_in_gap, p_out_stall, seed) or (pause pattern, seed)
 CASES = {
-    "default-digits": (None, None, [(0.5, 0.5, 1), (0.0, 0.9, 2)]),
+    "default-digits": (None, None, [(0.5, 0.5, 1), (0.0, 0.9, 2), ("always_ready", 7), ("long_stalls", 8)]),
     "tfc_w2a2-dwc": ("tfc_w2a2", {"layers": {"MatMul_0": {"PE": 4, "SIMD": 49}, "MatMul_1": {"PE": 8, "SIMD": 2},
                                              "MatMul_2": {"PE": 2, "SIMD": 16}, "MatMul_3": {"PE": 5, "SIMD": 4}}},
-                     [(0.5, 0.5, 3), (0.8, 0.2, 4)]),
-    "w1a1_bipolar-parallel": ("own:w1a1_bipolar", {"defaults": {"PE": "max", "SIMD": "max"}}, [(0.3, 0.7, 5)]),
+                     [(0.5, 0.5, 3), (0.8, 0.2, 4), ("always_ready/long_stalls", 9)]),
+    "w1a1_bipolar-parallel": ("own:w1a1_bipolar", {"defaults": {"PE": "max", "SIMD": "max"}},
+                              [(0.3, 0.7, 5), ("long_stalls/always_ready", 10)]),
     "w8a8-serial": ("own:w8a8_signed_narrow", {"defaults": {"PE": 1, "SIMD": 1}}, [(0.5, 0.5, 6)]),
 }
 
@@ -51,9 +57,11 @@ def test_design_under_random_backpressure(case, tmp_path):
     in_fmt, out_fmt = parse_dtype(io["input_dtype"]), parse_dtype(io["output_dtype"])
     in_words = [w for frame in hw_in for w in pack_words(frame, in_fmt, io["in_elems_per_word"])]
     out_words = [w for frame in golden for w in pack_words(frame, out_fmt, io["out_elems_per_word"])]
-    for p_in, p_out, seed in patterns:
-        run_top_bench(design.verilog, design.report["top"], tmp_path / f"bench_{seed}", in_words, out_words,
-                      io["in_words_per_frame"], io["out_words_per_frame"], seed=seed, p_in_gap=p_in, p_out_stall=p_out,
+    for index, traffic in enumerate(patterns):
+        p_in, p_out, pattern = (*traffic[:2], None) if len(traffic) == 3 else (0.0, 0.0, traffic[0])
+        run_top_bench(design.verilog, design.report["top"], tmp_path / "bench", in_words, out_words,
+                      io["in_words_per_frame"], io["out_words_per_frame"], seed=traffic[-1], p_in_gap=p_in,
+                      p_out_stall=p_out, pattern=pattern, reset_mid_frame=index == 0,
                       timeout_cycles=50 * (design.report["estimate"]["latency_cycles"] + len(x) * design.report["estimate"]["ii_cycles"]))
 
 

@@ -2,10 +2,12 @@
 
 Checks the AXI-Stream edge: Vivado port names, the active-low reset, input padding bits ignored
 (the bench fills them with random garbage), output padding zero, and TLAST on exactly the last
-word of every output frame (each received frame must be one output vector).
+word of every output frame (each received frame must be one output vector). The protocol checker
+runs on `s_axis` (SF words a frame) and `m_axis` (TLAST every output frame).
 
 Parameters: the MVTU parameters of `mvtu_bench` plus out_elems (elements per output word after
-the width converter), in_width (inner input width), n_vectors, seed, p_gap, p_stall.
+the width converter), in_width (inner input width), n_vectors, seed, p_gap, p_stall, and
+optionally patterns / n_pattern_vectors for `pause_patterns`.
 """
 from __future__ import annotations
 
@@ -16,32 +18,48 @@ import cocotb
 from ip_cores.elements import pack_words
 from ip_cores.mvtu import mvtu_reference
 from sim.benches.mvtu_bench import MvtuCase
-from sim.benches.stream_tb import StreamTB, compare_words
+from sim.benches.stream_tb import DEFAULT_PATTERN_SPECS, StreamTB, compare_words, pattern_timeout
 from sim.cocotb_runner import bench_params
 
 
-async def _run(dut, p: dict, seed: int, p_gap: float, p_stall: float) -> None:
-    case = MvtuCase(p)
-    n = p["n_vectors"]
-    x = case.inputs(n, seed)
-    y = mvtu_reference(case.weights, x, case.thresholds, p["out_offset"], out_fmt=case.out_fmt)
-    expected_frames = [pack_words(row, case.out_fmt, p["out_elems"]) for row in y]
+class TopCase(MvtuCase):
+    def __init__(self, p: dict, dut):
+        super().__init__(p)
+        self.out_wpf = self.mh // p["out_elems"]
+        self.pad_bits = len(dut.s_axis_tdata) - p["in_width"]
 
-    garbage = random.Random(seed)
-    pad_bits = len(dut.s_axis_tdata) - p["in_width"]
-    words = [w | (garbage.getrandbits(pad_bits) << p["in_width"]) if pad_bits else w
-             for w in pack_words(x.reshape(-1), case.in_fmt, case.simd)]
+    def frames(self, n: int, seed: int) -> tuple[list[int], list[list[int]]]:
+        """Input words (padding bits random) and expected output frames of n vectors."""
+        x = self.inputs(n, seed)
+        y = mvtu_reference(self.weights, x, self.thresholds, self.p["out_offset"], out_fmt=self.out_fmt)
+        expected_frames = [pack_words(row, self.out_fmt, self.p["out_elems"]) for row in y]
+        garbage = random.Random(seed)
+        words = [w | (garbage.getrandbits(self.pad_bits) << self.p["in_width"]) if self.pad_bits else w
+                 for w in self.input_words(x)]
+        return words, expected_frames
 
-    tb = StreamTB.axis(dut)
-    tb.set_traffic(seed, p_gap, p_stall)
-    await tb.do_reset()
+    def tb(self, dut) -> StreamTB:
+        return StreamTB.axis(dut, in_words_per_frame=self.sf, out_words_per_frame=self.out_wpf)
+
+
+async def _stream(tb: StreamTB, case: TopCase, n: int, seed: int, timeout: int) -> None:
+    words, expected_frames = case.frames(n, seed)
     await tb.send(words)
-    frames = await tb.receive_frames(n, 20 * (n * case.nf * case.sf + 20) + 1000)
+    frames = await tb.receive_frames(n, timeout)
     for index, (got, expected) in enumerate(zip(frames, expected_frames)):
         assert len(got) == len(expected), \
             f"frame {index}: TLAST after {len(got)} words, expected after {len(expected)}"
         compare_words(got, expected, lambda k: f"frame {index}, word {k}")
-    tb.check_protocol()
+    await tb.finish(len(words), n * case.out_wpf)
+
+
+async def _run(dut, p: dict, seed: int, p_gap: float, p_stall: float) -> None:
+    case = TopCase(p, dut)
+    tb = case.tb(dut)
+    tb.set_traffic(seed, p_gap, p_stall)
+    await tb.do_reset()
+    n = p["n_vectors"]
+    await _stream(tb, case, n, seed, case.timeout(n))
 
 
 @cocotb.test()
@@ -54,3 +72,39 @@ async def random_gaps_and_backpressure(dut):
 async def no_gaps(dut):
     p = bench_params()
     await _run(dut, p, p["seed"] + 1, 0.0, 0.0)
+
+
+@cocotb.test()
+async def pause_patterns(dut):
+    """Each named pause pattern in turn, with a reset (ap_rst_n low) between them."""
+    p = bench_params()
+    case = TopCase(p, dut)
+    tb = case.tb(dut)
+    n = p.get("n_pattern_vectors", 4)
+    for k, spec in enumerate(p.get("patterns", DEFAULT_PATTERN_SPECS)):
+        tb.set_pattern(spec, p["seed"] + k)
+        await tb.do_reset()
+        await _stream(tb, case, n, p["seed"] + 10 + k,
+                      pattern_timeout(spec, n * (case.sf + case.out_wpf), case.timeout(n)))
+        dut._log.info("pattern %s: %d vectors passed", spec, n)
+
+
+@cocotb.test()
+async def reset_mid_frame(dut):
+    """ap_rst_n low in the middle of a frame under output back-pressure (aimed inside an input frame,
+    then inside an output frame); then clean frames, TLAST counted from the first word after the reset."""
+    p = bench_params()
+    case = TopCase(p, dut)
+    tb = case.tb(dut)
+    await tb.do_reset()
+    for k, where in enumerate(("input", "output")):
+        words, expected_frames = case.frames(4, p["seed"] + 20 + k)
+        report = await tb.reset_mid_frame(words[:3 * case.sf + (case.sf + 1) // 2], seed=p["seed"] + k, where=where)
+        assert report.mid_frame, f"the reset did not hit a frame: {report}"
+        for index, frame in enumerate(report.out_frames_received):
+            compare_words(frame, expected_frames[index], lambda j: f"before the reset, frame {index}, word {j}")
+        tb.check_protocol()
+
+        tb.set_pattern("random50", p["seed"] + 30 + k)
+        await _stream(tb, case, 3, p["seed"] + 40 + k,
+                      pattern_timeout("random50", 3 * (case.sf + case.out_wpf), case.timeout(3)))

@@ -3,8 +3,13 @@
 Parameters (JSON via `sim.cocotb_runner.bench_params`), as `mvtu_params` in the tests writes them:
 weights (MH x MW list), thresholds (MH x NT list or null), simd, pe, in_fmt / w_fmt / out_fmt
 ({"kind", "width"}), acc_width, out_offset, n_vectors, seed, p_gap, p_stall, n_throughput,
-latency. The bench draws its own input vectors from `seed`, including all-minimum and
-all-maximum vectors, so the expected words come from the numpy reference alone.
+latency, and optionally patterns (pause pattern specs for `pause_patterns`, default
+`stream_tb.DEFAULT_PATTERN_SPECS`) and n_pattern_vectors (vectors a pattern, default 4). The bench
+draws its own input vectors from `seed`, including all-minimum and all-maximum vectors, so the
+expected words come from the numpy reference alone.
+
+Both stream edges run the protocol checker (input: SF words a frame, output: NF words a frame), so
+every test also fails on a protocol violation or a wrong word count.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import numpy as np
 
 from ip_cores.elements import ElementFormat, pack_words
 from ip_cores.mvtu import mvtu_reference
-from sim.benches.stream_tb import StreamTB, compare_words
+from sim.benches.stream_tb import DEFAULT_PATTERN_SPECS, StreamTB, compare_words, pattern_timeout
 from sim.cocotb_runner import bench_params
 
 
@@ -42,6 +47,9 @@ class MvtuCase:
             x[1, :] = fmt.min
         return x
 
+    def input_words(self, x: np.ndarray) -> list[int]:
+        return pack_words(x.reshape(-1), self.in_fmt, self.simd)
+
     def expected_words(self, x: np.ndarray) -> list[int]:
         y = mvtu_reference(self.weights, x, self.thresholds, self.p["out_offset"], out_fmt=self.out_fmt)
         return pack_words(y.reshape(-1), self.out_fmt, self.pe)
@@ -50,17 +58,28 @@ class MvtuCase:
         vector, nf = divmod(word_index, self.nf)
         return f"vector {vector}, output word {nf} (channels {nf * self.pe}..{nf * self.pe + self.pe - 1})"
 
+    def timeout(self, n_vectors: int) -> int:
+        return 20 * (n_vectors * self.nf * self.sf + 20) + 1000
 
-async def _run(dut, case: MvtuCase, x: np.ndarray, seed: int, p_gap: float, p_stall: float) -> StreamTB:
-    tb = StreamTB.amaranth(dut)
-    tb.set_traffic(seed, p_gap, p_stall)
-    await tb.do_reset()
+    def tb(self, dut) -> StreamTB:
+        return StreamTB.amaranth(dut, in_words_per_frame=self.sf, out_words_per_frame=self.nf)
+
+
+async def _stream(tb: StreamTB, case: MvtuCase, x: np.ndarray, timeout: int) -> None:
+    """Send the vectors x, compare every output word, then check the protocol and the word counts."""
     expected = case.expected_words(x)
-    await tb.send(pack_words(x.reshape(-1), case.in_fmt, case.simd))
-    timeout = 20 * (len(x) * case.nf * case.sf + 20) + 1000
+    words = case.input_words(x)
+    await tb.send(words)
     got = await tb.receive_words(len(expected), timeout)
     compare_words(got, expected, case.describe)
-    tb.check_protocol()
+    await tb.finish(len(words), len(expected))
+
+
+async def _run(dut, case: MvtuCase, x: np.ndarray, seed: int, p_gap: float, p_stall: float) -> StreamTB:
+    tb = case.tb(dut)
+    tb.set_traffic(seed, p_gap, p_stall)
+    await tb.do_reset()
+    await _stream(tb, case, x, case.timeout(len(x)))
     return tb
 
 
@@ -83,3 +102,44 @@ async def full_throughput(dut):
     dut._log.info("MVTU MH=%d MW=%d SIMD=%d PE=%d: %d vectors, NF*SF = %d, %d cycles (expected %d)",
                   case.mh, case.mw, case.simd, case.pe, n, case.nf * case.sf, tb.cycles(), expected)
     assert tb.cycles() == expected, f"{n} vectors took {tb.cycles()} cycles, expected {expected}"
+
+
+@cocotb.test()
+async def pause_patterns(dut):
+    """Each named pause pattern (always ready, 50 % random, long stalls, mixed) in turn, reset between."""
+    p = bench_params()
+    case = MvtuCase(p)
+    tb = case.tb(dut)
+    n = p.get("n_pattern_vectors", 4)
+    for k, spec in enumerate(p.get("patterns", DEFAULT_PATTERN_SPECS)):
+        tb.set_pattern(spec, p["seed"] + k)
+        await tb.do_reset()
+        x = case.inputs(n, p["seed"] + 10 + k)
+        await _stream(tb, case, x, pattern_timeout(spec, n * (case.sf + case.nf), case.timeout(n)))
+        dut._log.info("pattern %s: %d vectors passed", spec, n)
+
+
+@cocotb.test()
+async def reset_mid_frame(dut):
+    """Reset in the middle of a vector with the output back-pressured; then clean vectors come out right.
+
+    Twice: inside an input vector (the first neuron fold) and inside an output vector (a later fold).
+    Catches state that survives the reset: fold counters, accumulators, the input buffer, a pending
+    output word. Output words delivered before the reset must be a correct prefix.
+    """
+    p = bench_params()
+    case = MvtuCase(p)
+    tb = case.tb(dut)
+    for k, where in enumerate(("input", "output")):
+        x = case.inputs(4, p["seed"] + 20 + k)
+        partial = case.input_words(x)[:3 * case.sf + (case.sf + 1) // 2]
+        report = await tb.reset_mid_frame(partial, seed=p["seed"] + k, where=where)
+        assert report.mid_frame, f"the reset did not hit a frame: {report}"
+        before = [w for frame in report.out_frames_received for w in frame]
+        compare_words(before, case.expected_words(x)[:len(before)],
+                      lambda i: f"before the reset, {case.describe(i)}")
+        tb.check_protocol()
+
+        tb.set_pattern("random50", p["seed"] + 30 + k)
+        x = case.inputs(3, p["seed"] + 40 + k)
+        await _stream(tb, case, x, pattern_timeout("random50", 3 * (case.sf + case.nf), case.timeout(3)))

@@ -5,32 +5,30 @@ variable TOP_BENCH_DATA:
 
     {"in_words": ["1f", ...], "expected_out_words": ["3a0", ...],   # hex strings, one per stream word
      "in_words_per_frame": 12, "out_words_per_frame": 4,
-     "seed": 0, "p_in_gap": 0.5, "p_out_stall": 0.5, "timeout_cycles": 100000}
+     "seed": 0, "p_in_gap": 0.5, "p_out_stall": 0.5, "timeout_cycles": 100000,
+     "pattern": null, "reset_mid_frame": true}
 
-Each input frame goes to an `AxiStreamSource` as one packet (s_axis has no TLAST, so packets simply follow
-each other); an `AxiStreamSink` back-pressures the output and splits it at TLAST, so every received
-packet must be exactly one expected output frame. Random gaps and stalls come from seeded pause
-generators. Every beat is one whole word (`byte_lanes=1`), so any TDATA width works.
+`pattern`, if given, replaces the random gaps/stalls by a named pause pattern ("always_ready",
+"random50", "long_stalls", or "input/output" such as "always_ready/long_stalls", see
+`sim/benches/stream_tb.py`). `reset_mid_frame: false` skips the reset test (the runner sets it for
+repeated runs of one design).
+
+The input goes to an `AxiStreamSource` (s_axis has no TLAST, so frames simply follow each other); an
+`AxiStreamSink` back-pressures the output and splits it at TLAST, so every received packet must be
+exactly one expected output frame. Every beat is one whole word, so any TDATA width works. The
+stream protocol checker (sim/benches/protocol.py) watches s_axis (the testbench's driver, frames of
+in_words_per_frame) and m_axis (the design: valid held until accepted, data stable under
+back-pressure, TLAST on exactly every out_words_per_frame-th word, the word count exact).
 """
 from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
-from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-CLOCK_NS = 10
-
-
-def _pauses(rng: random.Random, p: float):
-    """Pause generator: True (stall this cycle) with probability p."""
-    while True:
-        yield rng.random() < p
+from sim.benches.stream_tb import StreamTB, pattern_timeout
 
 
 def load_stimulus() -> dict:
@@ -43,65 +41,49 @@ def load_stimulus() -> dict:
     return data
 
 
-class TB:
-    """Clock, reset, source and sink of one top level."""
+class TopStimulus:
+    """The stimulus file, split into frames, and the traffic it asks for."""
 
-    def __init__(self, dut, seed: int, p_in_gap: float, p_out_stall: float):
-        self.dut = dut
-        cocotb.start_soon(Clock(dut.ap_clk, CLOCK_NS, unit="ns").start())
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.ap_clk, dut.ap_rst_n,
-                                      reset_active_level=False, byte_lanes=1)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.ap_clk, dut.ap_rst_n,
-                                  reset_active_level=False, byte_lanes=1)
-        if p_in_gap > 0:
-            self.source.set_pause_generator(_pauses(random.Random(seed * 2 + 1), p_in_gap))
-        if p_out_stall > 0:
-            self.sink.set_pause_generator(_pauses(random.Random(seed * 2 + 2), p_out_stall))
-        self.out_beats = 0  # output handshakes seen, for the failure messages
-        cocotb.start_soon(self._count_output())
+    def __init__(self, data: dict):
+        self.in_words, self.expected = data["in_words"], data["expected_out_words"]
+        self.ipf, self.opf = int(data["in_words_per_frame"]), int(data["out_words_per_frame"])
+        assert len(self.in_words) % self.ipf == 0, \
+            f"{len(self.in_words)} input words are not whole frames of {self.ipf}"
+        assert len(self.expected) % self.opf == 0, \
+            f"{len(self.expected)} output words are not whole frames of {self.opf}"
+        self.seed = int(data.get("seed", 0))
+        self.p_in_gap, self.p_out_stall = float(data.get("p_in_gap", 0.0)), float(data.get("p_out_stall", 0.0))
+        self.pattern = data.get("pattern")
+        self.timeout_cycles = int(data.get("timeout_cycles", 100000))
+        if self.pattern:
+            self.timeout_cycles = pattern_timeout(self.pattern, len(self.in_words) + len(self.expected),
+                                                  self.timeout_cycles)
 
-    async def _count_output(self) -> None:
-        dut = self.dut
-        while True:
-            await RisingEdge(dut.ap_clk)
-            if dut.m_axis_tvalid.value == 1 and dut.m_axis_tready.value == 1:
-                self.out_beats += 1
+    def tb(self, dut) -> StreamTB:
+        return StreamTB.axis(dut, in_words_per_frame=self.ipf, out_words_per_frame=self.opf)
 
-    async def reset(self, cycles: int = 4) -> None:
-        self.dut.ap_rst_n.value = 0
-        await ClockCycles(self.dut.ap_clk, cycles)
-        self.dut.ap_rst_n.value = 1
-        await RisingEdge(self.dut.ap_clk)
+    def set_traffic(self, tb: StreamTB, seed_offset: int = 0) -> None:
+        if self.pattern:
+            tb.set_pattern(self.pattern, self.seed + seed_offset)
+        else:
+            tb.set_traffic(self.seed + seed_offset, self.p_in_gap, self.p_out_stall)
 
 
-@cocotb.test()
-async def stream_frames(dut):
-    """Every output word equals the expectation and TLAST closes exactly every output frame."""
-    data = load_stimulus()
-    in_words = data["in_words"]
-    expected = data["expected_out_words"]
-    ipf = int(data["in_words_per_frame"])
-    opf = int(data["out_words_per_frame"])
-    timeout_cycles = int(data.get("timeout_cycles", 100000))
-    assert len(in_words) % ipf == 0, f"{len(in_words)} input words are not whole frames of {ipf}"
-    assert len(expected) % opf == 0, f"{len(expected)} output words are not whole frames of {opf}"
-
-    tb = TB(dut, int(data.get("seed", 0)), float(data.get("p_in_gap", 0.0)), float(data.get("p_out_stall", 0.0)))
-    await tb.reset()
-
-    for f in range(len(in_words) // ipf):
-        tb.source.send_nowait(AxiStreamFrame(list(in_words[f * ipf:(f + 1) * ipf])))
-
+async def _check_frames(dut, tb: StreamTB, stim: TopStimulus) -> None:
+    """Send every input frame, compare every output frame, then no extra word and no protocol violation."""
+    expected, opf, timeout_cycles = stim.expected, stim.opf, stim.timeout_cycles
+    await tb.send(stim.in_words)
     n_frames = len(expected) // opf
     for f in range(n_frames):
         try:
-            frame = await with_timeout(tb.sink.recv(), timeout_cycles * CLOCK_NS, "ns")
-        except TimeoutError:
+            frame = (await tb.receive_frames(1, timeout_cycles))[0]
+        except AssertionError:
             raise AssertionError(
                 f"no TLAST-terminated output frame {f} within {timeout_cycles} cycles: "
-                f"{tb.out_beats} of {len(expected)} output words arrived (design stalled or TLAST missing)"
+                f"{tb.out_check.words} of {len(expected)} output words arrived (design stalled or TLAST missing); "
+                f"{tb.protocol_summary()}"
             ) from None
-        got = [int(w) for w in frame.tdata]
+        got = [int(w) for w in frame]
         want = expected[f * opf:(f + 1) * opf]
         for j, (g, w) in enumerate(zip(got, want)):
             assert g == w, f"output frame {f} word {j} (word {f * opf + j} overall): got {g:#x}, expected {w:#x}"
@@ -109,8 +91,46 @@ async def stream_frames(dut):
             f"output frame {f} has {len(got)} words up to its TLAST, expected {opf} (TLAST misplaced)"
         )
 
-    await ClockCycles(dut.ap_clk, 20)
-    assert tb.sink.empty() and tb.out_beats == len(expected), (
-        f"the design sent {tb.out_beats - len(expected)} output words more than the {len(expected)} expected"
+    extra = await tb.drain(20)
+    assert not extra and tb.out_check.words == len(expected), (
+        f"the design sent {tb.out_check.words - len(expected)} output words more than the {len(expected)} expected"
     )
-    dut._log.info("top bench passed: %d input words, %d output frames", len(in_words), n_frames)
+    tb.check_protocol(len(stim.in_words), len(expected))
+
+
+@cocotb.test()
+async def stream_frames(dut):
+    """Every output word equals the expectation and TLAST closes exactly every output frame."""
+    stim = TopStimulus(load_stimulus())
+    tb = stim.tb(dut)
+    stim.set_traffic(tb)
+    await tb.do_reset()
+    await _check_frames(dut, tb, stim)
+    dut._log.info("top bench passed: %d input words, %d output frames", len(stim.in_words),
+                  len(stim.expected) // stim.opf)
+
+
+@cocotb.test()
+async def reset_mid_frame(dut):
+    """ap_rst_n low for a few cycles in the middle of a frame while the output is back-pressured, then
+    the whole stimulus again: every frame exactly right, TLAST counted afresh, nothing of the cut frame.
+    Twice: the reset aimed inside an input frame, then inside an output frame."""
+    data = load_stimulus()
+    if not data.get("reset_mid_frame", True):
+        dut._log.info("reset_mid_frame not requested for this run")
+        return
+    stim = TopStimulus(data)
+    tb = stim.tb(dut)
+    await tb.do_reset()
+    n_in_frames = len(stim.in_words) // stim.ipf
+    cut = min(3, n_in_frames - 1) * stim.ipf + (stim.ipf + 1) // 2
+    for k, where in enumerate(("input", "output")):
+        report = await tb.reset_mid_frame(stim.in_words[:cut], seed=stim.seed + k, where=where)
+        assert report.mid_frame, f"the reset did not hit a frame: {report}"
+        for f, frame in enumerate(report.out_frames_received):
+            want = stim.expected[f * stim.opf:(f + 1) * stim.opf]
+            assert [int(w) for w in frame] == want, f"before the reset: output frame {f} differs from the expectation"
+        tb.check_protocol()
+        stim.set_traffic(tb, seed_offset=1 + k)
+        await _check_frames(dut, tb, stim)
+        dut._log.info("after the reset (%s) all %d output frames were right", report, len(stim.expected) // stim.opf)

@@ -1,0 +1,375 @@
+"""Sliding-window generator: a feature map in, the im2col rows of a convolution out, with a numpy reference.
+
+A feature map of H x W pixels with C channels arrives channels-last, pixel by pixel in row-major order,
+each pixel as CF = C/SIMD words of SIMD elements. For every output pixel (oh, ow), in row-major order,
+the generator sends the KH x KW window whose top-left corner is input pixel (oh*sh - pad_top,
+ow*sw - pad_left), positions outside the image carrying `pad_value`:
+
+    standard order   for kh: for kw: for cf: word (channels cf*SIMD .. cf*SIMD+SIMD-1)    (c fastest)
+    depthwise order  for cf: for kh: for kw: word (channels cf*SIMD .. cf*SIMD+SIMD-1)
+
+The standard order is the im2col row (index (kh*KW + kw)*C + c) a matrix-vector unit with MW = KH*KW*C
+consumes; the depthwise order is what a vector unit with PE = SIMD channels consumes.
+
+Buffer. Input words go, in arrival order, into one circular buffer of D words (`amaranth.lib.memory`,
+synchronous read): input word q of the stream (counted across frames) sits at address q mod D. A window's
+words are read back from there at fixed offsets from its top-left corner's address. Two counters keep
+the writer and the reader apart, in units of stream words:
+
+    occ  = words written - L, where L is the stream index of the current window's top-left corner.
+           Padding rows/columns above and left of the image count as if written (L may lie before the
+           frame's first word), so `occ` starts at (pad_top*W + pad_left)*CF.
+    The writer takes an input word while occ < D: the word it overwrites is older than L, and no window
+           from the current one on reads anything older than its own top-left corner, which never moves
+           backwards (total padding per axis < kernel, so the next row's corner is further on).
+    The reader starts a window only when occ >= need, the offset of the window's last word inside the
+           image (its bottom-right corner clipped to the image) + 1, and then sends all its words, one a
+           cycle as the output takes them. Finishing a window moves L to the next window's corner.
+
+D = span + max_step + KH*KW*CF, where span = ((KH-1)*W + KW)*CF is a whole window and max_step the
+largest move of L between consecutive windows (along a row, to the next row, to the next frame): enough
+that neither side ever waits for the other in steady state, frame after frame (checked over random
+geometries in tests/test_conv_cores.py). In rows of W*CF words: (KH-1) rows and a few words for a padded
+('same') stride-1 convolution; about KH rows for stride 2; up to (2*KH + sh - 2) rows when the bottom
+of the image is not padded, because the next frame's first window must be buffered behind the current
+frame's last window row (the buffer frees words in stream order only) to avoid a bubble between frames.
+Never the whole image.
+
+Timing (input always valid, output always ready): every frame takes max(input words, output words)
+cycles in steady state, with no per-row bubbles (`cycles_per_frame`). The first output word leaves
+`latency` = 2 cycles after the input word that completes the first window was accepted; that is input
+word number `initial_latency()` of the frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .elements import ElementFormat, pack_words
+
+__all__ = ["SlidingWindow", "sliding_window_reference", "conv_output_size"]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
+    """Output positions along one axis: (size + pads - kernel) // stride + 1 (no ceil mode)."""
+    return (size + pad_before + pad_after - kernel) // stride + 1
+
+
+def sliding_window_reference(x_hwc, kernel_h: int, kernel_w: int, stride_h: int = 1, stride_w: int = 1,
+                             pad_top: int = 0, pad_left: int = 0, pad_bottom: int = 0, pad_right: int = 0,
+                             simd: int = 1, depthwise: bool = False, pad_value: int = 0) -> np.ndarray:
+    """What the generator sends, in plain numpy: x (H, W, C) or (N, H, W, C) -> (OH, OW, KH*KW*C) or
+    (N, OH, OW, KH*KW*C), the last axis in stream element order.
+
+    Standard order: element (kh*KW + kw)*C + c (the im2col row). Depthwise order: element
+    ((cf*KH + kh)*KW + kw)*SIMD + s for channel c = cf*SIMD + s. `simd` only matters for depthwise.
+    """
+    x = np.asarray(x_hwc)
+    batched = x.ndim == 4
+    if not batched:
+        x = x[None]
+    n, h, w, c = x.shape
+    if c % simd:
+        raise ValueError(f"SIMD {simd} must divide the {c} channels")
+    xp = np.pad(x, ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), constant_values=pad_value)
+    oh = conv_output_size(h, kernel_h, stride_h, pad_top, pad_bottom)
+    ow = conv_output_size(w, kernel_w, stride_w, pad_left, pad_right)
+    windows = np.empty((n, oh, ow, kernel_h, kernel_w, c), dtype=xp.dtype)
+    for kh in range(kernel_h):
+        for kw in range(kernel_w):
+            windows[:, :, :, kh, kw, :] = xp[:, kh:kh + stride_h * (oh - 1) + 1:stride_h,
+                                             kw:kw + stride_w * (ow - 1) + 1:stride_w, :]
+    if depthwise:
+        windows = windows.reshape(n, oh, ow, kernel_h, kernel_w, c // simd, simd).transpose(0, 1, 2, 5, 3, 4, 6)
+    out = windows.reshape(n, oh, ow, kernel_h * kernel_w * c)
+    return out if batched else out[0]
+
+
+def _counter(n: int, name: str):
+    """A wrapping counter signal over range(n) and its `is last` term (constants when n == 1)."""
+    if n == 1:
+        return Const(0, 1), Const(1, 1)
+    sig = Signal(range(n), name=name)
+    return sig, sig == n - 1
+
+
+class SlidingWindow(wiring.Component):
+    """Sliding-window generator (docs/CONTRACTS.md, "Convolution cores").
+
+    Ports: `i` (SIMD `elem_fmt` elements a word, H*W*C/SIMD words a frame) and `o` (SIMD elements a word,
+    OH*OW*KH*KW*C/SIMD words a frame, in standard or depthwise window order).
+    """
+
+    latency = 2
+    """Cycles from the acceptance of the input word that completes a window (when the reader is idle
+    and waiting for it) to the transfer of that window's first word."""
+
+    def __init__(self, elem_fmt: ElementFormat, channels: int, in_h: int, in_w: int, kernel_h: int, kernel_w: int,
+                 stride_h: int = 1, stride_w: int = 1, pad_top: int = 0, pad_left: int = 0, pad_bottom: int = 0,
+                 pad_right: int = 0, simd: int = 1, depthwise: bool = False, pad_value: int = 0):
+        ints = dict(channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
+                    stride_h=stride_h, stride_w=stride_w, simd=simd)
+        for name, value in ints.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        pads = dict(pad_top=pad_top, pad_left=pad_left, pad_bottom=pad_bottom, pad_right=pad_right)
+        for name, value in pads.items():
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if channels % simd:
+            raise ValueError(f"SIMD {simd} must divide the {channels} channels")
+        if pad_top + pad_bottom >= kernel_h or pad_left + pad_right >= kernel_w:
+            raise ValueError(f"total padding per axis must be smaller than the kernel: rows {pad_top}+{pad_bottom} "
+                             f"for kernel_h {kernel_h}, columns {pad_left}+{pad_right} for kernel_w {kernel_w}")
+        if in_h + pad_top + pad_bottom < kernel_h or in_w + pad_left + pad_right < kernel_w:
+            raise ValueError(f"a {kernel_h}x{kernel_w} kernel does not fit the padded {in_h}x{in_w} input")
+        self.elem_fmt = elem_fmt
+        self.channels, self.simd, self.cf = int(channels), int(simd), int(channels) // int(simd)
+        self.in_h, self.in_w = int(in_h), int(in_w)
+        self.kernel_h, self.kernel_w = int(kernel_h), int(kernel_w)
+        self.stride_h, self.stride_w = int(stride_h), int(stride_w)
+        self.pad_top, self.pad_left, self.pad_bottom, self.pad_right = (int(p) for p in pads.values())
+        self.depthwise = bool(depthwise)
+        self.padded = any(pads.values())
+        self.pad_value = int(pad_value)
+        if self.padded:
+            elem_fmt.check([self.pad_value], "pad_value")
+        self.out_h = conv_output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_top, self.pad_bottom)
+        self.out_w = conv_output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_left, self.pad_right)
+
+        H, W, KH, KW, CF = self.in_h, self.in_w, self.kernel_h, self.kernel_w, self.cf
+        OH, OW, sh, sw = self.out_h, self.out_w, self.stride_h, self.stride_w
+        self.span = ((KH - 1) * W + KW) * CF
+        # Moves of the window's top-left corner (in stream words) to the next window.
+        self.step_col = sw * CF if OW > 1 else 0
+        self.step_row = (sh * W - (OW - 1) * sw) * CF if OH > 1 else 0
+        self.step_frame = (H * W - (OH - 1) * sh * W - (OW - 1) * sw) * CF
+        self.max_step = max(self.step_col, self.step_row, self.step_frame)
+        self.window_words = KH * KW * CF
+        self.buffer_depth = self.span + self.max_step + self.window_words
+
+        super().__init__({
+            "i": In(stream.Signature(self.simd * elem_fmt.width)),
+            "o": Out(stream.Signature(self.simd * elem_fmt.width)),
+        })
+
+    # --- figures for the compiler's timing model -------------------------------------------------
+
+    @property
+    def in_words_per_frame(self) -> int:
+        return self.in_h * self.in_w * self.cf
+
+    @property
+    def out_words_per_frame(self) -> int:
+        return self.out_h * self.out_w * self.window_words
+
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame with input always valid and output always ready."""
+        return max(self.in_words_per_frame, self.out_words_per_frame)
+
+    def _first_need(self) -> int:
+        """Offset of the first window's last in-image word from its (virtual) corner, + 1."""
+        rows_used = min(self.kernel_h - 1, self.in_h - 1 + self.pad_top)
+        cols_used = min(self.kernel_w - 1, self.in_w - 1 + self.pad_left)
+        return (rows_used * self.in_w + cols_used + 1) * self.cf
+
+    def initial_latency(self) -> int:
+        """Input words of a frame the generator must have before it sends the frame's first word.
+
+        From an idle start, the first output word is transferred `initial_latency() - 1 + latency`
+        cycles after the first input word (input unbroken, output ready).
+        """
+        return self._first_need() - (self.pad_top * self.in_w + self.pad_left) * self.cf
+
+    def window_needs(self) -> list[tuple[int, int]]:
+        """Per window of a frame, in output order: (need, step), the words the reader waits for (counted
+        from the window's corner, see the module docstring) and how far the corner moves after it."""
+        H, W, KH, KW, CF = self.in_h, self.in_w, self.kernel_h, self.kernel_w, self.cf
+        needs = []
+        for oh in range(self.out_h):
+            for ow in range(self.out_w):
+                row0, col0 = oh * self.stride_h - self.pad_top, ow * self.stride_w - self.pad_left
+                need = (min(KH - 1, H - 1 - row0) * W + min(KW - 1, W - 1 - col0) + 1) * CF
+                step = self.step_col if ow < self.out_w - 1 else self.step_row if oh < self.out_h - 1 \
+                    else self.step_frame
+                needs.append((need, step))
+        return needs
+
+    def output_times(self, arrivals) -> list[int]:
+        """A cycle-level model of the controller: the cycle each output word is transferred when input
+        word j is offered from cycle `arrivals[j]` (non-decreasing) and the output is always ready.
+
+        Covers the whole frames in `arrivals`. The bench checks it cycle for cycle against the hardware;
+        `cycles_per_frame` and `initial_latency` are its steady state and its start.
+        """
+        arrivals = list(arrivals)
+        frames = len(arrivals) // self.in_words_per_frame
+        needs = self.window_needs() * frames
+        occ, written, window, word, t = (self.pad_top * self.in_w + self.pad_left) * self.cf, 0, 0, 0, 0
+        times = []
+        while window < len(needs):
+            write = occ < self.buffer_depth and written < len(arrivals) and arrivals[written] <= t
+            release = 0
+            if word > 0 or occ >= needs[window][0]:
+                times.append(t + self.latency - 1)
+                word += 1
+                if word == self.window_words:
+                    release, word, window = needs[window][1], 0, window + 1
+            elif written == len(arrivals):
+                raise RuntimeError("the model is stuck: a window needs more input than the frames hold")
+            written += write
+            occ += write - release
+            t += 1
+        return times
+
+    # --- hardware ----------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        H, W, KH, KW, CF = self.in_h, self.in_w, self.kernel_h, self.kernel_w, self.cf
+        OH, OW, sh, sw = self.out_h, self.out_w, self.stride_h, self.stride_w
+        D = self.buffer_depth
+        word_w = self.simd * self.elem_fmt.width
+
+        m.submodules.buffer = buf = Memory(shape=unsigned(word_w), depth=D, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port()
+
+        # occ = words written - stream index of the current window's corner (see module docstring).
+        occ = Signal(range(-self.max_step, D + 1), init=(self.pad_top * W + self.pad_left) * CF)
+        write = Signal()
+        release = Signal(range(self.max_step + 1))
+
+        # --- writer: input words in arrival order around the circular buffer ---
+        w_addr = Signal(range(D))
+        m.d.comb += [
+            self.i.ready.eq(occ < D),
+            write.eq(self.i.valid & self.i.ready),
+            wr.addr.eq(w_addr), wr.data.eq(self.i.payload), wr.en.eq(write),
+        ]
+        with m.If(write):
+            m.d.sync += w_addr.eq(Mux(w_addr == D - 1, 0, w_addr + 1))
+        m.d.sync += occ.eq(occ + write - release)
+
+        # --- reader: window counters, position of the current word, address ---
+        cf, cf_last = _counter(CF, "cf")
+        kw, kw_last = _counter(KW, "kw")
+        kh, kh_last = _counter(KH, "kh")
+        ow, ow_last = _counter(OW, "ow")
+        oh, oh_last = _counter(OH, "oh")
+        window_done = cf_last & kw_last & kh_last
+        row0 = Signal(range(-self.pad_top, H), init=-self.pad_top)   # corner row oh*sh - pad_top
+        col0 = Signal(range(-self.pad_left, W), init=-self.pad_left)  # corner column ow*sw - pad_left
+        base = Signal(range(D), init=(-(self.pad_top * W + self.pad_left) * CF) % D)  # corner address
+        offset = Signal(range(self.span))  # current word's offset from the corner, in stream words
+        mid = Signal()  # inside a window: its first word has been sent
+
+        # Words needed before a window may start: up to its bottom-right corner clipped to the image.
+        if self.pad_bottom:
+            rows_used = Mux(row0 > H - KH, H - 1 - row0, KH - 1)
+        else:
+            rows_used = KH - 1
+        if self.pad_right:
+            cols_used = Mux(col0 > W - KW, W - 1 - col0, KW - 1)
+        else:
+            cols_used = KW - 1
+        need = Signal(range(self.span + 1))
+        m.d.comb += need.eq(rows_used * (W * CF) + (cols_used + 1) * CF)
+
+        # Output register: `valid`, and the memory's read data (held while not enabled) or padding.
+        v1 = Signal()
+        pad1 = Signal()
+        s1_free = ~v1 | self.o.ready
+        issue = Signal()
+        m.d.comb += issue.eq(s1_free & (mid | (occ >= need)))
+
+        m.d.comb += [rd.addr.eq(_mod_sum(base, offset, D)), rd.en.eq(issue)]
+
+        if self.padded:
+            row = row0 + kh
+            col = col0 + kw
+            pad = (row < 0) | (row >= H) | (col < 0) | (col >= W)
+        else:
+            pad = Const(0, 1)
+        with m.If(issue):
+            m.d.sync += [v1.eq(1), pad1.eq(pad)]
+        with m.Elif(self.o.ready):
+            m.d.sync += v1.eq(0)
+        pad_word = pack_words([self.pad_value] * self.simd, self.elem_fmt, self.simd)[0] if self.padded else 0
+        m.d.comb += [self.o.valid.eq(v1), self.o.payload.eq(Mux(pad1, pad_word, rd.data))]
+
+        # Advance the inner counters in stream order, and the offset with them.
+        inner = [(kh, kh_last, KH), (kw, kw_last, KW), (cf, cf_last, CF)]
+        if self.depthwise:
+            inner = [(cf, cf_last, CF), (kh, kh_last, KH), (kw, kw_last, KW)]
+        with m.If(issue):
+            m.d.sync += mid.eq(~window_done)
+            _step_nested(m, inner)
+            if self.depthwise:
+                with m.If(~kw_last):
+                    m.d.sync += offset.eq(offset + CF)
+                with m.Elif(~kh_last):
+                    m.d.sync += offset.eq(offset + (W - KW + 1) * CF)
+                with m.Elif(~cf_last):
+                    m.d.sync += offset.eq(cf + 1)
+                with m.Else():
+                    m.d.sync += offset.eq(0)
+            else:
+                with m.If(~(cf_last & kw_last)):
+                    m.d.sync += offset.eq(offset + 1)
+                with m.Elif(~kh_last):
+                    m.d.sync += offset.eq(offset + (W - KW) * CF + 1)
+                with m.Else():
+                    m.d.sync += offset.eq(0)
+
+        # Finishing a window moves the corner on: along the row, to the next row, to the next frame.
+        with m.If(issue & window_done):
+            with m.If(~ow_last):
+                m.d.comb += release.eq(self.step_col)
+                m.d.sync += [col0.eq(col0 + sw), base.eq(_mod_sum(base, self.step_col % D, D))]
+                if OW > 1:
+                    m.d.sync += ow.eq(ow + 1)
+            with m.Elif(~oh_last):
+                m.d.comb += release.eq(self.step_row)
+                m.d.sync += [col0.eq(-self.pad_left), row0.eq(row0 + sh), base.eq(_mod_sum(base, self.step_row % D, D))]
+                if OW > 1:
+                    m.d.sync += ow.eq(0)
+                if OH > 1:
+                    m.d.sync += oh.eq(oh + 1)
+            with m.Else():
+                m.d.comb += release.eq(self.step_frame)
+                m.d.sync += [col0.eq(-self.pad_left), row0.eq(-self.pad_top),
+                             base.eq(_mod_sum(base, self.step_frame % D, D))]
+                if OW > 1:
+                    m.d.sync += ow.eq(0)
+                if OH > 1:
+                    m.d.sync += oh.eq(0)
+        return m
+
+
+def _mod_sum(a, b, modulus: int):
+    """(a + b) mod `modulus` for a, b in [0, modulus)."""
+    total = a + b
+    return Mux(total >= modulus, total - modulus, total)
+
+
+def _step_nested(m: Module, counters) -> None:
+    """Advance nested wrapping counters (outermost first) by one step of the innermost."""
+    def step(level: int):
+        sig, last, n = counters[level]
+        if level == 0:
+            if n > 1:
+                m.d.sync += sig.eq(Mux(last, 0, sig + 1))
+            return
+        if n > 1:
+            with m.If(last):
+                m.d.sync += sig.eq(0)
+                step(level - 1)
+            with m.Else():
+                m.d.sync += sig.eq(sig + 1)
+        else:
+            step(level - 1)
+    step(len(counters) - 1)
