@@ -2,8 +2,9 @@
 
 Every stream in the design carries words of E elements of one `ElementFormat`; element i of a word
 sits at bits [i*w, (i+1)*w), least significant first (docs/CONTRACTS.md, "Numbers on a stream").
-`pack_words` and `unpack_words` are the only code that knows this layout: the compiler, the harness,
-the benches and the cores' memory initialisers all go through them, so the layout cannot drift apart.
+`pack_words` and `unpack_words` (and, in hardware, `word_element`) are the only code that knows this
+layout: the compiler, the harness, the benches and the cores' memory initialisers and datapaths all go
+through them, so the layout cannot drift apart.
 Words are Python ints, so any width works.
 """
 from __future__ import annotations
@@ -190,6 +191,12 @@ def unpack_words(words: Iterable[int], fmt: ElementFormat, elems_per_word: int, 
     mask = (1 << w) - 1
     raw = [(words[k // elems_per_word] >> ((k % elems_per_word) * w)) & mask for k in range(n_elems)]
     return fmt.decode(np.array(raw, dtype=np.int64 if w < 63 else object)).reshape(-1)
+
+
+def word_element(word, index: int, fmt: ElementFormat):
+    """Element `index` of a packed word in hardware: the Amaranth value of its bits, signed for `signed`."""
+    raw = word[index * fmt.width:(index + 1) * fmt.width]
+    return raw.as_signed() if fmt.is_signed else raw
 
 
 def _check_elems_per_word(elems_per_word: int) -> None:

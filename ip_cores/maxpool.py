@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .elements import ElementFormat
+from .feature_map import FeatureMapWindowCore, check_positive_ints
 
 __all__ = ["StreamingMaxPool", "maxpool_reference"]
 
@@ -104,7 +103,7 @@ class _PartialStore:
                 m.d.sync += self.reg.eq(data)
 
 
-class StreamingMaxPool(wiring.Component):
+class StreamingMaxPool(FeatureMapWindowCore):
     """Streaming max-pool (docs/CONTRACTS.md, "Convolution cores").
 
     Ports: `i` (SIMD `elem_fmt` elements a word, H*W*C/SIMD words a frame) and `o` (SIMD elements a word,
@@ -116,34 +115,19 @@ class StreamingMaxPool(wiring.Component):
 
     def __init__(self, elem_fmt: ElementFormat, channels: int, in_h: int, in_w: int, kernel_h: int, kernel_w: int,
                  stride_h: int, stride_w: int, simd: int = 1):
-        ints = dict(channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
-                    stride_h=stride_h, stride_w=stride_w, simd=simd)
-        for name, value in ints.items():
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_positive_ints(channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
+                            stride_h=stride_h, stride_w=stride_w, simd=simd)
         if channels % simd:
             raise ValueError(f"SIMD {simd} must divide the {channels} channels")
         if kernel_h > in_h or kernel_w > in_w:
             raise ValueError(f"a {kernel_h}x{kernel_w} kernel does not fit the {in_h}x{in_w} input")
-        self.elem_fmt = elem_fmt
-        self.channels, self.simd, self.cf = int(channels), int(simd), int(channels) // int(simd)
-        self.in_h, self.in_w = int(in_h), int(in_w)
-        self.kernel_h, self.kernel_w = int(kernel_h), int(kernel_w)
-        self.stride_h, self.stride_w = int(stride_h), int(stride_w)
+        super().__init__(elem_fmt, channels, in_h, in_w, kernel_h, kernel_w, stride_h, stride_w, simd)
         self.out_h = (self.in_h - self.kernel_h) // self.stride_h + 1
         self.out_w = (self.in_w - self.kernel_w) // self.stride_w + 1
         self.h_slots, self.col_plan = _slot_plan(self.in_w, self.kernel_w, self.stride_w)
         self.v_slots, self.row_plan = _slot_plan(self.in_h, self.kernel_h, self.stride_h)
-        super().__init__({
-            "i": In(stream.Signature(self.simd * elem_fmt.width)),
-            "o": Out(stream.Signature(self.simd * elem_fmt.width)),
-        })
 
     # --- figures for the compiler's timing model -------------------------------------------------
-
-    @property
-    def in_words_per_frame(self) -> int:
-        return self.in_h * self.in_w * self.cf
 
     @property
     def out_words_per_frame(self) -> int:
@@ -185,6 +169,17 @@ class StreamingMaxPool(wiring.Component):
             m.d.comb += value.eq(Mux(active[s], Mux(start[s], x, self._max(prev, x)), prev))
             new.append(value)
         return new
+
+    def _ending_slot(self, m: Module, slot_values: list, end_slot, name: str):
+        """The value of the slot whose window ends here (`end_slot`), as a signal called `name`."""
+        picked = Signal(len(slot_values[0]), name=name)
+        m.d.comb += picked.eq(slot_values[0])
+        if len(slot_values) > 1:
+            with m.Switch(end_slot):
+                for s, value in enumerate(slot_values):
+                    with m.Case(s):
+                        m.d.comb += picked.eq(value)
+        return picked
 
     def _plan_signals(self, m: Module, position, plan, slots: int, name: str):
         """The plan row for `position` (a counter), as signals: active, start, ends, ending slot."""
@@ -254,13 +249,7 @@ class StreamingMaxPool(wiring.Component):
         # --- S1: horizontal update and write-back; the ending window's row maximum goes on ---
         h_new = self._update(m, h_store.data, x1, active1, start1, NSW, "h_new")
         h_store.write(m, cf1, Cat(*h_new), s1_go)
-        row_max = Signal(word_w)
-        m.d.comb += row_max.eq(h_new[0])
-        if NSW > 1:
-            with m.Switch(end_slot1):
-                for s in range(NSW):
-                    with m.Case(s):
-                        m.d.comb += row_max.eq(h_new[s])
+        row_max = self._ending_slot(m, h_new, end_slot1, "row_max")
 
         # Vertical position of the row maxima: (ih, ow, cf), advanced with each one passed on.
         pass_on = s1_go & ends1
@@ -301,13 +290,7 @@ class StreamingMaxPool(wiring.Component):
         # --- S2: vertical update and write-back; the ending output row's maximum is the output ---
         v_new = self._update(m, v_store.data, rm2, active2, start2, NSH, "v_new")
         v_store.write(m, v_addr2, Cat(*v_new), s2_go)
-        out_word = Signal(word_w)
-        m.d.comb += out_word.eq(v_new[0])
-        if NSH > 1:
-            with m.Switch(end_slot2):
-                for s in range(NSH):
-                    with m.Case(s):
-                        m.d.comb += out_word.eq(v_new[s])
+        out_word = self._ending_slot(m, v_new, end_slot2, "out_word")
         with m.If(s2_go & ends2):
             m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):

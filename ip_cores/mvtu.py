@@ -20,27 +20,15 @@ vector, latency 3). `i.ready` depends combinationally on `o.ready` through these
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for
+from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .thresholding import accumulator_range, activation_word, adder_tree, check_mac_parameters
 
 __all__ = ["MVTU", "mvtu_reference", "accumulator_range"]
-
-
-def accumulator_range(weights: np.ndarray, in_fmt: ElementFormat) -> tuple[int, int]:
-    """Smallest and largest `sum_i x[i] * W[c, i]` over all rows c and all inputs x in `in_fmt`.
-
-    Each term is linear in its own x[i], so the extremes take each x[i] at an end of its range. Every
-    term's best value is >= 0 and its worst <= 0 (all formats contain values of both signs or zero),
-    so partial sums over any subset of terms, as the accumulator sees them, stay inside this range.
-    """
-    w = np.asarray(weights, dtype=object)
-    lo_terms = np.minimum(w * in_fmt.min, w * in_fmt.max)
-    hi_terms = np.maximum(w * in_fmt.min, w * in_fmt.max)
-    return int(lo_terms.sum(axis=1).min()), int(hi_terms.sum(axis=1).max())
 
 
 def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, out_fmt=None) -> np.ndarray:
@@ -64,23 +52,6 @@ def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, 
     return count + int(out_offset)
 
 
-def _sum_tree(terms: list):
-    """Balanced adder tree (depth log2(n)) instead of a chain, for a shorter combinational path."""
-    terms = list(terms)
-    while len(terms) > 1:
-        paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            paired.append(terms[-1])
-        terms = paired
-    return terms[0]
-
-
-def _element(word, index: int, fmt: ElementFormat):
-    """Element `index` of a packed word as an Amaranth value of the right signedness."""
-    raw = word[index * fmt.width:(index + 1) * fmt.width]
-    return raw.as_signed() if fmt.is_signed else raw
-
-
 class MVTU(wiring.Component):
     """Folded matrix-vector-threshold unit (docs/CONTRACTS.md, "Matrix-vector-threshold unit").
 
@@ -98,49 +69,19 @@ class MVTU(wiring.Component):
             raise ValueError(f"SIMD {simd} must divide MW {self.mw}")
         if pe < 1 or self.mh % pe:
             raise ValueError(f"PE {pe} must divide MH {self.mh}")
-        self.weights = w_fmt.check(weights, "weight")
         self.simd, self.pe = int(simd), int(pe)
         self.sf, self.nf = self.mw // self.simd, self.mh // self.pe
         self.in_fmt, self.w_fmt = in_fmt, w_fmt
         self.acc_width = int(acc_width)
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
 
-        lo, hi = accumulator_range(self.weights, in_fmt)
-        if self.acc_width < signed_width_for(lo, hi):
-            raise ValueError(f"acc_width {acc_width} cannot hold accumulator range [{lo}, {hi}]: "
-                             f"needs {signed_width_for(lo, hi)} signed bits")
-
+        self.weights, self.thresholds, self.out_fmt = check_mac_parameters(
+            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset)
         self.out_offset = int(out_offset)
-        if thresholds is None:
-            self.thresholds = None
-            out_fmt = out_fmt or ElementFormat.signed(self.acc_width)
-            if not out_fmt.is_signed or out_fmt.width < self.acc_width:
-                raise ValueError(f"without thresholds the output is the accumulator: out_fmt must be signed "
-                                 f"and at least {self.acc_width} bits, not {out_fmt}")
-            if self.out_offset:
-                raise ValueError("out_offset applies only with thresholds")
-        else:
-            t = np.asarray(thresholds)
-            if t.ndim != 2 or t.shape[0] != self.mh or t.shape[1] < 1:
-                raise ValueError(f"thresholds must have shape ({self.mh}, NT >= 1), not {t.shape}")
-            if t.dtype.kind not in "iu":
-                raise ValueError(f"thresholds must be integers, not dtype {t.dtype}")
-            if np.any(np.diff(t.astype(np.int64), axis=1) < 0):
-                raise ValueError("each row of thresholds must be non-decreasing")
-            if out_fmt is None:
-                raise ValueError("out_fmt is required with thresholds")
-            n_t = t.shape[1]
-            if out_fmt.is_bipolar:
-                if n_t != 1 or self.out_offset != 0:
-                    raise ValueError("a bipolar output needs exactly one threshold per channel and out_offset 0")
-            elif not (out_fmt.min <= self.out_offset and self.out_offset + n_t <= out_fmt.max):
-                raise ValueError(f"outputs [{self.out_offset}, {self.out_offset + n_t}] do not fit {out_fmt}")
-            self.thresholds = t.astype(np.int64)
-        self.out_fmt = out_fmt
 
         super().__init__({
             "i": In(stream.Signature(self.simd * in_fmt.width)),
-            "o": Out(stream.Signature(self.pe * out_fmt.width)),
+            "o": Out(stream.Signature(self.pe * self.out_fmt.width)),
         })
 
     @property
@@ -159,27 +100,12 @@ class MVTU(wiring.Component):
         w = self.weights.reshape(self.nf, self.pe, self.sf, self.simd).transpose(0, 2, 1, 3)
         return pack_words(w.reshape(-1), self.w_fmt, self.pe * self.simd)
 
-    def _threshold_table(self) -> tuple[ElementFormat, np.ndarray]:
-        """Thresholds in the domain the hardware compares in, clipped so they fit a few bits.
-
-        Clipping keeps every comparison result: a threshold below the smallest accumulator value is
-        always reached, one above the largest never. With XNOR-popcount, `acc = 2*pc - MW`, so
-        `acc >= T` is `pc >= ceil((T + MW) / 2)`, compared on the popcount directly.
-        """
-        t = self.thresholds
-        if self.xnor:
-            t = -((-(t + self.mw)) // 2)
-            t = np.clip(t, 0, self.mw + 1)
-            return ElementFormat.unsigned(unsigned_width_for(self.mw + 1)), t
-        top = 1 << (self.acc_width - 1)
-        return ElementFormat.signed(self.acc_width + 1), np.clip(t, -top, top)
-
     # --- hardware ----------------------------------------------------------------------------------
 
     def elaborate(self, platform):
         m = Module()
         SF, NF, PE, SIMD = self.sf, self.nf, self.pe, self.simd
-        in_w, w_w, out_w = self.in_fmt.width, self.w_fmt.width, self.out_fmt.width
+        in_w, w_w = self.in_fmt.width, self.w_fmt.width
 
         # Stage-free terms: a stage can take a new item if it is empty or its item leaves this cycle.
         v1, v2 = Signal(), Signal()
@@ -263,7 +189,7 @@ class MVTU(wiring.Component):
             acc_shape = signed(self.acc_width)
         accs = [Signal(acc_shape, name=f"acc{p}") for p in range(PE)]
         for p, acc in enumerate(accs):
-            dot = _sum_tree([self._product(x_word, w_word, p, s) for s in range(SIMD)])
+            dot = adder_tree([self._product(x_word, w_word, p, s) for s in range(SIMD)])
             with m.If(s1_to_s2):
                 m.d.sync += acc.eq(Mux(first1, 0, acc) + dot)
         with m.If(s1_to_s2):
@@ -271,39 +197,11 @@ class MVTU(wiring.Component):
         with m.Elif(s3_free):
             m.d.sync += v2.eq(0)
 
-        # Thresholds of the neuron fold whose sum sits in the accumulators (read in step with S2).
-        thr_word = None
-        if self.thresholds is not None:
-            t_fmt, table = self._threshold_table()
-            n_t = table.shape[1]
-            t_words = pack_words(table.reshape(NF, PE * n_t).reshape(-1), t_fmt, PE * n_t)
-            if NF > 1:
-                m.submodules.thresholds = t_mem = Memory(shape=unsigned(PE * n_t * t_fmt.width), depth=NF,
-                                                         init=t_words)
-                t_port = t_mem.read_port()
-                m.d.comb += [t_port.addr.eq(nf1), t_port.en.eq(s1_to_s2)]
-                thr_word = t_port.data
-            else:
-                thr_word = Const(t_words[0], PE * n_t * t_fmt.width)
-
-        # --- S2 -> S3: activation of all PE channels in parallel, into the output register ---
-        outs = []
-        for p, acc in enumerate(accs):
-            if self.thresholds is None:
-                if self.xnor:
-                    value = (Cat(acc, Const(0, 1)).as_signed() << 1) - self.mw
-                else:
-                    value = acc
-            else:
-                hits = [acc >= _element(thr_word, p * n_t + j, t_fmt) for j in range(n_t)]
-                value = _sum_tree(hits)
-                if self.out_offset:
-                    value = value + self.out_offset
-            # Assignment sign-extends a signed value and keeps the low bits: two's complement out_fmt.
-            out = Signal(out_w, name=f"out{p}")
-            m.d.comb += out.eq(value)
-            outs.append(out)
-        out_word = Cat(*outs)
+        # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
+        # thresholds of the neuron fold whose sums sit in the accumulators are read in step with S2 ---
+        out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=self.mw,
+                                   acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
+                                   n_folds=NF, fold=nf1, fold_read_en=s1_to_s2)
         with m.If(s2_to_s3):
             m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):
@@ -312,8 +210,8 @@ class MVTU(wiring.Component):
 
     def _product(self, x_word, w_word, p: int, s: int):
         """One term x[s] * W[p, s]: a multiply, a conditional negation, or an XNOR bit."""
-        x = _element(x_word, s, self.in_fmt)
-        w = _element(w_word, p * self.simd + s, self.w_fmt)
+        x = word_element(x_word, s, self.in_fmt)
+        w = word_element(w_word, p * self.simd + s, self.w_fmt)
         if self.xnor:
             return ~(x ^ w)
         if self.in_fmt.is_bipolar:

@@ -44,11 +44,10 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .elements import ElementFormat, pack_words
+from .feature_map import FeatureMapWindowCore, check_positive_ints
 
 __all__ = ["SlidingWindow", "sliding_window_reference", "conv_output_size"]
 
@@ -96,7 +95,7 @@ def _counter(n: int, name: str):
     return sig, sig == n - 1
 
 
-class SlidingWindow(wiring.Component):
+class SlidingWindow(FeatureMapWindowCore):
     """Sliding-window generator (docs/CONTRACTS.md, "Convolution cores").
 
     Ports: `i` (SIMD `elem_fmt` elements a word, H*W*C/SIMD words a frame) and `o` (SIMD elements a word,
@@ -110,11 +109,8 @@ class SlidingWindow(wiring.Component):
     def __init__(self, elem_fmt: ElementFormat, channels: int, in_h: int, in_w: int, kernel_h: int, kernel_w: int,
                  stride_h: int = 1, stride_w: int = 1, pad_top: int = 0, pad_left: int = 0, pad_bottom: int = 0,
                  pad_right: int = 0, simd: int = 1, depthwise: bool = False, pad_value: int = 0):
-        ints = dict(channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
-                    stride_h=stride_h, stride_w=stride_w, simd=simd)
-        for name, value in ints.items():
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_positive_ints(channels=channels, in_h=in_h, in_w=in_w, kernel_h=kernel_h, kernel_w=kernel_w,
+                            stride_h=stride_h, stride_w=stride_w, simd=simd)
         pads = dict(pad_top=pad_top, pad_left=pad_left, pad_bottom=pad_bottom, pad_right=pad_right)
         for name, value in pads.items():
             if int(value) != value or value < 0:
@@ -126,11 +122,7 @@ class SlidingWindow(wiring.Component):
                              f"for kernel_h {kernel_h}, columns {pad_left}+{pad_right} for kernel_w {kernel_w}")
         if in_h + pad_top + pad_bottom < kernel_h or in_w + pad_left + pad_right < kernel_w:
             raise ValueError(f"a {kernel_h}x{kernel_w} kernel does not fit the padded {in_h}x{in_w} input")
-        self.elem_fmt = elem_fmt
-        self.channels, self.simd, self.cf = int(channels), int(simd), int(channels) // int(simd)
-        self.in_h, self.in_w = int(in_h), int(in_w)
-        self.kernel_h, self.kernel_w = int(kernel_h), int(kernel_w)
-        self.stride_h, self.stride_w = int(stride_h), int(stride_w)
+        super().__init__(elem_fmt, channels, in_h, in_w, kernel_h, kernel_w, stride_h, stride_w, simd)
         self.pad_top, self.pad_left, self.pad_bottom, self.pad_right = (int(p) for p in pads.values())
         self.depthwise = bool(depthwise)
         self.padded = any(pads.values())
@@ -151,16 +143,8 @@ class SlidingWindow(wiring.Component):
         self.window_words = KH * KW * CF
         self.buffer_depth = self.span + self.max_step + self.window_words
 
-        super().__init__({
-            "i": In(stream.Signature(self.simd * elem_fmt.width)),
-            "o": Out(stream.Signature(self.simd * elem_fmt.width)),
-        })
 
     # --- figures for the compiler's timing model -------------------------------------------------
-
-    @property
-    def in_words_per_frame(self) -> int:
-        return self.in_h * self.in_w * self.cf
 
     @property
     def out_words_per_frame(self) -> int:

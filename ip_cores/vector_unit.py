@@ -13,13 +13,13 @@ register). Never stalled, P pixels take P*CF*K + 3 cycles from the first input t
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for
-from .mvtu import accumulator_range
+from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .thresholding import activation_word, check_mac_parameters
 
 __all__ = ["VectorVectorUnit", "vector_unit_reference", "vector_unit_input_order"]
 
@@ -53,19 +53,6 @@ def vector_unit_input_order(windows, pe: int) -> np.ndarray:
     return x.reshape(p, k, c // pe, pe).transpose(0, 2, 1, 3).reshape(-1)
 
 
-def _sum_tree(terms: list):
-    """Balanced adder tree (depth log2(n)) instead of a chain, for a shorter combinational path."""
-    while len(terms) > 1:
-        terms = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)] + terms[len(terms) & ~1:]
-    return terms[0]
-
-
-def _element(word, index: int, fmt: ElementFormat):
-    """Element `index` of a packed word as an Amaranth value of the right signedness."""
-    raw = word[index * fmt.width:(index + 1) * fmt.width]
-    return raw.as_signed() if fmt.is_signed else raw
-
-
 class VectorVectorUnit(wiring.Component):
     """Depthwise multiply-accumulate-threshold unit (docs/CONTRACTS.md, "Convolution cores").
 
@@ -87,48 +74,18 @@ class VectorVectorUnit(wiring.Component):
             raise ValueError(f"kernel_elems {kernel_elems} does not match the weights' K = {self.k}")
         if pe < 1 or self.channels % pe:
             raise ValueError(f"PE {pe} must divide the {self.channels} channels")
-        self.weights = w_fmt.check(weights, "weight")
         self.pe, self.cf = int(pe), self.channels // int(pe)
         self.in_fmt, self.w_fmt = in_fmt, w_fmt
         self.acc_width = int(acc_width)
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
 
-        lo, hi = accumulator_range(self.weights, in_fmt)
-        if self.acc_width < signed_width_for(lo, hi):
-            raise ValueError(f"acc_width {acc_width} cannot hold accumulator range [{lo}, {hi}]: "
-                             f"needs {signed_width_for(lo, hi)} signed bits")
-
+        self.weights, self.thresholds, self.out_fmt = check_mac_parameters(
+            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset)
         self.out_offset = int(out_offset)
-        if thresholds is None:
-            self.thresholds = None
-            out_fmt = out_fmt or ElementFormat.signed(self.acc_width)
-            if not out_fmt.is_signed or out_fmt.width < self.acc_width:
-                raise ValueError(f"without thresholds the output is the accumulator: out_fmt must be signed "
-                                 f"and at least {self.acc_width} bits, not {out_fmt}")
-            if self.out_offset:
-                raise ValueError("out_offset applies only with thresholds")
-        else:
-            t = np.asarray(thresholds)
-            if t.ndim != 2 or t.shape[0] != self.channels or t.shape[1] < 1:
-                raise ValueError(f"thresholds must have shape ({self.channels}, NT >= 1), not {t.shape}")
-            if t.dtype.kind not in "iu":
-                raise ValueError(f"thresholds must be integers, not dtype {t.dtype}")
-            if np.any(np.diff(t.astype(np.int64), axis=1) < 0):
-                raise ValueError("each row of thresholds must be non-decreasing")
-            if out_fmt is None:
-                raise ValueError("out_fmt is required with thresholds")
-            n_t = t.shape[1]
-            if out_fmt.is_bipolar:
-                if n_t != 1 or self.out_offset != 0:
-                    raise ValueError("a bipolar output needs exactly one threshold per channel and out_offset 0")
-            elif not (out_fmt.min <= self.out_offset and self.out_offset + n_t <= out_fmt.max):
-                raise ValueError(f"outputs [{self.out_offset}, {self.out_offset + n_t}] do not fit {out_fmt}")
-            self.thresholds = t.astype(np.int64)
-        self.out_fmt = out_fmt
 
         super().__init__({
             "i": In(stream.Signature(self.pe * in_fmt.width)),
-            "o": Out(stream.Signature(self.pe * out_fmt.width)),
+            "o": Out(stream.Signature(self.pe * self.out_fmt.width)),
         })
 
     # --- figures for the compiler's timing model -------------------------------------------------
@@ -153,24 +110,12 @@ class VectorVectorUnit(wiring.Component):
         w = self.weights.reshape(self.cf, self.pe, self.k).transpose(0, 2, 1)
         return pack_words(w.reshape(-1), self.w_fmt, self.pe)
 
-    def _threshold_table(self) -> tuple[ElementFormat, np.ndarray]:
-        """Thresholds in the domain the hardware compares in, clipped so they fit a few bits.
-
-        With XNOR-popcount, `acc = 2*pc - K`, so `acc >= T` is `pc >= ceil((T + K) / 2)`.
-        """
-        t = self.thresholds
-        if self.xnor:
-            t = -((-(t + self.k)) // 2)
-            return ElementFormat.unsigned(unsigned_width_for(self.k + 1)), np.clip(t, 0, self.k + 1)
-        top = 1 << (self.acc_width - 1)
-        return ElementFormat.signed(self.acc_width + 1), np.clip(t, -top, top)
-
     # --- hardware ----------------------------------------------------------------------------------
 
     def elaborate(self, platform):
         m = Module()
         K, CF, PE = self.k, self.cf, self.pe
-        w_w, out_w = self.w_fmt.width, self.out_fmt.width
+        w_w = self.w_fmt.width
 
         # Stage-free terms: a stage can take a new item if it is empty or its item leaves this cycle.
         v1, v2 = Signal(), Signal()
@@ -232,43 +177,21 @@ class VectorVectorUnit(wiring.Component):
         with m.Elif(s3_free):
             m.d.sync += v2.eq(0)
 
-        # Thresholds of the channel fold whose sums sit in the accumulators (read in step with S2).
-        thr_word = None
-        if self.thresholds is not None:
-            t_fmt, table = self._threshold_table()
-            n_t = table.shape[1]
-            t_words = pack_words(table.reshape(-1), t_fmt, PE * n_t)
-            if CF > 1:
-                m.submodules.thresholds = t_mem = Memory(shape=unsigned(PE * n_t * t_fmt.width), depth=CF,
-                                                         init=t_words)
-                t_port = t_mem.read_port()
-                m.d.comb += [t_port.addr.eq(cf1), t_port.en.eq(s1_to_s2)]
-                thr_word = t_port.data
-            else:
-                thr_word = Const(t_words[0], PE * n_t * t_fmt.width)
-
-        # --- S2 -> S3: activation of all PE channels in parallel, into the output register ---
-        outs = []
-        for p, acc in enumerate(accs):
-            if self.thresholds is None:
-                value = ((Cat(acc, Const(0, 1)).as_signed() << 1) - K) if self.xnor else acc
-            else:
-                value = _sum_tree([acc >= _element(thr_word, p * n_t + j, t_fmt) for j in range(n_t)])
-                if self.out_offset:
-                    value = value + self.out_offset
-            out = Signal(out_w, name=f"out{p}")
-            m.d.comb += out.eq(value)  # sign-extends / truncates into the two's complement out_fmt
-            outs.append(out)
+        # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
+        # thresholds of the channel fold whose sums sit in the accumulators are read in step with S2 ---
+        out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=K,
+                                   acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
+                                   n_folds=CF, fold=cf1, fold_read_en=s1_to_s2)
         with m.If(s2_to_s3):
-            m.d.sync += [self.o.payload.eq(Cat(*outs)), self.o.valid.eq(1)]
+            m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
 
     def _product(self, x_word, w_word, p: int):
         """Lane p's term x * W[c, k]: a multiply, a conditional negation, or an XNOR bit."""
-        x = _element(x_word, p, self.in_fmt)
-        w = _element(w_word, p, self.w_fmt)
+        x = word_element(x_word, p, self.in_fmt)
+        w = word_element(w_word, p, self.w_fmt)
         if self.xnor:
             return ~(x ^ w)
         if self.in_fmt.is_bipolar:

@@ -22,12 +22,13 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 
 from ip_cores.axis_top import to_verilog
-from ip_cores.elements import ElementFormat, signed_width_for, unsigned_width_for
+from ip_cores.elements import ElementFormat, signed_width_for
 from ip_cores.maxpool import StreamingMaxPool, maxpool_reference
 from ip_cores.mvtu import accumulator_range, mvtu_reference
 from ip_cores.sliding_window import SlidingWindow, conv_output_size, sliding_window_reference
 from ip_cores.vector_unit import VectorVectorUnit, vector_unit_input_order, vector_unit_reference
 from sim.cocotb_runner import run_cocotb
+from test_cores import mac_out_fmt, random_mac_weights
 
 S, U, B = ElementFormat.signed, ElementFormat.unsigned, ElementFormat.bipolar
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "test_conv_cores"
@@ -284,24 +285,15 @@ def vvu_params(c, k, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, bipolar_o
                n_throughput_pixels=6, seed=0, p_gap=0.3, p_stall=0.4):
     """Random weights with the format's extremes; sorted thresholds, some never or always reached."""
     rng = np.random.default_rng(seed)
-    if w_fmt.is_bipolar:
-        w = rng.choice([-1, 1], size=(c, k))
-    else:
-        w = rng.integers(w_fmt.min, w_fmt.max + 1, size=(c, k))
-        w[0, :] = w_fmt.max
-        w[-1, :] = w_fmt.min
+    w = random_mac_weights(rng, c, k, w_fmt)
     lo, hi = accumulator_range(w, in_fmt)
     acc_width = signed_width_for(lo, hi)
-    thresholds, out_fmt = None, S(acc_width)
+    out_fmt = mac_out_fmt(acc_width, n_thresholds, out_offset, bipolar_out)
+    thresholds = None
     if n_thresholds:
         t = rng.integers(lo - 2, hi + 3, size=(c, n_thresholds))
         t[0, 0], t[-1, -1] = lo - 5, hi + 1
         thresholds = np.sort(t, axis=1)
-        if bipolar_out:
-            out_fmt = B()
-        else:
-            out_fmt = S(signed_width_for(out_offset, out_offset + n_thresholds)) if out_offset < 0 \
-                else U(unsigned_width_for(out_offset + n_thresholds))
     return {"weights": w.tolist(), "thresholds": None if thresholds is None else thresholds.tolist(), "pe": pe,
             "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt), "out_fmt": _fmt_json(out_fmt),
             "acc_width": acc_width, "out_offset": out_offset, "n_pixels": n_pixels,

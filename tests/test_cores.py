@@ -203,31 +203,46 @@ def _fmt_json(fmt: ElementFormat) -> dict:
     return dataclasses.asdict(fmt)
 
 
+def random_mac_weights(rng: np.random.Generator, rows: int, cols: int, w_fmt: ElementFormat) -> np.ndarray:
+    """Random (rows, cols) weights in `w_fmt`; unless bipolar, row 0 all maximum and the last row all
+    minimum, so the accumulator range is reached. (Also used by tests/test_conv_cores.py.)"""
+    if w_fmt.is_bipolar:
+        return rng.choice([-1, 1], size=(rows, cols))
+    w = rng.integers(w_fmt.min, w_fmt.max + 1, size=(rows, cols))
+    w[0, :] = w_fmt.max
+    w[-1, :] = w_fmt.min
+    return w
+
+
+def mac_out_fmt(acc_width: int, n_thresholds: int, out_offset: int, bipolar_out: bool) -> ElementFormat:
+    """The narrowest output format of a multiply-accumulate-threshold core: the accumulator's without
+    thresholds, else one that holds out_offset .. out_offset + n_thresholds (or bipolar)."""
+    if not n_thresholds:
+        return S(acc_width)
+    if bipolar_out:
+        return B()
+    if out_offset < 0:
+        return S(signed_width_for(out_offset, out_offset + n_thresholds))
+    return U(unsigned_width_for(out_offset + n_thresholds))
+
+
 def mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, bipolar_out=False,
                 n_vectors=12, n_throughput=6, seed=0, p_gap=0.3, p_stall=0.4):
     """Random weights (with the format's extremes) and sorted thresholds (some out of range)."""
     rng = np.random.default_rng(seed)
-    if w_fmt.is_bipolar:
-        w = rng.choice([-1, 1], size=(mh, mw))
-    else:
-        w = rng.integers(w_fmt.min, w_fmt.max + 1, size=(mh, mw))
-        w[0, :] = w_fmt.max
-        w[-1, :] = w_fmt.min
+    w = random_mac_weights(rng, mh, mw, w_fmt)
+    if not w_fmt.is_bipolar:
         w[1 % mh, 0] = w_fmt.min
     lo, hi = accumulator_range(w, in_fmt)
     acc_width = signed_width_for(lo, hi)
-    thresholds, out_fmt = None, S(acc_width)
+    out_fmt = mac_out_fmt(acc_width, n_thresholds, out_offset, bipolar_out)
+    thresholds = None
     if n_thresholds:
         t = rng.integers(lo - 3, hi + 4, size=(mh, n_thresholds))
         t[0, 0] = lo - 5                  # always reached
         t[-1, -1] = hi + 1                # never reached
         t[mh // 2, :] = [-(10 ** 6), 10 ** 6][:n_thresholds] + [0] * (n_thresholds - 2)
         thresholds = np.sort(t, axis=1)
-        if bipolar_out:
-            out_fmt = B()
-        else:
-            out_fmt = S(signed_width_for(out_offset, out_offset + n_thresholds)) if out_offset < 0 \
-                else U(unsigned_width_for(out_offset + n_thresholds))
     return {
         "weights": w.tolist(), "thresholds": None if thresholds is None else thresholds.tolist(),
         "simd": simd, "pe": pe, "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt),

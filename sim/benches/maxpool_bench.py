@@ -15,7 +15,8 @@ import numpy as np
 
 from ip_cores.elements import ElementFormat, pack_words
 from ip_cores.maxpool import maxpool_reference
-from sim.benches.stream_tb import DEFAULT_PATTERN_SPECS, StreamTB, compare_words, pattern_timeout
+from sim.benches.stream_tb import (DEFAULT_PATTERN_SPECS, StreamTB, check_words_before_reset,
+                                   recover_after_reset, run_pause_patterns, run_with_traffic)
 from sim.cocotb_runner import bench_params
 
 
@@ -66,30 +67,12 @@ class MaxPoolCase:
                                  out_words_per_frame=self.out_words_per_frame)
 
 
-async def _stream(tb: StreamTB, case: MaxPoolCase, x: np.ndarray, timeout: int) -> None:
-    """Send the frames x, compare every output word, then check the protocol and the word counts."""
-    expected = case.expected_words(x)
-    words = case.input_words(x)
-    await tb.send(words)
-    got = await tb.receive_words(len(expected), timeout)
-    compare_words(got, expected, case.describe)
-    await tb.finish(len(words), len(expected))
-
-
-async def _run(dut, case: MaxPoolCase, x: np.ndarray, seed: int, p_gap: float, p_stall: float) -> StreamTB:
-    tb = case.tb(dut)
-    tb.set_traffic(seed, p_gap, p_stall)
-    await tb.do_reset()
-    await _stream(tb, case, x, case.timeout(len(x)))
-    return tb
-
-
 @cocotb.test()
 async def random_gaps_and_backpressure(dut):
     """Every output word equals the reference under random input gaps and output stalls."""
     p = bench_params()
     case = MaxPoolCase(p)
-    await _run(dut, case, case.frames(p["n_frames"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
+    await run_with_traffic(dut, case, case.frames(p["n_frames"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
 
 
 @cocotb.test()
@@ -99,7 +82,7 @@ async def full_throughput(dut):
     p = bench_params()
     case = MaxPoolCase(p)
     n = p["n_throughput_frames"]
-    tb = await _run(dut, case, case.frames(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
+    tb = await run_with_traffic(dut, case, case.frames(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
     start = tb.in_cycles[0]
     out = [c - start for c in tb.out_cycles]
     ends = [out[(f + 1) * case.out_words_per_frame - 1] for f in range(n)]
@@ -121,15 +104,8 @@ async def pause_patterns(dut):
     """Each named pause pattern (always ready, 50 % random, long stalls, mixed) in turn, reset between."""
     p = bench_params()
     case = MaxPoolCase(p)
-    tb = case.tb(dut)
-    n = p.get("n_pattern_frames", 1)
-    for k, spec in enumerate(p.get("patterns", DEFAULT_PATTERN_SPECS)):
-        tb.set_pattern(spec, p["seed"] + k)
-        await tb.do_reset()
-        x = case.frames(n, p["seed"] + 10 + k)
-        n_words = n * (case.in_words_per_frame + case.out_words_per_frame)
-        await _stream(tb, case, x, pattern_timeout(spec, n_words, case.timeout(n)))
-        dut._log.info("pattern %s: %d frames passed", spec, n)
+    await run_pause_patterns(dut, case, case.frames, p.get("n_pattern_frames", 1),
+                             p.get("patterns", DEFAULT_PATTERN_SPECS), p["seed"], "frames")
 
 
 @cocotb.test()
@@ -147,12 +123,5 @@ async def reset_mid_frame(dut):
     x = case.frames(2, p["seed"] + 20)
     partial = case.input_words(x)[:case.in_words_per_frame + case.in_words_per_frame // 2 + 1]
     report = await tb.reset_mid_frame(partial, seed=p["seed"])
-    assert report.mid_frame, f"the reset did not hit a frame: {report}"
-    before = [w for frame in report.out_frames_received for w in frame]
-    compare_words(before, case.expected_words(x)[:len(before)], lambda i: f"before the reset, {case.describe(i)}")
-    tb.check_protocol()
-
-    tb.set_pattern("random50", p["seed"] + 21)
-    x = case.frames(2, p["seed"] + 22)
-    n_words = 2 * (case.in_words_per_frame + case.out_words_per_frame)
-    await _stream(tb, case, x, pattern_timeout("random50", n_words, case.timeout(2)))
+    check_words_before_reset(tb, case, x, report, "frame")
+    await recover_after_reset(tb, case, case.frames(2, p["seed"] + 22), p["seed"] + 21)

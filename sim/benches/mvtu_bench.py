@@ -18,7 +18,8 @@ import numpy as np
 
 from ip_cores.elements import ElementFormat, pack_words
 from ip_cores.mvtu import mvtu_reference
-from sim.benches.stream_tb import DEFAULT_PATTERN_SPECS, StreamTB, compare_words, pattern_timeout
+from sim.benches.stream_tb import (DEFAULT_PATTERN_SPECS, StreamTB, check_words_before_reset,
+                                   recover_after_reset, run_pause_patterns, run_with_traffic)
 from sim.cocotb_runner import bench_params
 
 
@@ -65,30 +66,12 @@ class MvtuCase:
         return StreamTB.amaranth(dut, in_words_per_frame=self.sf, out_words_per_frame=self.nf)
 
 
-async def _stream(tb: StreamTB, case: MvtuCase, x: np.ndarray, timeout: int) -> None:
-    """Send the vectors x, compare every output word, then check the protocol and the word counts."""
-    expected = case.expected_words(x)
-    words = case.input_words(x)
-    await tb.send(words)
-    got = await tb.receive_words(len(expected), timeout)
-    compare_words(got, expected, case.describe)
-    await tb.finish(len(words), len(expected))
-
-
-async def _run(dut, case: MvtuCase, x: np.ndarray, seed: int, p_gap: float, p_stall: float) -> StreamTB:
-    tb = case.tb(dut)
-    tb.set_traffic(seed, p_gap, p_stall)
-    await tb.do_reset()
-    await _stream(tb, case, x, case.timeout(len(x)))
-    return tb
-
-
 @cocotb.test()
 async def random_gaps_and_backpressure(dut):
     """Every output word equals the reference under random input gaps and output stalls."""
     p = bench_params()
     case = MvtuCase(p)
-    await _run(dut, case, case.inputs(p["n_vectors"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
+    await run_with_traffic(dut, case, case.inputs(p["n_vectors"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
 
 
 @cocotb.test()
@@ -97,7 +80,7 @@ async def full_throughput(dut):
     p = bench_params()
     case = MvtuCase(p)
     n = p["n_throughput"]
-    tb = await _run(dut, case, case.inputs(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
+    tb = await run_with_traffic(dut, case, case.inputs(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
     expected = n * case.nf * case.sf + p["latency"]
     dut._log.info("MVTU MH=%d MW=%d SIMD=%d PE=%d: %d vectors, NF*SF = %d, %d cycles (expected %d)",
                   case.mh, case.mw, case.simd, case.pe, n, case.nf * case.sf, tb.cycles(), expected)
@@ -109,14 +92,8 @@ async def pause_patterns(dut):
     """Each named pause pattern (always ready, 50 % random, long stalls, mixed) in turn, reset between."""
     p = bench_params()
     case = MvtuCase(p)
-    tb = case.tb(dut)
-    n = p.get("n_pattern_vectors", 4)
-    for k, spec in enumerate(p.get("patterns", DEFAULT_PATTERN_SPECS)):
-        tb.set_pattern(spec, p["seed"] + k)
-        await tb.do_reset()
-        x = case.inputs(n, p["seed"] + 10 + k)
-        await _stream(tb, case, x, pattern_timeout(spec, n * (case.sf + case.nf), case.timeout(n)))
-        dut._log.info("pattern %s: %d vectors passed", spec, n)
+    await run_pause_patterns(dut, case, case.inputs, p.get("n_pattern_vectors", 4),
+                             p.get("patterns", DEFAULT_PATTERN_SPECS), p["seed"], "vectors")
 
 
 @cocotb.test()
@@ -134,12 +111,5 @@ async def reset_mid_frame(dut):
         x = case.inputs(4, p["seed"] + 20 + k)
         partial = case.input_words(x)[:3 * case.sf + (case.sf + 1) // 2]
         report = await tb.reset_mid_frame(partial, seed=p["seed"] + k, where=where)
-        assert report.mid_frame, f"the reset did not hit a frame: {report}"
-        before = [w for frame in report.out_frames_received for w in frame]
-        compare_words(before, case.expected_words(x)[:len(before)],
-                      lambda i: f"before the reset, {case.describe(i)}")
-        tb.check_protocol()
-
-        tb.set_pattern("random50", p["seed"] + 30 + k)
-        x = case.inputs(3, p["seed"] + 40 + k)
-        await _stream(tb, case, x, pattern_timeout("random50", 3 * (case.sf + case.nf), case.timeout(3)))
+        check_words_before_reset(tb, case, x, report, "frame")
+        await recover_after_reset(tb, case, case.inputs(3, p["seed"] + 40 + k), p["seed"] + 30 + k)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, Protocol
 
 import cocotb
 from cocotb.clock import Clock
@@ -31,7 +31,8 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 from sim.benches.protocol import StreamProtocolChecker, check_all
 
 __all__ = ["AmaranthStreamBus", "StreamTB", "pauses", "long_stalls", "pause_generator", "PATTERNS",
-           "compare_words", "ResetReport"]
+           "compare_words", "ResetReport", "ReferenceCase", "stream_and_compare", "run_with_traffic",
+           "run_pause_patterns", "check_words_before_reset", "recover_after_reset"]
 
 CLOCK_NS = 10
 
@@ -336,3 +337,74 @@ def compare_words(got: list[int], expected: list[int], describe=lambda index: f"
     assert len(got) == len(expected), f"got {len(got)} words, expected {len(expected)}"
     for index, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"{describe(index)}: got {g:#x}, expected {e:#x}"
+
+
+# --- test bodies of the benches that check a core word by word against its numpy reference ---------
+# A bench describes its DUT by a case object (`ReferenceCase`) and draws its own items: vectors, pixels
+# or frames, one input frame and one output frame each (the checkers' words_per_frame).
+
+
+class ReferenceCase(Protocol):
+    """What the shared test bodies ask of a bench's case: the DUT's parameters, read back."""
+
+    def input_words(self, x) -> list[int]: ...
+
+    def expected_words(self, x) -> list[int]: ...
+
+    def describe(self, word_index: int) -> str: ...
+
+    def timeout(self, n_items: int) -> int: ...
+
+    def tb(self, dut) -> StreamTB: ...
+
+
+def _pattern_timeout(tb: StreamTB, case: ReferenceCase, spec: str, n_items: int) -> int:
+    """`pattern_timeout` for `n_items` items, each one input frame and one output frame."""
+    words_per_item = tb.in_check.words_per_frame + tb.out_check.words_per_frame
+    return pattern_timeout(spec, n_items * words_per_item, case.timeout(n_items))
+
+
+async def stream_and_compare(tb: StreamTB, case: ReferenceCase, x, timeout: int) -> None:
+    """Send the items x, compare every output word, then check the protocol and the word counts."""
+    expected = case.expected_words(x)
+    words = case.input_words(x)
+    await tb.send(words)
+    got = await tb.receive_words(len(expected), timeout)
+    compare_words(got, expected, case.describe)
+    await tb.finish(len(words), len(expected))
+
+
+async def run_with_traffic(dut, case: ReferenceCase, x, seed: int, p_gap: float, p_stall: float) -> StreamTB:
+    """A new test bench with random input gaps and output stalls: reset, then `stream_and_compare` x."""
+    tb = case.tb(dut)
+    tb.set_traffic(seed, p_gap, p_stall)
+    await tb.do_reset()
+    await stream_and_compare(tb, case, x, case.timeout(len(x)))
+    return tb
+
+
+async def run_pause_patterns(dut, case: ReferenceCase, draw: Callable, n_items: int, specs, seed: int,
+                             item_name: str) -> None:
+    """Each pause pattern spec in turn, reset between: `n_items` items from `draw(n, seed)` stream through."""
+    tb = case.tb(dut)
+    for k, spec in enumerate(specs):
+        tb.set_pattern(spec, seed + k)
+        await tb.do_reset()
+        x = draw(n_items, seed + 10 + k)
+        await stream_and_compare(tb, case, x, _pattern_timeout(tb, case, spec, n_items))
+        dut._log.info("pattern %s: %d %s passed", spec, n_items, item_name)
+
+
+def check_words_before_reset(tb: StreamTB, case: ReferenceCase, x, report: ResetReport, item_name: str) -> None:
+    """After `StreamTB.reset_mid_frame` streamed a prefix of x's words: the reset struck inside an item,
+    the output words delivered before it are a correct prefix, and no protocol rule broke."""
+    assert report.mid_frame, f"the reset did not hit a {item_name}: {report}"
+    before = [w for frame in report.out_frames_received for w in frame]
+    compare_words(before, case.expected_words(x)[:len(before)], lambda i: f"before the reset, {case.describe(i)}")
+    tb.check_protocol()
+
+
+async def recover_after_reset(tb: StreamTB, case: ReferenceCase, x, seed: int) -> None:
+    """After a reset: the items x come out right under 50 % random traffic (no state survived)."""
+    tb.set_pattern("random50", seed)
+    await stream_and_compare(tb, case, x, _pattern_timeout(tb, case, "random50", len(x)))

@@ -15,7 +15,8 @@ import numpy as np
 
 from ip_cores.elements import ElementFormat, pack_words
 from ip_cores.vector_unit import vector_unit_input_order, vector_unit_reference
-from sim.benches.stream_tb import DEFAULT_PATTERN_SPECS, StreamTB, compare_words, pattern_timeout
+from sim.benches.stream_tb import (DEFAULT_PATTERN_SPECS, StreamTB, check_words_before_reset,
+                                   recover_after_reset, run_pause_patterns, run_with_traffic)
 from sim.cocotb_runner import bench_params
 
 
@@ -61,30 +62,12 @@ class VvuCase:
         return StreamTB.amaranth(dut, in_words_per_frame=self.cf * self.k, out_words_per_frame=self.cf)
 
 
-async def _stream(tb: StreamTB, case: VvuCase, x: np.ndarray, timeout: int) -> None:
-    """Send the windows x, compare every output word, then check the protocol and the word counts."""
-    expected = case.expected_words(x)
-    words = case.input_words(x)
-    await tb.send(words)
-    got = await tb.receive_words(len(expected), timeout)
-    compare_words(got, expected, case.describe)
-    await tb.finish(len(words), len(expected))
-
-
-async def _run(dut, case: VvuCase, x: np.ndarray, seed: int, p_gap: float, p_stall: float) -> StreamTB:
-    tb = case.tb(dut)
-    tb.set_traffic(seed, p_gap, p_stall)
-    await tb.do_reset()
-    await _stream(tb, case, x, case.timeout(len(x)))
-    return tb
-
-
 @cocotb.test()
 async def random_gaps_and_backpressure(dut):
     """Every output word equals the reference under random input gaps and output stalls."""
     p = bench_params()
     case = VvuCase(p)
-    await _run(dut, case, case.windows(p["n_pixels"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
+    await run_with_traffic(dut, case, case.windows(p["n_pixels"], p["seed"]), p["seed"], p["p_gap"], p["p_stall"])
 
 
 @cocotb.test()
@@ -93,7 +76,7 @@ async def full_throughput(dut):
     p = bench_params()
     case = VvuCase(p)
     n = p["n_throughput_pixels"]
-    tb = await _run(dut, case, case.windows(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
+    tb = await run_with_traffic(dut, case, case.windows(n, p["seed"] + 1), p["seed"], 0.0, 0.0)
     expected = n * case.cf * case.k + p["latency"]
     first = tb.out_cycles[0] - tb.in_cycles[0]
     first_expected = p["initial_latency"] - 1 + p["latency"]
@@ -108,14 +91,8 @@ async def pause_patterns(dut):
     """Each named pause pattern (always ready, 50 % random, long stalls, mixed) in turn, reset between."""
     p = bench_params()
     case = VvuCase(p)
-    tb = case.tb(dut)
-    n = p.get("n_pattern_pixels", 3)
-    for k, spec in enumerate(p.get("patterns", DEFAULT_PATTERN_SPECS)):
-        tb.set_pattern(spec, p["seed"] + k)
-        await tb.do_reset()
-        x = case.windows(n, p["seed"] + 10 + k)
-        await _stream(tb, case, x, pattern_timeout(spec, n * (case.cf * case.k + case.cf), case.timeout(n)))
-        dut._log.info("pattern %s: %d pixels passed", spec, n)
+    await run_pause_patterns(dut, case, case.windows, p.get("n_pattern_pixels", 3),
+                             p.get("patterns", DEFAULT_PATTERN_SPECS), p["seed"], "pixels")
 
 
 @cocotb.test()
@@ -133,11 +110,5 @@ async def reset_mid_frame(dut):
     per_pixel = case.cf * case.k
     partial = case.input_words(x)[:2 * per_pixel + (per_pixel + 1) // 2]
     report = await tb.reset_mid_frame(partial, seed=p["seed"])
-    assert report.mid_frame, f"the reset did not hit a pixel: {report}"
-    before = [w for frame in report.out_frames_received for w in frame]
-    compare_words(before, case.expected_words(x)[:len(before)], lambda i: f"before the reset, {case.describe(i)}")
-    tb.check_protocol()
-
-    tb.set_pattern("random50", p["seed"] + 21)
-    x = case.windows(3, p["seed"] + 22)
-    await _stream(tb, case, x, pattern_timeout("random50", 3 * (per_pixel + case.cf), case.timeout(3)))
+    check_words_before_reset(tb, case, x, report, "pixel")
+    await recover_after_reset(tb, case, case.windows(3, p["seed"] + 22), p["seed"] + 21)
