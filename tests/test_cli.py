@@ -93,6 +93,8 @@ def test_truncated_onnx(tmp_path):
     ("espcn_subpixel_w4a4", ["Conv", "DepthToSpace"]),
     ("radioml_vgg10_w8a8", ["Conv_0", "MaxPool_0", "Conv_6"]),
     ("qkeras_qact_0", ["no MatMul or Gemm"]),
+    ("branched_chlast_w4a4", ["branching", "Resize", "Concat"]),
+    ("sepconv_chlast_w4a4", ["Conv_0", "Conv_3"]),
 ])
 def test_unsupported_models_list_offending_nodes(name, needles, tmp_path):
     assert_user_error(*rtlgen("build", shared_model(name), "-o", tmp_path / "o"), *needles)
