@@ -20,11 +20,6 @@ def fmt_name(fmt: ElementFormat) -> str:
     return f"{'INT' if fmt.kind == 'signed' else 'UINT'}{fmt.width}"
 
 
-def element_values(fmt: ElementFormat, k: np.ndarray) -> np.ndarray:
-    """Arithmetic value of stream integers k (bipolar k is already -1/+1)."""
-    return np.asarray(k, dtype=np.int64)
-
-
 @dataclass
 class MVTULayer:
     """Matrix-vector(-threshold) layer: out = count(W @ x >= T) + offset, or W @ x with no activation.

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from rtlgen.quantizers import apply_rounding
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 OPSET = 13
@@ -48,22 +49,8 @@ N_CALIBRATION = 96
 
 # ------------------------------------------------------------------------------------------- quantizers
 
-def _round(y: np.ndarray, mode: str) -> np.ndarray:
-    if mode in ("ROUND", "HALF_EVEN"):
-        return np.round(y)
-    if mode == "CEIL":
-        return np.ceil(y)
-    if mode == "FLOOR":
-        return np.floor(y)
-    if mode == "UP":
-        return np.sign(y) * np.ceil(np.abs(y))
-    if mode == "DOWN":
-        return np.trunc(y)
-    if mode == "HALF_UP":
-        return np.sign(y) * np.floor(np.abs(y) + 0.5)
-    if mode == "HALF_DOWN":
-        return np.sign(y) * np.ceil(np.abs(y) - 0.5)
-    raise ValueError(mode)
+# calibration only (expected values come from qonnx), so the generator may share rtlgen's rounding table
+_round = apply_rounding
 
 
 class QSpec:
