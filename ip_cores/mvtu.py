@@ -4,14 +4,15 @@ The MH x MW matrix is folded into NF = MH/PE neuron folds and SF = MW/SIMD synap
 the unit does one (nf, sf) step: PE dot products of SIMD elements, added into PE accumulators. A vector
 therefore takes NF*SF steps; the input vector arrives once (SF words, during nf = 0) and is replayed
 from an input buffer for the other neuron folds. After the last synapse fold of a neuron fold, the PE
-accumulators are thresholded in parallel (or passed through) into one output word.
+accumulators are thresholded or requantized in parallel (or passed through) into one output word.
 
 Pipeline (one step enters per cycle, a global stall per stage keeps it exact under back-pressure):
 
     issue   counters (nf, sf); weight memory and input buffer read (synchronous ports, BRAM-friendly)
     S1      memory outputs -> PE x SIMD products and adder trees -> accumulate into ...
-    S2      ... the PE accumulators (complete after the last sf); the thresholds of that nf are read here
-    S3      thresholding -> output register (the `o` stream)
+    S2      ... the PE accumulators (complete after the last sf); the thresholds (or requantization
+            mult/offset) of that nf are read here
+    S3      thresholding or requantization -> output register (the `o` stream)
 
 Each stage holds at most one item and moves on when the next stage is empty or emptying that same
 cycle, so with input available and output ready there is no bubble anywhere (II = 1, NF*SF cycles a
@@ -26,23 +27,28 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .requantize import Requantization, requantize_reference
 from .thresholding import accumulator_range, activation_word, adder_tree, check_mac_parameters
 
 __all__ = ["MVTU", "mvtu_reference", "accumulator_range"]
 
 
-def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, out_fmt=None) -> np.ndarray:
+def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, out_fmt=None,
+                   requant: Requantization | None = None) -> np.ndarray:
     """What the MVTU computes, in plain numpy: x_vectors (N, MW) -> (N, MH) integer values.
 
     Bipolar elements are given as -1/+1. Without thresholds the result is the accumulator. With
     thresholds (MH, NT) the result is `count_j(acc >= T[c, j]) + out_offset`; for a bipolar `out_fmt`
-    the count (0 or 1) is returned as the bipolar value -1/+1.
+    the count (0 or 1) is returned as the bipolar value -1/+1. With `requant` the result is
+    `requantize_reference(acc, requant)`.
     """
     w = np.asarray(weights, dtype=np.int64)
     x = np.asarray(x_vectors, dtype=np.int64)
     if x.ndim == 1:
         x = x[None, :]
     acc = x @ w.T
+    if requant is not None:
+        return requantize_reference(acc, requant)
     if thresholds is None:
         return acc
     t = np.asarray(thresholds, dtype=np.int64)
@@ -60,7 +66,8 @@ class MVTU(wiring.Component):
     """
 
     def __init__(self, weights, simd: int, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
-                 acc_width: int, thresholds=None, out_fmt: ElementFormat | None = None, out_offset: int = 0):
+                 acc_width: int, thresholds=None, out_fmt: ElementFormat | None = None, out_offset: int = 0,
+                 requant: Requantization | None = None):
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ValueError(f"weights must be a 2-D (MH, MW) array, not shape {weights.shape}")
@@ -76,8 +83,9 @@ class MVTU(wiring.Component):
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
 
         self.weights, self.thresholds, self.out_fmt = check_mac_parameters(
-            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset)
+            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset, requant)
         self.out_offset = int(out_offset)
+        self.requant = requant
 
         super().__init__({
             "i": In(stream.Signature(self.simd * in_fmt.width)),
@@ -198,10 +206,10 @@ class MVTU(wiring.Component):
             m.d.sync += v2.eq(0)
 
         # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
-        # thresholds of the neuron fold whose sums sit in the accumulators are read in step with S2 ---
+        # thresholds (or mult/offset) of the neuron fold whose sums sit in the accumulators are read with S2 ---
         out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=self.mw,
                                    acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
-                                   n_folds=NF, fold=nf1, fold_read_en=s1_to_s2)
+                                   n_folds=NF, fold=nf1, fold_read_en=s1_to_s2, requant=self.requant)
         with m.If(s2_to_s3):
             m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):

@@ -4,7 +4,8 @@ It consumes the depthwise order of the sliding-window generator (`SlidingWindow(
 SIMD = PE): for each output pixel, for each channel fold cf in C/PE, for each kernel position k in K, one
 word of the PE channels cf*PE .. cf*PE+PE-1. Each PE lane multiplies its element by its channel's weight
 for position k and accumulates over the K words of the fold; after the K-th word the PE accumulators
-are thresholded (or passed through) into one output word. Output: C/PE words a pixel, channels-last.
+are thresholded or requantized (or passed through) into one output word. Output: C/PE words a pixel,
+channels-last.
 
 Pipeline, the same as the MVTU's (ip_cores/mvtu.py) without a synapse dimension: one input word a cycle,
 a global stall per stage, latency 3 (issue + weight read, products into accumulators, thresholds, output
@@ -19,22 +20,27 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .requantize import Requantization, requantize_reference
 from .thresholding import activation_word, check_mac_parameters
 
 __all__ = ["VectorVectorUnit", "vector_unit_reference", "vector_unit_input_order"]
 
 
-def vector_unit_reference(weights, windows, thresholds=None, out_offset: int = 0, *, out_fmt=None) -> np.ndarray:
+def vector_unit_reference(weights, windows, thresholds=None, out_offset: int = 0, *, out_fmt=None,
+                          requant: Requantization | None = None) -> np.ndarray:
     """What the unit computes, in plain numpy: windows (P, K, C) -> (P, C) integer values.
 
     `acc[p, c] = sum_k windows[p, k, c] * W[c, k]` (bipolar as -1/+1). With thresholds (C, NT):
-    `count_j(acc >= T[c, j]) + out_offset`, for a bipolar `out_fmt` the count as -1/+1. Without: acc.
+    `count_j(acc >= T[c, j]) + out_offset`, for a bipolar `out_fmt` the count as -1/+1. With
+    `requant`: `requantize_reference(acc, requant)`. Without either: acc.
     """
     w = np.asarray(weights, dtype=np.int64)
     x = np.asarray(windows, dtype=np.int64)
     if x.ndim == 2:
         x = x[None]
     acc = np.einsum("pkc,ck->pc", x, w)
+    if requant is not None:
+        return requantize_reference(acc, requant)
     if thresholds is None:
         return acc
     t = np.asarray(thresholds, dtype=np.int64)
@@ -65,7 +71,7 @@ class VectorVectorUnit(wiring.Component):
 
     def __init__(self, weights, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat, acc_width: int,
                  thresholds=None, out_fmt: ElementFormat | None = None, out_offset: int = 0,
-                 kernel_elems: int | None = None):
+                 kernel_elems: int | None = None, requant: Requantization | None = None):
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ValueError(f"weights must be a 2-D (C, K) array, not shape {weights.shape}")
@@ -80,8 +86,9 @@ class VectorVectorUnit(wiring.Component):
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
 
         self.weights, self.thresholds, self.out_fmt = check_mac_parameters(
-            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset)
+            weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset, requant)
         self.out_offset = int(out_offset)
+        self.requant = requant
 
         super().__init__({
             "i": In(stream.Signature(self.pe * in_fmt.width)),
@@ -178,10 +185,10 @@ class VectorVectorUnit(wiring.Component):
             m.d.sync += v2.eq(0)
 
         # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
-        # thresholds of the channel fold whose sums sit in the accumulators are read in step with S2 ---
+        # thresholds (or mult/offset) of the channel fold whose sums sit in the accumulators are read with S2 ---
         out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=K,
                                    acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
-                                   n_folds=CF, fold=cf1, fold_read_en=s1_to_s2)
+                                   n_folds=CF, fold=cf1, fold_read_en=s1_to_s2, requant=self.requant)
         with m.If(s2_to_s3):
             m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):

@@ -22,10 +22,10 @@ from . import __version__
 from .errors import RtlgenError
 from .folding import default_folding, load_folding, parse_folding, apply_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
-from .graph import fmt_name
+from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
-from .stitch import DEFAULT_FIFO_DEPTH, generate_verilog, stream_widths
-from .timing import estimate
+from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
+from .timing import estimate, stage_cycles
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default_digits_mlp.onnx"
 
@@ -66,23 +66,43 @@ def _check_output_dir(out_dir: Path, force: bool) -> None:
         raise RtlgenError(f"cannot write output folder {out_dir}: {parent} is not writable")
 
 
-def _layer_report(layer) -> dict:
+def _activation(layer) -> str:
+    if layer.requant is not None:
+        rq = layer.requant
+        return f"requantize: clip({rq.rounding}((acc*mult + offset) / 2^{rq.shift}), {rq.lo}, {rq.hi})"
+    return "thresholds" if layer.thresholds is not None else "none (accumulator out)"
+
+
+def _layer_report(layer, stages) -> dict:
+    """One layer's entry in report.json: its shape, folding, formats, memories and cycles per frame."""
+    blocks = [{"kind": s.kind, "name": s.name, "cycles_per_frame": stage_cycles(s)} for s in stages if s.layer is layer]
+    common = {"name": layer.name, "op": layer.op, "PE": layer.pe, "SIMD": layer.simd,
+              "input_dtype": fmt_name(layer.in_fmt), "output_dtype": fmt_name(layer.out_fmt),
+              "in_stream_bits": layer.in_elems_per_word * layer.in_fmt.width,
+              "out_stream_bits": layer.out_elems_per_word * layer.out_fmt.width,
+              "in_elems": layer.in_elems, "out_elems": layer.out_elems,
+              "cycles_per_frame": layer.cycles, "blocks": blocks, "sources": layer.sources}
+    if isinstance(layer, MaxPoolLayer):
+        return {**common, "pool": layer.pool.describe()}
     entry = {
-        "name": layer.name, "op": layer.op, "MW": layer.mw, "MH": layer.mh, "PE": layer.pe, "SIMD": layer.simd,
-        "NF": layer.nf, "SF": layer.sf,
-        "input_dtype": fmt_name(layer.in_fmt), "weight_dtype": fmt_name(layer.w_fmt),
-        "output_dtype": fmt_name(layer.out_fmt),
+        **common, "MW": layer.mw, "MH": layer.mh, "NF": layer.nf, "SF": layer.sf,
+        "weight_dtype": fmt_name(layer.w_fmt),
         "accumulator_bits": layer.acc_width, "accumulator_range": [layer.acc_lo, layer.acc_hi],
-        "activation": "thresholds" if layer.thresholds is not None else "none (accumulator out)",
+        "activation": _activation(layer),
         "thresholds_per_channel": 0 if layer.thresholds is None else int(layer.thresholds.shape[1]),
-        "in_stream_bits": layer.simd * layer.in_fmt.width, "out_stream_bits": layer.pe * layer.out_fmt.width,
-        "cycles_per_frame": layer.cycles,
-        "weight_memory_bits": layer.mw * layer.mh * layer.w_fmt.width,
+        "weight_memory_bits": int(layer.weights.size) * layer.w_fmt.width,
         "threshold_memory_bits": 0 if layer.thresholds is None else int(layer.thresholds.size) * layer.acc_width,
-        "multipliers": layer.pe * layer.simd,
+        "multipliers": layer.pe * (1 if isinstance(layer, DepthwiseLayer) else layer.simd),
         "xnor_popcount": layer.in_fmt.kind == "bipolar" and layer.w_fmt.kind == "bipolar",
-        "sources": layer.sources,
     }
+    if layer.conv is not None:
+        entry["conv"] = {**layer.conv.describe(), "depthwise": isinstance(layer, DepthwiseLayer)}
+        swg = next((s for s in stages if s.layer is layer and s.kind == "swg"), None)
+        if swg is not None:
+            core = timing_model(swg)
+            entry["sliding_window"] = {"buffer_words": core.buffer_depth,
+                                       "start_up_input_words": core.initial_latency(),
+                                       "cycles_per_frame": core.cycles_per_frame()}
     return entry
 
 
@@ -163,6 +183,7 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
     network = lowered.network
     first, last = network.layers[0], network.layers[-1]
     in_w, out_w = stream_widths(network)
+    in_words, out_words = io_words(network)
     from ip_cores.axis_top import axis_width
 
     out_shape = tensor_shape(lowered.model, lowered.output_name)
@@ -173,7 +194,7 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
         "top": top_name,
         "verilog": [f"ip/hdl/{top_name}.v"],
         "folding": folding_note,
-        "layers": [_layer_report(layer) for layer in network.layers],
+        "layers": [_layer_report(layer, stages) for layer in network.layers],
         "stages": [{"kind": s.kind, "name": s.name, "in_elems_per_word": s.in_elems_per_word,
                     "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {})}
                    for s in stages],
@@ -181,16 +202,19 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
             "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,
             "clock_ns": options.clock_ns,
             "frames_per_second_at_clock": round(1e9 / (options.clock_ns * timing.ii_cycles), 1),
-            "model": "event model: MVTU one (nf, sf) step a cycle, latency 3; FIFO latency 1; input always valid, output always ready",
+            "model": "event model (rtlgen/timing.py): MVTU one (nf, sf) step a cycle per vector, latency 3; sliding window "
+                     "cycle model with start-up; VVU/max-pool one word a cycle; FIFO latency 1; input always valid, output always ready",
         },
         "io": {
             "input_name": lowered.input_name, "input_shape": list(lowered.input_shape),
             "hw_in_shape": list(lowered.hw_in_shape),
-            "input_dtype": fmt_name(network.input_fmt), "in_elems": first.mw, "in_elems_per_word": first.simd,
-            "in_words_per_frame": first.sf, "in_stream_bits": in_w, "s_axis_tdata_bits": axis_width(in_w),
+            "input_dtype": fmt_name(network.input_fmt), "in_elems": first.in_elems,
+            "in_elems_per_word": first.in_elems_per_word, "in_words_per_frame": in_words,
+            "in_stream_bits": in_w, "s_axis_tdata_bits": axis_width(in_w),
             "output_name": lowered.output_name, "output_shape": list(out_shape) if out_shape else None,
-            "output_dtype": fmt_name(network.output_fmt), "out_elems": last.mh, "out_elems_per_word": last.pe,
-            "out_words_per_frame": last.nf, "out_stream_bits": out_w, "m_axis_tdata_bits": axis_width(out_w),
+            "output_dtype": fmt_name(network.output_fmt), "out_elems": last.out_elems,
+            "out_elems_per_word": last.out_elems_per_word, "out_words_per_frame": out_words,
+            "out_stream_bits": out_w, "m_axis_tdata_bits": axis_width(out_w),
             "tail_input_shape": list(tail_input_shape(lowered)),
             "input_format": None if lowered.input_format is None else
             {"dtype": lowered.input_format.dtype, "scale": lowered.input_format.scale},

@@ -42,12 +42,26 @@ def cmd_build(args) -> int:
     for note in report["notes"]:
         print(f"note: {note}")
     for layer in report["layers"]:
-        print(f"  {layer['name']}: {layer['MW']}x{layer['MH']} PE={layer['PE']} SIMD={layer['SIMD']} "
-              f"{layer['input_dtype']}*{layer['weight_dtype']}->{layer['output_dtype']} acc {layer['accumulator_bits']}b, "
-              f"{layer['cycles_per_frame']} cycles/frame")
+        print(f"  {_layer_line(layer)}, {layer['cycles_per_frame']} cycles/frame")
     print(f"built {report['top']} in {report['build_seconds']:.2f} s -> {args.output}: estimated ii {est['ii_cycles']} "
           f"cycles/frame, latency {est['latency_cycles']} cycles")
     return 0
+
+
+def _layer_line(layer: dict) -> str:
+    """One layer of report.json as a line: shape, folding and formats."""
+    if layer["op"] == "MaxPool":
+        pool = layer["pool"]
+        return (f"{layer['name']}: MaxPool {pool['kernel'][0]}x{pool['kernel'][1]}/{pool['stride'][0]} on "
+                f"{'x'.join(map(str, pool['in']))} SIMD={layer['SIMD']} {layer['input_dtype']}")
+    shape = f"{layer['MW']}x{layer['MH']}"
+    if "conv" in layer:
+        conv = layer["conv"]
+        kind = "depthwise conv" if conv["depthwise"] else "conv"
+        shape = (f"{kind} {conv['kernel'][0]}x{conv['kernel'][1]}/{conv['stride'][0]} "
+                 f"{'x'.join(map(str, conv['in']))}->{conv['out'][0]}x{conv['out'][1]}x{layer['MH']}")
+    return (f"{layer['name']}: {shape} PE={layer['PE']} SIMD={layer['SIMD']} "
+            f"{layer['input_dtype']}*{layer['weight_dtype']}->{layer['output_dtype']} acc {layer['accumulator_bits']}b")
 
 
 def _sim_options(args) -> dict:

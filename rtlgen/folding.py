@@ -6,7 +6,10 @@ A folding file is JSON:
      "layers": {"MatMul_0": {"PE": 16, "SIMD": 49},    # by layer name (the MatMul/Gemm node name)
                 "MatMul_3": {"PE": "max", "SIMD": "max"}}}
 or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target.
-PE must divide the layer's output channels (MH) and SIMD its input elements (MW); "max" means fully parallel.
+PE must divide the layer's output channels (MH) and SIMD its input elements (MW); for a convolution SIMD
+divides the input channels (the sliding window streams SIMD channels a word); a depthwise convolution is
+folded by PE (channels in parallel) and a max-pool by SIMD (channels a word). "max" means fully parallel.
+Layer names are the ONNX node names of the MatMul/Gemm/Conv/MaxPool nodes.
 """
 from __future__ import annotations
 
@@ -16,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RtlgenError
-from .graph import Network
+from .graph import DepthwiseLayer, MaxPoolLayer, Network
 
 DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)
@@ -31,42 +30,43 @@ class FoldingChoice:
     simd: int
 
 
-def _cheapest_fold(mw: int, mh: int, target: int) -> FoldingChoice:
+def _cheapest_fold(layer, target: int) -> FoldingChoice:
     """Fewest multipliers (PE*SIMD) that reach `target` cycles; ties prefer more SIMD (fewer input words)."""
     best = None
-    for simd in divisors(mw):
-        for pe in divisors(mh):
-            cycles = (mw // simd) * (mh // pe)
-            if cycles > target:
+    for simd in layer.simd_choices():
+        for pe in layer.pe_choices():
+            if layer.cycles_at(pe, simd) > target:
                 continue
             key = (pe * simd, -simd)
             if best is None or key < best[0]:
                 best = (key, FoldingChoice(pe, simd))
-    return best[1] if best else FoldingChoice(mh, mw)
+    if best is None:  # the target is below what full parallelism reaches (e.g. a sliding window's input rate)
+        best = (None, FoldingChoice(max(layer.pe_choices()), max(layer.simd_choices())))
+    return best[1]
 
 
 def target_folding(network: Network, target_cycles: int) -> dict[str, FoldingChoice]:
-    return {layer.name: _cheapest_fold(layer.mw, layer.mh, target_cycles) for layer in network.layers}
+    return {layer.name: _cheapest_fold(layer, target_cycles) for layer in network.layers}
 
 
 def default_folding(network: Network) -> tuple[dict[str, FoldingChoice], str]:
     """Balanced folding: every layer as cheap as possible while no slower than the largest layer with 64 MACs."""
-    largest = max(layer.mw * layer.mh for layer in network.layers)
+    largest = max(layer.macs for layer in network.layers)
     target = math.ceil(largest / DEFAULT_MACS_FOR_LARGEST_LAYER)
     folding = target_folding(network, target)
-    achieved = max((l.mw // folding[l.name].simd) * (l.mh // folding[l.name].pe) for l in network.layers)
+    achieved = max(layer.cycles_at(folding[layer.name].pe, folding[layer.name].simd) for layer in network.layers)
     return folding, (f"default folding: balanced for {achieved} cycles per frame (the largest layer gets "
                      f"{DEFAULT_MACS_FOR_LARGEST_LAYER} multipliers; pass --folding FILE.json to choose)")
 
 
-def _parse_factor(value, full: int, layer: str, key: str) -> int:
+def _parse_factor(value, choices: list[int], layer: str, key: str, what: str) -> int:
     if value == "max":
-        return full
+        return max(choices)
     if isinstance(value, bool) or not isinstance(value, int):
         raise RtlgenError(f"folding: {key} of layer {layer} is {value!r}; use a positive integer or \"max\"")
-    if value < 1 or full % value:
-        raise RtlgenError(f"folding: {key}={value} does not divide {full} for layer {layer}; "
-                          f"choose one of {divisors(full)}")
+    if value not in choices:
+        raise RtlgenError(f"folding: {key}={value} does not divide {what} for layer {layer}; "
+                          f"choose one of {choices}")
     return value
 
 
@@ -104,6 +104,7 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
     unknown_layers = [n for n in layers if n not in names]
     if unknown_layers:
         raise RtlgenError(f"{label}: unknown layer(s) {unknown_layers}; the layers are {names}")
+    previous = None
     for layer in network.layers:
         entry = {**defaults, **layers.get(layer.name, {})}
         if not isinstance(entry, dict):
@@ -114,13 +115,37 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
         base = folding.get(layer.name, FoldingChoice(1, 1) if not defaults and layer.name not in layers and "target_cycles" not in spec else None)
         if base is None:
             base = FoldingChoice(1, 1)
-        pe = _parse_factor(entry["PE"], layer.mh, layer.name, "PE") if "PE" in entry else base.pe
-        simd = _parse_factor(entry["SIMD"], layer.mw, layer.name, "SIMD") if "SIMD" in entry else base.simd
-        folding[layer.name] = FoldingChoice(pe, simd)
+        if isinstance(layer, MaxPoolLayer) and "SIMD" not in entry and previous is not None and "target_cycles" not in spec \
+                and previous.pe in layer.simd_choices():
+            base = FoldingChoice(1, previous.pe)  # unspecified pool: at its producer's width, no converter
+        pe = _parse_factor(entry["PE"], layer.pe_choices(), layer.name, "PE", _pe_meaning(layer)) if "PE" in entry else base.pe
+        simd = _parse_factor(entry["SIMD"], layer.simd_choices(), layer.name, "SIMD", _simd_meaning(layer)) if "SIMD" in entry else base.simd
+        folding[layer.name] = previous = FoldingChoice(pe, simd)
     return folding, description
+
+
+def _pe_meaning(layer) -> str:
+    if isinstance(layer, MaxPoolLayer):
+        return "1 (a max-pool is folded by SIMD)"
+    return f"the {layer.mh} output channels (MH)"
+
+
+def _simd_meaning(layer) -> str:
+    if isinstance(layer, DepthwiseLayer):
+        return "1 (a depthwise convolution is folded by PE)"
+    if isinstance(layer, MaxPoolLayer):
+        return f"the {layer.channels} channels"
+    if layer.conv is not None:
+        return f"the {layer.conv.channels} input channels (the sliding window streams SIMD channels a word)"
+    return f"the {layer.mw} inputs (MW)"
 
 
 def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> None:
     for layer in network.layers:
         choice = folding[layer.name]
-        layer.pe, layer.simd = choice.pe, choice.simd
+        if isinstance(layer, DepthwiseLayer):
+            layer.pe = choice.pe
+        elif isinstance(layer, MaxPoolLayer):
+            layer.simd = choice.simd
+        else:
+            layer.pe, layer.simd = choice.pe, choice.simd

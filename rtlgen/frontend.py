@@ -25,21 +25,22 @@ from onnx import numpy_helper
 from ip_cores.elements import ElementFormat, signed_width_for
 
 from .errors import Offence, RtlgenError, UnsupportedModelError
-from .graph import MVTULayer, Network
+from .graph import Conv, DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
 from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEvaluator, display_name,
                         initializer_arrays, node_attrs, offence)
 from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
                          int_range)
-from .thresholds import derive_thresholds
+from .stream_order import channels_last_positions, stream_order
+from .thresholds import derive_requantization, derive_thresholds
 
 QUANT_OPS = {"Quant", "IntQuant", "BipolarQuant", "MultiThreshold"}
 MATMUL_OPS = {"MatMul", "Gemm"}
 MAX_WEIGHT_BITS = 8
 MAX_ACTIVATION_BITS = 8  # a quantizer that becomes thresholds: 2^bits - 1 of them per channel
 MAX_INPUT_BITS = 24
+COMPUTE_OPS = MATMUL_OPS | {"Conv"}
+POOL_OPS = {"MaxPool"}
 NOT_YET = {
-    "Conv": "convolutions are not supported yet",
-    "MaxPool": "pooling is not supported yet",
     "AveragePool": "pooling is not supported yet",
     "FloatQuant": "floating-point quantization (FloatQuant) is outside integer dataflow",
     "Trunc": "Trunc (average-pool requantization) is not supported yet",
@@ -77,15 +78,18 @@ def parse_dtype(name: str) -> ElementFormat:
 class LayerSource:
     """Where an integer layer came from in the ONNX graph (for the host tail and for verification)."""
 
-    matmul: onnx.NodeProto
-    epilogue: list[onnx.NodeProto]  # per-element ops between the MatMul and the quantizer (or the end)
+    node: onnx.NodeProto  # the MatMul / Gemm / Conv / MaxPool node
+    epilogue: list[onnx.NodeProto]  # per-element ops between the compute node and the quantizer (or the end)
     quantizer_node: onnx.NodeProto | None
     quantizer: Quantizer | None
-    alpha: np.ndarray  # MatMul output = alpha * acc + beta, per output channel
-    beta: np.ndarray
-    matmul_out_shape: tuple[int, ...]
-    negated: np.ndarray  # channels whose weights were negated to make the activation non-decreasing
-    pre_activation: object = None  # true accumulators (B, MH) -> the quantizer's real input, float64
+    alpha: np.ndarray | None  # compute output = alpha * acc + beta, per output channel
+    beta: np.ndarray | None
+    boundary: str  # the ONNX tensor the layer's output stream stands for (quantizer or compute output)
+    boundary_shape: tuple[int, ...]
+    out_order: np.ndarray  # for each stream element of the layer's output frame, the flat index in `boundary`
+    negated: np.ndarray | None = None  # channels whose weights were negated to make the activation non-decreasing
+    pre_activation: object = None  # true accumulators (B, MH) -> the quantizer's real input (B, MH), float64
+    level_index: object = None  # true accumulators (B, MH) -> the quantizer's level indices (B, MH)
 
 
 @dataclass
@@ -106,6 +110,7 @@ class LoweredModel:
     tail_nodes: list[onnx.NodeProto] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     constant: object = None  # tensor name -> value for tensors computable from initializers (or None)
+    hw_in_order: np.ndarray | None = None  # stream element s = flat element hw_in_order[s] of the head output
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -196,6 +201,7 @@ class _Lowering:
         self._quantizers: dict[str, Quantizer] = {}
         self.offences: list[Offence] = []
         self.evaluator = ChainEvaluator(self.inits, self.quantizer, self.constant)
+        self.hw_in_order: np.ndarray | None = None  # set by the first layer (see _input_positions)
 
     # constants -----------------------------------------------------------------------------------------
     def constant(self, name: str) -> np.ndarray | None:
@@ -320,7 +326,12 @@ class _Lowering:
 
     # weights -----------------------------------------------------------------------------------------------
     def integer_weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, ElementFormat, bool]:
-        """(W_int (MW, MH), scale per output column (MH,), format, bipolar) of a MatMul/Gemm weight input."""
+        """(W_int (MW, MH), scale per output column (MH,), format, bipolar) of a MatMul/Gemm weight input.
+
+        For a Conv: (W_int, scale per output channel, format, bipolar) with W_int (KH*KW*IC, OC) in im2col
+        order (kh, kw, ic), or (C, KH*KW) for a depthwise convolution."""
+        if node.op_type == "Conv":
+            return self._conv_weights(node)
         a = node_attrs(node)
         name = node.input[1]
         levels, scales, bipolar, quantizer_node = self._weight_levels(name, node)
@@ -334,17 +345,39 @@ class _Lowering:
             raise RtlgenError(f"{display_name(node)} ({node.op_type}): weights have shape {levels.shape}, expected 2-D")
         if not np.all(scales == scales[0:1, :]):
             raise RtlgenError(f"{display_name(node)} ({node.op_type}): weight scale varies along the input axis; only per-tensor or per-output-channel scales map to integers")
-        col_scale = scales[0, :].astype(np.float64)
+        fmt = self._weight_format(levels, bipolar, node, quantizer_node, name)
+        return levels.astype(np.int64), scales[0, :].astype(np.float64), fmt, bipolar
+
+    def _conv_weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, ElementFormat, bool]:
+        label = f"{display_name(node)} (Conv)"
+        levels, scales, bipolar, quantizer_node = self._weight_levels(node.input[1], node)
+        if levels.ndim == 3:  # 1-D convolution: a K x 1 kernel over an L x 1 image
+            levels, scales = levels[..., None], scales[..., None]
+        if levels.ndim != 4:
+            raise RtlgenError(f"{label}: weights have shape {levels.shape}; expected (OC, IC, K) or (OC, IC, KH, KW)")
+        oc = levels.shape[0]
+        per_channel = scales.reshape(oc, -1)
+        if not np.all(per_channel == per_channel[:, :1]):
+            raise RtlgenError(f"{label}: weight scale varies inside a filter; only per-tensor or per-output-channel scales map to integers")
+        fmt = self._weight_format(levels, bipolar, node, quantizer_node, node.input[1])
+        group = int(node_attrs(node).get("group", 1))
+        if group == 1:
+            rows = levels.transpose(2, 3, 1, 0).reshape(-1, oc)
+        else:  # depthwise (checked by the caller against the input channels): one K-tap filter per channel
+            rows = levels.reshape(oc, -1)
+        return rows.astype(np.int64), per_channel[:, 0].astype(np.float64), fmt, bipolar
+
+    def _weight_format(self, levels: np.ndarray, bipolar: bool, node: onnx.NodeProto,
+                       quantizer_node: onnx.NodeProto | None, name: str) -> ElementFormat:
         if bipolar:
-            fmt = ElementFormat.bipolar()
-        else:
-            lo, hi = int(levels.min()), int(levels.max())
-            fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else \
-                ElementFormat.unsigned(max(1, int(hi).bit_length()))
-            if fmt.width > MAX_WEIGHT_BITS:
-                who = quantizer_node.name if quantizer_node is not None else name
-                raise RtlgenError(f"{who}: weights of {node.name} need {fmt.width} bits; at most {MAX_WEIGHT_BITS}-bit weights are supported")
-        return levels.astype(np.int64), col_scale, fmt, bipolar
+            return ElementFormat.bipolar()
+        lo, hi = int(levels.min()), int(levels.max())
+        fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else \
+            ElementFormat.unsigned(max(1, int(hi).bit_length()))
+        if fmt.width > MAX_WEIGHT_BITS:
+            who = quantizer_node.name if quantizer_node is not None else name
+            raise RtlgenError(f"{who}: weights of {node.name} need {fmt.width} bits; at most {MAX_WEIGHT_BITS}-bit weights are supported")
+        return fmt
 
     def _weight_levels(self, name: str, user: onnx.NodeProto):
         """Walk back from a weight tensor through layout ops to a quantizer or an integer initializer."""
@@ -396,16 +429,34 @@ class _Lowering:
         return levels, scales, bipolar, qnode
 
     def constant_bias(self, node: onnx.NodeProto, mh: int) -> np.ndarray:
-        if node.op_type != "Gemm" or len(node.input) < 3 or not node.input[2]:
+        if node.op_type not in ("Gemm", "Conv") or len(node.input) < 3 or not node.input[2]:
             return np.zeros(mh)
         c = self.constant(node.input[2])
         if c is None:
-            raise RtlgenError(f"{node.name} (Gemm): bias C is not constant")
+            raise RtlgenError(f"{display_name(node)} ({node.op_type}): bias {node.input[2]} is not constant")
+        if node.op_type == "Conv":
+            return np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1), (mh,)).copy()
         return np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1) if np.asarray(c).size in (1, mh) else np.asarray(c, dtype=np.float64), (mh,)) * float(node_attrs(node).get("beta", 1.0))
 
 
-def _is_layer_boundary(node: onnx.NodeProto) -> bool:
-    return node.op_type in QUANT_OPS or node.op_type in MATMUL_OPS
+@dataclass
+class _IntTensor:
+    """An integer tensor at a layer boundary: what the next layer reads."""
+
+    name: str  # the ONNX tensor that holds its real values (quantizer output, compute output, head output)
+    shape: tuple[int, ...]  # ONNX shape, batch axis first
+    fmt: ElementFormat
+    k_range: tuple[int, int]
+    value: object  # integers k (B, *shape[1:]) -> the real tensor (float64)
+    positions: np.ndarray | None  # stream index of each element (shape[1:]); None: the hardware input, still free
+
+
+def _is_weighted(lw: _Lowering, node: onnx.NodeProto) -> bool:
+    """A MatMul/Gemm/Conv whose second input is a constant or comes from a weight quantizer."""
+    if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
+        return False
+    w = node.input[1]
+    return lw.constant(w) is not None or (w in lw.producer and lw.producer[w].op_type in QUANT_OPS | LAYOUT)
 
 
 def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = None, name: str = "model") -> LoweredModel:
@@ -418,20 +469,19 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     if input_shape[0] != 1:
         raise RtlgenError(f"graph input {in_name} has batch size {input_shape[0]}; export the model with batch size 1")
 
-    matmul_idx = [i for i, n in enumerate(chain) if n.op_type in MATMUL_OPS and lw.constant(n.input[1]) is not None or
-                  (n.op_type in MATMUL_OPS and n.input[1] in lw.producer and lw.producer[n.input[1]].op_type in QUANT_OPS | LAYOUT)]
-    if not matmul_idx:
+    compute_idx = [i for i, n in enumerate(chain) if _is_weighted(lw, n)]
+    if not compute_idx:
         ops = sorted({n.op_type for n in chain})
-        for i, node in enumerate(chain):
+        for node in chain:
             if node.op_type in NOT_YET:
                 lw.offences.append(offence(node, NOT_YET[node.op_type]))
         if lw.offences:
             raise UnsupportedModelError(lw.offences)
-        raise RtlgenError(f"no MatMul or Gemm layer with constant weights found (ops: {', '.join(ops)}); nothing to put in hardware")
+        raise RtlgenError(f"no MatMul, Gemm or Conv layer with constant weights found (ops: {', '.join(ops)}); nothing to put in hardware")
 
     # ------------------------------------------------------------------ node-by-node check, all up front
-    last_mm = matmul_idx[-1]
-    # the integer region ends at the last quantizer after the last MatMul, or at that MatMul
+    last_mm = compute_idx[-1]
+    # the integer region ends at the first quantizer after the last compute node, or at that node
     end_q = None
     for i in range(last_mm + 1, len(chain)):
         if chain[i].op_type in QUANT_OPS:
@@ -440,7 +490,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         if chain[i].op_type not in MONOTONE_ELEMENTWISE | LAYOUT or lw.evaluator.check(chain[i], chain[i - 1].output[0]):
             break
     region_end = end_q if end_q is not None else last_mm
-    input_quant = [i for i in range(matmul_idx[0]) if chain[i].op_type in QUANT_OPS]
+    input_quant = [i for i in range(compute_idx[0]) if chain[i].op_type in QUANT_OPS]
     region_start = input_quant[-1] + 1 if input_quant else 0  # before it: the host head, run by qonnx as is
 
     def own_reason(node: onnx.NodeProto, err: RtlgenError) -> str:
@@ -455,14 +505,11 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
             continue
         if node.op_type in QUANT_OPS:
             try:
-                q = lw.quantizer(node)
-                in_hw = matmul_idx[0] < i <= region_end
-                if in_hw and q.fmt.kind != "bipolar" and q.n_levels - 1 > 2**MAX_ACTIVATION_BITS - 1:
-                    lw.offences.append(offence(node, f"{q.fmt.width}-bit activations would need {q.n_levels - 1} thresholds per channel; at most {MAX_ACTIVATION_BITS}-bit activations are supported between layers"))
+                lw.quantizer(node)
             except RtlgenError as err:
                 lw.offences.append(offence(node, own_reason(node, err)))
             continue
-        if node.op_type in MATMUL_OPS:
+        if node.op_type in COMPUTE_OPS and _is_weighted(lw, node):
             if i > region_end:
                 continue
             try:
@@ -470,6 +517,8 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
             except RtlgenError as err:
                 lw.offences.append(offence(node, own_reason(node, err)))
             continue
+        if node.op_type in POOL_OPS and region_start <= i <= region_end:
+            continue  # checked when lowered
         if region_start <= i <= region_end:
             why = lw.evaluator.check(node, dyn_in)
             if why:
@@ -478,12 +527,8 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         raise UnsupportedModelError(lw.offences)
 
     # ------------------------------------------------------------------ input side: head and input format
-    first = matmul_idx[0]
-    q0_idx = None
-    for i in range(first - 1, -1, -1):
-        if chain[i].op_type in QUANT_OPS:
-            q0_idx = i
-            break
+    first = compute_idx[0]
+    q0_idx = input_quant[-1] if input_quant else None
     annotation = tensor_annotation(model, in_name)
     notes: list[str] = []
     if q0_idx is not None:
@@ -492,7 +537,6 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         hw_in_name = chain[q0_idx].output[0]
         in_value = q0.value  # k -> real value entering the pre-ops
         in_fmt, k_range = q0.fmt, (q0.k_lo, q0.k_hi)
-        pre_nodes = chain[q0_idx + 1: first]
         if q0.fmt.kind != "bipolar" and q0.fmt.width > MAX_INPUT_BITS:
             raise RtlgenError(f"{display_name(chain[q0_idx])} ({chain[q0_idx].op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
         if input_format is not None:
@@ -500,7 +544,6 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         input_format_used = None
     else:
         head_nodes, q0, hw_in_name = [], None, in_name
-        pre_nodes = chain[:first]
         if input_format is not None:
             try:
                 in_fmt = parse_dtype(input_format.dtype)
@@ -530,137 +573,354 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     hw_in_shape = tensor_shape(model, hw_in_name) or input_shape
 
     # ------------------------------------------------------------------ integer layers
-    layers: list[MVTULayer] = []
+    cur = _IntTensor(hw_in_name, tuple(hw_in_shape), in_fmt, k_range, in_value, None)
+    layers: list = []
     sources: list[LayerSource] = []
-    cur_fmt, cur_range, cur_value, cur_shape = in_fmt, k_range, in_value, hw_in_shape
-    cur_pre = pre_nodes
-    cur_in_name = hw_in_name
-    i = first
+    i = region_start
     tail_nodes: list[onnx.NodeProto] = []
     while True:
-        node = chain[i]
-        # ops between this MatMul and the next quantizer / MatMul / end
-        j = i + 1
-        while j < len(chain) and chain[j].op_type not in QUANT_OPS | MATMUL_OPS and j <= region_end:
+        j = i  # the ops before the next hardware node: layout and affine ops on the current integers
+        while j <= region_end and chain[j].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS:
             j += 1
-        has_q = j < len(chain) and chain[j].op_type in QUANT_OPS and j <= region_end
-        epilogue = chain[i + 1: j] if has_q else []
-        layer, src = _lower_layer(lw, node, cur_pre, cur_in_name, cur_shape, cur_fmt, cur_range, cur_value,
-                                  epilogue, chain[j] if has_q else None)
+        if j > region_end or chain[j].op_type in QUANT_OPS or (chain[j].op_type in COMPUTE_OPS and not _is_weighted(lw, chain[j])):
+            tail_nodes = chain[i:]
+            break
+        pre, node = chain[i:j], chain[j]
+        if node.op_type in POOL_OPS:
+            layer, src, cur = _lower_maxpool(lw, node, pre, cur)
+            layers.append(layer)
+            sources.append(src)
+            i = j + 1
+            continue
+        # ops after the compute node up to its activation quantizer, the next compute node, or the end
+        k = j + 1
+        while k <= region_end and chain[k].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS:
+            k += 1
+        qnode = chain[k] if k <= region_end and chain[k].op_type in QUANT_OPS else None
+        if k <= region_end and chain[k].op_type in POOL_OPS:
+            raise RtlgenError(f"{display_name(chain[k])} (MaxPool): pools the output of {node.name} before its activation "
+                              f"quantizer; rtlgen pools quantized levels: put the MaxPool after the quantizer")
+        feeds_compute = qnode is None and k <= region_end and chain[k].op_type in COMPUTE_OPS
+        epilogue = chain[j + 1: k] if qnode is not None else []
+        layer, src, cur = _lower_compute(lw, node, pre, cur, epilogue, qnode)
         layers.append(layer)
         sources.append(src)
-        if not has_q:
-            tail_nodes = chain[i + 1:]
+        if qnode is not None:
+            i = k + 1
+        elif feeds_compute:
+            i = j + 1  # the accumulators feed the next layer directly; the ops between are its pre-ops
+        else:
+            tail_nodes = chain[j + 1:]
             break
-        q = src.quantizer
-        # the next layer, if any, starts after the ops following this quantizer
-        k = j + 1
-        while k < len(chain) and chain[k].op_type not in QUANT_OPS | MATMUL_OPS:
-            k += 1
-        if k < len(chain) and chain[k].op_type in MATMUL_OPS and k <= region_end:
-            cur_pre = chain[j + 1: k]
-            cur_in_name = chain[j].output[0]
-            cur_shape = tensor_shape(model, cur_in_name)
-            cur_fmt, cur_range, cur_value = q.fmt, (q.k_lo, q.k_hi), q.value
-            i = k
-            continue
-        tail_nodes = chain[j + 1:]
-        break
 
-    out_fmt = layers[-1].out_fmt
-    network = Network(name=name, layers=layers, input_fmt=in_fmt, output_fmt=out_fmt)
+    network = Network(name=name, layers=layers, input_fmt=in_fmt, output_fmt=layers[-1].out_fmt)
     return LoweredModel(model=model, input_name=in_name, input_shape=input_shape, output_name=model.graph.output[0].name,
                         network=network, head_nodes=head_nodes, input_quantizer=q0, input_format=input_format_used,
                         input_annotation=annotation, hw_in_shape=hw_in_shape, layer_sources=sources,
-                        tail_nodes=tail_nodes, notes=notes, constant=lw.constant)
+                        tail_nodes=tail_nodes, notes=notes, constant=lw.constant, hw_in_order=lw.hw_in_order)
 
 
-def _lower_layer(lw: _Lowering, mm: onnx.NodeProto, pre: list[onnx.NodeProto], in_name: str, in_shape,
-                 in_fmt: ElementFormat, k_range: tuple[int, int], k_value, epilogue: list[onnx.NodeProto],
-                 qnode: onnx.NodeProto | None) -> tuple[MVTULayer, LayerSource]:
-    label = f"{display_name(mm)} ({mm.op_type})"
-    w_int, w_scale, w_fmt, w_bipolar = lw.integer_weights(mm)
-    mw, mh = w_int.shape
-    if in_shape is None:
+# ----------------------------------------------------------------------------------------------- layers
+
+def _input_positions(lw: _Lowering, pre: list[onnx.NodeProto], cur: _IntTensor, feature_map: bool) -> np.ndarray:
+    """Position map of `cur`, fixing the hardware input's stream order on first use.
+
+    The host may put the input elements in any order, so the first layer chooses: a dense layer takes the
+    tensor as it is laid out; a convolution or pool takes its (layout-adjusted) input channels-last."""
+    if cur.positions is not None:
+        return cur.positions
+    n = int(np.prod(cur.shape[1:], dtype=np.int64))
+    index = np.arange(n, dtype=np.float64).reshape((1,) + tuple(cur.shape[1:]))
+    if not feature_map:
+        positions = np.arange(n).reshape(cur.shape[1:])
+    else:
+        arranged = lw.evaluator.run([p for p in pre if p.op_type in LAYOUT], index, cur.name)[0].astype(np.int64)
+        order = np.moveaxis(arranged, 0, -1).reshape(-1)  # channels-last: stream s carries element order[s]
+        positions = np.empty(n, dtype=np.int64)
+        positions[order] = np.arange(n)
+        positions = positions.reshape(cur.shape[1:])
+    lw.hw_in_order = stream_order(positions)
+    return positions
+
+
+def _feature_map_input(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto], cur: _IntTensor,
+                       label: str) -> tuple[int, int, int, tuple[int, ...]]:
+    """(C, H, W, shape) of a Conv/MaxPool input, checked to arrive channels-last in the stream."""
+    shape = tensor_shape(lw.model, node.input[0])
+    if shape is None or len(shape) not in (3, 4):
+        raise RtlgenError(f"{label}: input shape {shape} is not (1, C, L) or (1, C, H, W) after shape inference")
+    positions = _input_positions(lw, pre, cur, feature_map=True)
+    moved = lw.evaluator.run([p for p in pre if p.op_type in LAYOUT], positions[None].astype(np.float64), cur.name)[0]
+    if moved.shape != tuple(shape[1:]) or not np.array_equal(moved.astype(np.int64), channels_last_positions(shape)):
+        raise RtlgenError(f"{label}: its input {node.input[0]} does not arrive channels-last (pixel by pixel) in the "
+                          f"stream; the layout ops between the layers reorder it in a way rtlgen cannot stream")
+    c, h = shape[1], shape[2]
+    w = shape[3] if len(shape) == 4 else 1
+    return c, h, w, tuple(shape)
+
+
+def _window_attrs(node: onnx.NodeProto, spatial: int, label: str) -> tuple[list[int], list[int], list[int]]:
+    """(kernel, strides, pads [begin..., end...]) as 2-D lists (a 1-D op gets a K x 1 window)."""
+    a = node_attrs(node)
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad not in ("NOTSET", "VALID", ""):
+        raise RtlgenError(f"{label}: auto_pad={auto_pad} is not supported; export explicit pads")
+    kernel = list(a.get("kernel_shape", []))
+    if len(kernel) != spatial:
+        raise RtlgenError(f"{label}: kernel_shape {kernel} does not match the {spatial}-D input")
+    strides = list(a.get("strides", [1] * spatial))
+    pads = list(a.get("pads", [0] * (2 * spatial)))
+    dilations = list(a.get("dilations", [1] * spatial))
+    if any(d != 1 for d in dilations):
+        raise RtlgenError(f"{label}: dilations {dilations} are not supported (only 1)")
+    if spatial == 1:
+        kernel, strides, pads = kernel + [1], strides + [1], [pads[0], 0, pads[1], 0]
+    return kernel, strides, pads
+
+
+def _lower_maxpool(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto], cur: _IntTensor):
+    label = f"{display_name(node)} (MaxPool)"
+    if any(p.op_type not in LAYOUT for p in pre):
+        bad = next(p for p in pre if p.op_type not in LAYOUT)
+        raise RtlgenError(f"{label}: {bad.op_type} {bad.name} sits between the quantizer and the pool; rtlgen pools quantized levels directly")
+    a = node_attrs(node)
+    if int(a.get("ceil_mode", 0)):
+        raise RtlgenError(f"{label}: ceil_mode=1 is not supported")
+    if len(node.output) > 1 and node.output[1]:
+        raise RtlgenError(f"{label}: the Indices output is not supported")
+    c, h, w, shape = _feature_map_input(lw, node, pre, cur, label)
+    kernel, strides, pads = _window_attrs(node, len(shape) - 2, label)
+    if any(pads):
+        raise RtlgenError(f"{label}: padded max-pool (pads {pads}) is not supported")
+    step = 2 if cur.fmt.kind == "bipolar" else 1
+    lo_val = np.asarray(cur.value(np.full((1,) + cur.shape[1:], cur.k_range[0])))
+    hi_val = np.asarray(cur.value(np.full((1,) + cur.shape[1:], cur.k_range[0] + step)))
+    if not np.all(hi_val > lo_val):
+        raise RtlgenError(f"{label}: pools a quantizer whose scale is not positive; the largest level would not be the largest value")
+    pool = Conv(h, w, c, kernel[0], kernel[1], strides[0], strides[1])
+    if pool.kernel_h > h or pool.kernel_w > w:
+        raise RtlgenError(f"{label}: kernel {kernel} is larger than the {h}x{w} input")
+    out_shape = tensor_shape(lw.model, node.output[0]) or ((1, c, pool.out_h, pool.out_w) if len(shape) == 4 else (1, c, pool.out_h))
+    layer = MaxPoolLayer(name=node.name, fmt=cur.fmt, pool=pool, sources={"pool": node.name})
+    positions = channels_last_positions(out_shape)
+    src = LayerSource(node=node, epilogue=[], quantizer_node=None, quantizer=None, alpha=None, beta=None,
+                      boundary=node.output[0], boundary_shape=tuple(out_shape), out_order=stream_order(positions))
+    return layer, src, _IntTensor(node.output[0], tuple(out_shape), cur.fmt, cur.k_range, cur.value, positions)
+
+
+def _conv_geometry(lw: _Lowering, node: onnx.NodeProto, pre, cur: _IntTensor, label: str) -> tuple[Conv, tuple]:
+    c, h, w, shape = _feature_map_input(lw, node, pre, cur, label)
+    kernel, strides, pads = _window_attrs(node, len(shape) - 2, label)
+    conv = Conv(h, w, c, kernel[0], kernel[1], strides[0], strides[1], pads[0], pads[1], pads[2], pads[3])
+    if conv.pad_top + conv.pad_bottom >= conv.kernel_h or conv.pad_left + conv.pad_right >= conv.kernel_w:
+        raise RtlgenError(f"{label}: padding {pads} is as large as the kernel {kernel}; at most kernel - 1 in total per axis is supported")
+    if conv.out_h < 1 or conv.out_w < 1:
+        raise RtlgenError(f"{label}: the kernel {kernel} does not fit the padded input")
+    return conv, shape
+
+
+def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto], cur: _IntTensor,
+                   epilogue: list[onnx.NodeProto], qnode: onnx.NodeProto | None):
+    """One MatMul/Gemm/Conv with its activation -> (layer, source, the integer tensor it produces)."""
+    label = f"{display_name(node)} ({node.op_type})"
+    w_int, w_scale, w_fmt, w_bipolar = lw.integer_weights(node)
+    in_fmt = cur.fmt
+    conv, depthwise = None, False
+    if node.op_type == "Conv":
+        conv, in_shape = _conv_geometry(lw, node, pre, cur, label)
+        group = int(node_attrs(node).get("group", 1))
+        if group != 1:
+            if not (group == conv.channels and w_int.shape[0] == conv.channels):
+                raise RtlgenError(f"{label}: group={group} is neither 1 nor depthwise (groups = channels = {conv.channels}, one filter each)")
+            depthwise = True
+        if conv.padded and in_fmt.kind == "bipolar":
+            raise RtlgenError(f"{label}: zero padding of a bipolar (+1/-1) input cannot be represented; remove the padding or quantize the input to 2+ bits")
+        mh = w_int.shape[0] if depthwise else w_int.shape[1]
+        out_shape = tensor_shape(lw.model, node.output[0]) or (1, mh, conv.out_h) + ((conv.out_w,) if len(in_shape) == 4 else ())
+    else:
+        in_shape = cur.shape
+        mh = w_int.shape[1]
+        out_shape = tensor_shape(lw.model, node.output[0]) or (1, mh)
+    if cur.shape is None:
         raise RtlgenError(f"{label}: input shape unknown after shape inference")
-    n_in = int(np.prod(in_shape))
-    # 1) how the MatMul input depends on the stream integers k: a permutation (layout ops) and a*k + b
-    idx = np.arange(n_in, dtype=np.float64).reshape((1,) + tuple(in_shape[1:]))
-    layout_only = [n for n in pre if n.op_type in LAYOUT]
-    order = lw.evaluator.run(layout_only, idx, in_name).reshape(-1)
-    if order.size != mw or sorted(order.astype(np.int64).tolist()) != list(range(mw)):
-        raise RtlgenError(f"{label}: its input has {order.size} elements after {in_name}, but the weights expect {mw}")
-    order = order.astype(np.int64)  # MatMul input element j is stream element order[j]
-    step = 2 if in_fmt.kind == "bipolar" else 1  # probe at valid levels: k_lo, k_lo + step, k_lo + 2 step
-    probe_k = [k_range[0] + step * t for t in range(3)]
-    probes = np.stack([np.full(in_shape[1:], v, dtype=np.float64) for v in probe_k])
-    u = lw.evaluator.run(pre, k_value(probes), in_name).reshape(3, -1)
+
+    # 1) the compute node's input is a*k + b of the stream integers k (probed at three valid levels)
+    step = 2 if in_fmt.kind == "bipolar" else 1
+    probe_k = [cur.k_range[0] + step * t for t in range(3)]
+    probes = np.stack([np.full(cur.shape[1:], v, dtype=np.float64) for v in probe_k])
+    u = lw.evaluator.run(pre, cur.value(probes), cur.name).reshape(3, -1)
     a_vec = (u[1] - u[0]) / step
     b_vec = u[0] - a_vec * probe_k[0]
     if not np.allclose((u[2] - u[1]) / step, a_vec, rtol=1e-9, atol=0):
-        raise RtlgenError(f"{label}: the ops between {in_name} and this layer are not affine in the quantized values")
+        raise RtlgenError(f"{label}: the ops between {cur.name} and this layer are not affine in the quantized values")
     # one scale for every element, up to float64 rounding of the probe (a scalar Mul followed by a per-element
     # Add makes the differences disagree in the last bits)
     a = float(np.median(a_vec))
     if a == 0 or not np.allclose(a_vec, a, rtol=1e-9, atol=0):
         raise RtlgenError(f"{label}: its input scale differs per element (per-channel activation scale); only a per-tensor scale maps to integers")
-    # stream-order integer weights: Wh[c, order[j]] = W_int[j, c]
-    wh = np.zeros((mh, mw), dtype=np.int64)
-    wh[:, order] = w_int.T
-    w_q = w_int.astype(np.float64) * w_scale[None, :]
+    bias = lw.constant_bias(node, mh)
+
+    if conv is None:
+        # MatMul input element j is stream element order[j]
+        positions = _input_positions(lw, pre, cur, feature_map=False)
+        layout_only = [n for n in pre if n.op_type in LAYOUT]
+        order = lw.evaluator.run(layout_only, positions[None].astype(np.float64), cur.name).reshape(-1)
+        mw = w_int.shape[0]
+        if order.size != mw or sorted(order.astype(np.int64).tolist()) != list(range(mw)):
+            raise RtlgenError(f"{label}: its input has {order.size} elements after {cur.name}, but the weights expect {mw}")
+        order = order.astype(np.int64)
+        wh = np.zeros((mh, mw), dtype=np.int64)
+        wh[:, order] = w_int.T  # stream-order weights: Wh[c, order[j]] = W_int[j, c]
+        beta = b_vec @ (w_int.astype(np.float64) * w_scale[None, :]) + bias
+    else:
+        b_map = b_vec.reshape(in_shape[1:])
+        b_channel = b_map.reshape(conv.channels, -1)
+        if conv.padded and np.any(b_channel != 0):
+            raise RtlgenError(f"{label}: the padded input has an offset (real value of level 0 is not 0), so zero padding has no integer level")
+        if not np.allclose(b_channel, b_channel[:, :1], rtol=1e-12, atol=0):
+            raise RtlgenError(f"{label}: its input offset differs per pixel; only per-channel offsets map to integers")
+        b_ch = b_channel[:, 0]
+        if depthwise:
+            wh = w_int
+            beta = b_ch * (w_int.astype(np.float64) * w_scale[:, None]).sum(axis=1) + bias
+        else:
+            wh = w_int.T.copy()
+            beta = np.tile(b_ch, conv.kernel_elems) @ (w_int.astype(np.float64) * w_scale[None, :]) + bias
     alpha = a * w_scale
-    beta = b_vec @ w_q + lw.constant_bias(mm, mh)
-    mm_shape = tensor_shape(lw.model, mm.output[0]) or (1, mh)
 
     # 2) accumulator range from the actual weights and every value the input format can carry (a narrow
     #    quantizer never produces its format's minimum, but the hardware must not overflow if it arrives)
     x_lo, x_hi = (-1, 1) if in_fmt.kind == "bipolar" else (in_fmt.min, in_fmt.max)
-    lo_terms = np.minimum(wh * x_lo, wh * x_hi)
-    hi_terms = np.maximum(wh * x_lo, wh * x_hi)
-    acc_lo_c, acc_hi_c = lo_terms.sum(axis=1), hi_terms.sum(axis=1)
+    acc_lo_c = np.minimum(wh * x_lo, wh * x_hi).sum(axis=1)
+    acc_hi_c = np.maximum(wh * x_lo, wh * x_hi).sum(axis=1)
 
-    def pre_activation(acc: np.ndarray) -> np.ndarray:
-        """The quantizer's real input for true accumulators acc (B, MH), in float64 (MatMul out, then epilogue)."""
-        y = (alpha[None, :] * acc + beta[None, :]).reshape((acc.shape[0],) + tuple(mm_shape[1:]))
-        return lw.evaluator.run(epilogue, y, mm.output[0])
+    out_positions = channels_last_positions(out_shape)
+    ep = _Epilogue(lw, node, alpha, beta, tuple(out_shape), out_positions, epilogue, label)
 
     negated = np.zeros(mh, dtype=bool)
-    thresholds = None
-    q = None
-    if qnode is None:
-        out_fmt = None  # the accumulator itself leaves the layer: set below from acc_width
-        out_offset = 0
-    else:
+    thresholds, requant, q, level_index = None, None, None, None
+    if qnode is not None:
         q = lw.quantizer(qnode)
 
         def level_index(acc: np.ndarray) -> np.ndarray:
             """Quantizer level index of accumulator values acc (B, MH), through the real-valued epilogue."""
-            return q.index(pre_activation(acc)).reshape(acc.shape[0], -1)
+            return ep.level_index(q, acc)
 
-        thresholds, negated = derive_thresholds(level_index, acc_lo_c, acc_hi_c, q.n_levels, label)
-        wh[negated] = -wh[negated]
-        acc_lo_c, acc_hi_c = (np.where(negated, -acc_hi_c, acc_lo_c), np.where(negated, -acc_lo_c, acc_hi_c))
+        if q.fmt.kind != "bipolar" and q.n_levels - 1 > 2**MAX_ACTIVATION_BITS - 1:
+            if not isinstance(q, IntQuantizer):
+                raise RtlgenError(f"{display_name(qnode)} ({qnode.op_type}): {q.n_levels} levels are too many for thresholds; at most {MAX_ACTIVATION_BITS}-bit activations")
+            requant = derive_requantization(level_index, lambda acc: ep.in_steps(q, acc), q, acc_lo_c, acc_hi_c,
+                                            f"{display_name(qnode)} ({qnode.op_type})")
+        else:
+            thresholds, negated = derive_thresholds(level_index, acc_lo_c, acc_hi_c, q.n_levels, label)
+            wh[negated] = -wh[negated]
+            acc_lo_c, acc_hi_c = (np.where(negated, -acc_hi_c, acc_lo_c), np.where(negated, -acc_lo_c, acc_hi_c))
+    acc_lo, acc_hi = int(acc_lo_c.min()), int(acc_hi_c.max())
+    if qnode is None:
+        acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi, 0))
+        out_fmt, out_offset = ElementFormat.signed(acc_width), 0
+    else:
         out_fmt = q.fmt
         out_offset = 0 if q.fmt.kind == "bipolar" else q.k_lo
-        if w_bipolar and negated.any():
-            pass  # -1/+1 weights stay -1/+1 when negated
-    acc_lo, acc_hi = int(acc_lo_c.min()), int(acc_hi_c.max())
-    if thresholds is None:
-        acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi, 0))
-        out_fmt = ElementFormat.signed(acc_width)
-    else:
-        # a threshold may sit at acc_hi + 1 ("never reached"), so that value must fit too
-        acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi + 1, 0))
-        thresholds = np.clip(thresholds, acc_lo, acc_hi + 1)
-        if thresholds.shape[1] == 0:  # a one-level quantizer: the output is constant; one unreachable threshold
-            thresholds = np.full((mh, 1), acc_hi + 1, dtype=np.int64)
+        if thresholds is not None:
+            # a threshold may sit at acc_hi + 1 ("never reached"), so that value must fit too
+            acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi + 1, 0))
+            thresholds = np.clip(thresholds, acc_lo, acc_hi + 1)
+            if thresholds.shape[1] == 0:  # a one-level quantizer: the output is constant; one unreachable threshold
+                thresholds = np.full((mh, 1), acc_hi + 1, dtype=np.int64)
+        else:
+            acc_width = signed_width_for(min(acc_lo, 0), max(acc_hi, 0))
     if w_fmt.kind != "bipolar" and negated.any():
         lo, hi = int(wh.min()), int(wh.max())
         w_fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else ElementFormat.unsigned(max(1, hi.bit_length()))
-    layer = MVTULayer(name=mm.name, weights=wh, in_fmt=in_fmt, w_fmt=w_fmt, acc_lo=acc_lo, acc_hi=acc_hi,
-                      acc_width=acc_width, thresholds=thresholds, out_fmt=out_fmt, out_offset=out_offset,
-                      sources={"matmul": mm.name, "epilogue": [n.name for n in epilogue],
-                               "quantizer": qnode.name if qnode is not None else None})
-    src = LayerSource(matmul=mm, epilogue=epilogue, quantizer_node=qnode, quantizer=q, alpha=alpha, beta=beta,
-                      matmul_out_shape=tuple(mm_shape), negated=negated, pre_activation=pre_activation)
-    return layer, src
+    sources = {"node": node.name, "epilogue": [n.name for n in epilogue], "quantizer": qnode.name if qnode is not None else None}
+    common = dict(name=node.name, weights=wh, in_fmt=in_fmt, w_fmt=w_fmt, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width,
+                  thresholds=thresholds, out_fmt=out_fmt, out_offset=out_offset, sources=sources, requant=requant)
+    layer = DepthwiseLayer(conv=conv, **common) if depthwise else MVTULayer(conv=conv, **common)
+
+    if qnode is not None:
+        boundary, boundary_shape = qnode.output[0], tensor_shape(lw.model, qnode.output[0]) or tuple(out_shape)
+        positions = ep.q_positions
+        nxt = _IntTensor(boundary, tuple(boundary_shape), q.fmt, (q.k_lo, q.k_hi), q.value, positions)
+    else:
+        boundary, boundary_shape, positions = node.output[0], tuple(out_shape), out_positions
+        channel_shape = (1, mh) + (1,) * (len(out_shape) - 2)
+        if len(out_shape) == 2 or conv is not None:
+            al, be = alpha.reshape(channel_shape), beta.reshape(channel_shape)
+        else:  # a MatMul on a 3-D tensor: channels on the last axis
+            al, be = alpha, beta
+        nxt = _IntTensor(boundary, boundary_shape, out_fmt, (acc_lo, acc_hi),
+                         lambda k, al=al, be=be: np.asarray(k, dtype=np.float64) * al + be, positions)
+    src = LayerSource(node=node, epilogue=epilogue, quantizer_node=qnode, quantizer=q, alpha=alpha, beta=beta,
+                      boundary=boundary, boundary_shape=tuple(boundary_shape), out_order=stream_order(positions),
+                      negated=negated, pre_activation=ep.pre_activation, level_index=level_index)
+    return layer, src, nxt
+
+
+class _Epilogue:
+    """The per-channel real-valued map from a layer's accumulators to its quantizer's input.
+
+    The compute output has MH channels at P pixels (stream element p*MH + c). The epilogue ops must treat
+    every pixel of a channel alike (per-channel constants only; checked on random accumulators), so a
+    channel's activation is a function of its accumulator alone. `q_positions` is the position map of the
+    quantizer's input tensor (the layout ops in the epilogue move elements)."""
+
+    def __init__(self, lw: _Lowering, node: onnx.NodeProto, alpha: np.ndarray, beta: np.ndarray, out_shape: tuple,
+                 out_positions: np.ndarray, epilogue: list[onnx.NodeProto], label: str):
+        self.lw, self.node, self.alpha, self.beta, self.epilogue = lw, node, alpha, beta, epilogue
+        self.out_shape = tuple(out_shape)
+        self.mh = mh = alpha.size
+        layout = [n for n in epilogue if n.op_type in LAYOUT]
+        q_positions = lw.evaluator.run(layout, out_positions[None].astype(np.float64), node.output[0])[0].astype(np.int64)
+        self.q_positions = q_positions
+        flat = q_positions.reshape(-1)
+        # per-channel ops on a 1 x 1 image give one value per channel; layout ops need the whole tensor
+        self.reduced = len(out_shape) > 2 and node.op_type == "Conv" and not layout
+        self.representative = np.array([int(np.flatnonzero(flat == c)[0]) for c in range(mh)])
+        pixels = int(np.prod(out_shape[1:], dtype=np.int64)) // mh
+        if pixels > 1 and epilogue:
+            probe = np.random.default_rng(0).integers(-1000, 1000, size=(4, mh)).astype(np.float64)
+            whole = self._full(probe).reshape(4, -1)
+            try:
+                picked = self.pre_activation(probe)
+                same = picked.shape == (4, mh) and np.allclose(whole, picked[:, flat % mh], rtol=1e-12, atol=0, equal_nan=True)
+            except ValueError:
+                same = False
+            if not same:
+                raise RtlgenError(f"{label}: the ops after it ({', '.join(n.op_type for n in epilogue)}) differ per pixel; "
+                                  f"only per-channel constants can become thresholds")
+
+    def _full(self, acc: np.ndarray) -> np.ndarray:
+        """Epilogue on the whole tensor, every pixel of channel c given accumulator acc[:, c]."""
+        y = self.alpha[None, :] * acc + self.beta[None, :]
+        shape = self.out_shape
+        if len(shape) > 2 and self.node.op_type == "Conv":
+            y = np.broadcast_to(y.reshape(y.shape + (1,) * (len(shape) - 2)), (len(acc),) + shape[1:])
+        else:
+            y = y.reshape((len(acc),) + shape[1:])
+        return self.lw.evaluator.run(self.epilogue, y, self.node.output[0])
+
+    def _shaped(self, acc: np.ndarray) -> np.ndarray:
+        """The quantizer's input as a tensor: (B, MH, 1, 1) when reduced, else the whole tensor."""
+        if self.reduced:
+            y = (self.alpha[None, :] * acc + self.beta[None, :]).reshape((len(acc), self.mh) + (1,) * (len(self.out_shape) - 2))
+            return self.lw.evaluator.run(self.epilogue, y, self.node.output[0])
+        return self._full(acc)
+
+    def _pick(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t).reshape(t.shape[0], -1)
+        return t if self.reduced else t[:, self.representative]
+
+    def pre_activation(self, acc: np.ndarray) -> np.ndarray:
+        """Accumulators (B, MH) -> the quantizer's real input per channel (B, MH), float64."""
+        return self._pick(self._shaped(acc))
+
+    def level_index(self, q: Quantizer, acc: np.ndarray) -> np.ndarray:
+        """Accumulators (B, MH) -> quantizer level indices (B, MH); the quantizer sees its own tensor layout."""
+        return self._pick(q.index(self._shaped(acc)))
+
+    def in_steps(self, q: Quantizer, acc: np.ndarray) -> np.ndarray:
+        """Accumulators (B, MH) -> the quantizer's input in units of its scale (before rounding and clipping)."""
+        t = self._shaped(acc)
+        return self._pick(t / np.broadcast_to(q.scale, t.shape[1:])[None])

@@ -3,6 +3,21 @@
 Everything here is integer. A `Network` is what the golden model executes, what folding annotates, what
 stitching turns into hardware and what report.json describes. Nothing here knows about ONNX nodes except
 their names, kept for messages and reports.
+
+Streams are flat integer frames. A feature map travels channels-last: pixel by pixel in row-major order,
+each pixel's C channels together (element (h*W + w)*C + c); a 1-D feature map of length L is an L x 1
+image. Three layer kinds:
+
+- `MVTULayer`: a matrix-vector(-threshold) layer. With a `Conv` geometry it is a convolution: a
+  sliding-window generator turns the feature map into im2col rows (element (kh*KW + kw)*C + c) and the MVTU
+  multiplies each row by the (OC, KH*KW*C) weights, one output pixel after another.
+- `DepthwiseLayer`: a depthwise convolution (one KH x KW filter per channel): sliding windows in depthwise
+  order into a vector-vector unit.
+- `MaxPoolLayer`: a streaming max-pool on quantized levels.
+
+The activation of an MVTU/VVU layer is one of: none (the accumulator leaves the layer), thresholds (the
+number of thresholds the accumulator reached, plus an offset) or a requantization (an exact integer
+multiply-shift-round-clip, for activations too wide for thresholds).
 """
 from __future__ import annotations
 
@@ -11,6 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ip_cores.elements import ElementFormat
+from ip_cores.maxpool import maxpool_reference
+from ip_cores.requantize import Requantization, requantize_reference
+from ip_cores.sliding_window import conv_output_size, sliding_window_reference
 
 
 def fmt_name(fmt: ElementFormat) -> str:
@@ -20,12 +38,88 @@ def fmt_name(fmt: ElementFormat) -> str:
     return f"{'INT' if fmt.kind == 'signed' else 'UINT'}{fmt.width}"
 
 
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Geometry of a sliding window over a channels-last H x W x C feature map (1-D: W = 1)."""
+
+    in_h: int
+    in_w: int
+    channels: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    pad_bottom: int = 0
+    pad_right: int = 0
+
+    @property
+    def out_h(self) -> int:
+        return conv_output_size(self.in_h, self.kernel_h, self.stride_h, self.pad_top, self.pad_bottom)
+
+    @property
+    def out_w(self) -> int:
+        return conv_output_size(self.in_w, self.kernel_w, self.stride_w, self.pad_left, self.pad_right)
+
+    @property
+    def pixels_in(self) -> int:
+        return self.in_h * self.in_w
+
+    @property
+    def pixels_out(self) -> int:
+        return self.out_h * self.out_w
+
+    @property
+    def kernel_elems(self) -> int:
+        return self.kernel_h * self.kernel_w
+
+    @property
+    def padded(self) -> bool:
+        return any((self.pad_top, self.pad_left, self.pad_bottom, self.pad_right))
+
+    def windows(self, x: np.ndarray, depthwise: bool = False) -> np.ndarray:
+        """Frames (N, H*W*C) -> im2col rows (N, OH*OW, KH*KW*C) in standard order (kh, kw, c); zero padding."""
+        n = x.shape[0]
+        fm = np.asarray(x, dtype=np.int64).reshape(n, self.in_h, self.in_w, self.channels)
+        rows = sliding_window_reference(fm, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w,
+                                        self.pad_top, self.pad_left, self.pad_bottom, self.pad_right)
+        return rows.reshape(n, self.pixels_out, self.kernel_elems * self.channels)
+
+    def swg_cycles(self, simd: int) -> int:
+        """Sliding-window generator cycles per frame: max(input words, output words)."""
+        cf = self.channels // simd
+        return max(self.pixels_in * cf, self.pixels_out * self.kernel_elems * cf)
+
+    def describe(self) -> dict:
+        return {"in": [self.in_h, self.in_w, self.channels], "out": [self.out_h, self.out_w],
+                "kernel": [self.kernel_h, self.kernel_w], "stride": [self.stride_h, self.stride_w],
+                "pads": [self.pad_top, self.pad_left, self.pad_bottom, self.pad_right]}
+
+
+def _activate(acc: np.ndarray, thresholds: np.ndarray | None, requant: Requantization | None,
+              out_fmt: ElementFormat, out_offset: int) -> np.ndarray:
+    """Accumulators (..., C) -> the layer's output integers (see the module docstring)."""
+    if requant is not None:
+        return requantize_reference(acc, requant)
+    if thresholds is None:
+        return acc
+    counts = (acc[..., None] >= thresholds).sum(axis=-1)
+    if out_fmt.kind == "bipolar":
+        return 2 * counts - 1
+    return counts + out_offset
+
+
 @dataclass
 class MVTULayer:
-    """Matrix-vector(-threshold) layer: out = count(W @ x >= T) + offset, or W @ x with no activation.
+    """Matrix-vector(-threshold) layer, or a convolution when `conv` is set (sliding window + MVTU).
 
-    `weights` is (MH, MW) in stream order: column i multiplies stream element i of the input frame, row c
-    produces output channel c. Bipolar inputs/weights are held as -1/+1.
+    `weights` is (MH, MW) in stream order: column i multiplies element i of the input vector (for a
+    convolution: of the im2col row), row c produces output channel c. Bipolar inputs/weights are -1/+1.
     """
 
     name: str
@@ -41,8 +135,12 @@ class MVTULayer:
     pe: int = 1
     simd: int = 1
     sources: dict = field(default_factory=dict)  # ONNX node names this layer came from, for reports
+    conv: Conv | None = None
+    requant: Requantization | None = None
 
-    op = "MVTU"
+    @property
+    def op(self) -> str:
+        return "ConvMVTU" if self.conv is not None else "MVTU"
 
     @property
     def mw(self) -> int:
@@ -61,17 +159,37 @@ class MVTULayer:
         return self.mw // self.simd
 
     @property
+    def vectors(self) -> int:
+        """Matrix-vector products per frame: output pixels of a convolution, 1 otherwise."""
+        return self.conv.pixels_out if self.conv is not None else 1
+
+    def pe_choices(self) -> list[int]:
+        return divisors(self.mh)
+
+    def simd_choices(self) -> list[int]:
+        """SIMD divides MW; for a convolution it must divide the input channels (the window streams them)."""
+        return divisors(self.conv.channels) if self.conv is not None else divisors(self.mw)
+
+    def cycles_at(self, pe: int, simd: int) -> int:
+        mvtu = self.vectors * (self.mh // pe) * (self.mw // simd)
+        return max(mvtu, self.conv.swg_cycles(simd)) if self.conv is not None else mvtu
+
+    @property
     def cycles(self) -> int:
-        """Cycles per frame at II = 1: one (neuron fold, synapse fold) step a cycle."""
-        return self.nf * self.sf
+        """Cycles per frame at II = 1: one (neuron fold, synapse fold) step a cycle, per output pixel."""
+        return self.cycles_at(self.pe, self.simd)
+
+    @property
+    def macs(self) -> int:
+        return self.vectors * self.mw * self.mh
 
     @property
     def in_elems(self) -> int:
-        return self.mw
+        return self.conv.pixels_in * self.conv.channels if self.conv is not None else self.mw
 
     @property
     def out_elems(self) -> int:
-        return self.mh
+        return self.vectors * self.mh
 
     @property
     def in_elems_per_word(self) -> int:
@@ -81,15 +199,185 @@ class MVTULayer:
     def out_elems_per_word(self) -> int:
         return self.pe
 
+    def accumulate(self, x: np.ndarray) -> np.ndarray:
+        """Input frames (N, in_elems) -> accumulators (N, vectors, MH)."""
+        x = np.asarray(x, dtype=np.int64)
+        rows = self.conv.windows(x) if self.conv is not None else x[:, None, :]
+        return rows @ self.weights.T.astype(np.int64)
+
     def golden(self, x: np.ndarray) -> np.ndarray:
-        """Integer execution on a batch of input frames x (N, MW) -> (N, MH)."""
-        acc = np.asarray(x, dtype=np.int64) @ self.weights.T.astype(np.int64)
-        if self.thresholds is None:
-            return acc
-        counts = (acc[:, :, None] >= self.thresholds[None, :, :]).sum(axis=2)
-        if self.out_fmt.kind == "bipolar":
-            return 2 * counts - 1
-        return counts + self.out_offset
+        """Integer execution on a batch of input frames x (N, in_elems) -> (N, out_elems)."""
+        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        return out.reshape(len(x), -1)
+
+
+@dataclass
+class DepthwiseLayer:
+    """Depthwise convolution: channel c's KH x KW window times its own filter `weights[c]` (C, KH*KW).
+
+    Folded by PE channels in parallel (the sliding window streams PE channels a word in depthwise order).
+    """
+
+    name: str
+    weights: np.ndarray
+    in_fmt: ElementFormat
+    w_fmt: ElementFormat
+    acc_lo: int
+    acc_hi: int
+    acc_width: int
+    thresholds: np.ndarray | None
+    out_fmt: ElementFormat
+    out_offset: int
+    conv: Conv
+    pe: int = 1
+    sources: dict = field(default_factory=dict)
+    requant: Requantization | None = None
+
+    op = "DepthwiseVVU"
+
+    @property
+    def simd(self) -> int:  # one word carries PE channels on both sides
+        return self.pe
+
+    @property
+    def channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def mh(self) -> int:
+        return self.channels
+
+    @property
+    def mw(self) -> int:
+        return self.weights.shape[1]
+
+    @property
+    def nf(self) -> int:
+        return self.channels // self.pe
+
+    @property
+    def sf(self) -> int:
+        return self.mw
+
+    @property
+    def vectors(self) -> int:
+        return self.conv.pixels_out
+
+    def pe_choices(self) -> list[int]:
+        return divisors(self.channels)
+
+    def simd_choices(self) -> list[int]:
+        return [1]  # SIMD follows PE
+
+    def cycles_at(self, pe: int, simd: int = 1) -> int:
+        cf = self.channels // pe
+        return max(self.conv.pixels_out * cf * self.mw, self.conv.swg_cycles(pe))
+
+    @property
+    def cycles(self) -> int:
+        return self.cycles_at(self.pe)
+
+    @property
+    def macs(self) -> int:
+        return self.conv.pixels_out * self.channels * self.mw
+
+    @property
+    def in_elems(self) -> int:
+        return self.conv.pixels_in * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.conv.pixels_out * self.channels
+
+    @property
+    def in_elems_per_word(self) -> int:
+        return self.pe
+
+    @property
+    def out_elems_per_word(self) -> int:
+        return self.pe
+
+    def accumulate(self, x: np.ndarray) -> np.ndarray:
+        """Input frames (N, in_elems) -> accumulators (N, OH*OW, C)."""
+        rows = self.conv.windows(np.asarray(x, dtype=np.int64))
+        n, p = rows.shape[:2]
+        windows = rows.reshape(n, p, self.mw, self.channels)
+        return np.einsum("npkc,ck->npc", windows, self.weights.astype(np.int64))
+
+    def golden(self, x: np.ndarray) -> np.ndarray:
+        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        return out.reshape(len(x), -1)
+
+
+@dataclass
+class MaxPoolLayer:
+    """Max-pool over quantized levels (the level order is the value order: positive scale)."""
+
+    name: str
+    fmt: ElementFormat
+    pool: Conv  # kernel and stride; no padding
+    simd: int = 1
+    sources: dict = field(default_factory=dict)
+
+    op = "MaxPool"
+    thresholds = None
+    requant = None
+
+    @property
+    def in_fmt(self) -> ElementFormat:
+        return self.fmt
+
+    @property
+    def out_fmt(self) -> ElementFormat:
+        return self.fmt
+
+    @property
+    def pe(self) -> int:
+        return self.simd
+
+    @property
+    def channels(self) -> int:
+        return self.pool.channels
+
+    def pe_choices(self) -> list[int]:
+        return [1]
+
+    def simd_choices(self) -> list[int]:
+        return divisors(self.channels)
+
+    def cycles_at(self, pe: int, simd: int) -> int:
+        return self.pool.pixels_in * (self.channels // simd)
+
+    @property
+    def cycles(self) -> int:
+        return self.cycles_at(1, self.simd)
+
+    macs = 0
+
+    @property
+    def in_elems(self) -> int:
+        return self.pool.pixels_in * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.pool.pixels_out * self.channels
+
+    @property
+    def in_elems_per_word(self) -> int:
+        return self.simd
+
+    @property
+    def out_elems_per_word(self) -> int:
+        return self.simd
+
+    def golden(self, x: np.ndarray) -> np.ndarray:
+        p = self.pool
+        fm = np.asarray(x, dtype=np.int64).reshape(len(x), p.in_h, p.in_w, self.channels)
+        return maxpool_reference(fm, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w).reshape(len(x), -1)
+
+
+Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer
+MAC_LAYERS = (MVTULayer, DepthwiseLayer)
 
 
 @dataclass
@@ -97,7 +385,7 @@ class Network:
     """A chain of integer layers plus what the host does around them."""
 
     name: str
-    layers: list[MVTULayer]
+    layers: list
     input_fmt: ElementFormat
     output_fmt: ElementFormat
 

@@ -2,10 +2,11 @@
 
 head.onnx: the model's own float pre-processing up to and including its input quantizer, then
 `round((q - offset) / step)`, so it outputs exactly the integers k the hardware takes, computed by qonnx's
-own quantizer implementation (bit-exact with the reference by construction).
-tail.onnx: turns the hardware's integers back into the real tensor the original graph had at that point
-(levels -> value(k); or accumulators -> alpha*acc + beta, the MatMul output), followed by the original
-graph's remaining nodes (scale, bias, Softmax, TopK...).
+own quantizer implementation (bit-exact with the reference by construction), then puts them in stream
+order (a Gather: feature maps stream channels-last, see `rtlgen.stream_order`).
+tail.onnx: puts the hardware's output frame back into the model's layout and turns the integers into the
+real tensor the original graph had at that point (levels -> value(k); or accumulators -> alpha*acc + beta,
+the MatMul/Conv output), followed by the original graph's remaining nodes (scale, bias, Softmax, TopK...).
 Both are executed with qonnx, one frame at a time, because they may contain qonnx custom ops.
 """
 from __future__ import annotations
@@ -15,9 +16,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import RtlgenError
-from .frontend import LoweredModel, tensor_shape
+from .frontend import LoweredModel
 
 HW_IN = "hw_in"
+HW_IN_STREAM = "hw_in_stream"
 HW_OUT = "hw_out"
 
 
@@ -63,6 +65,24 @@ def _affine_of_levels(q, shape) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_head(lm: LoweredModel) -> onnx.ModelProto:
+    """Model input -> the integer frame the hardware takes, (1, in_elems) in stream order."""
+    head = _build_head_levels(lm)
+    n = int(np.prod(lm.hw_in_shape))
+    order = lm.hw_in_order if lm.hw_in_order is not None else np.arange(n)
+    nodes, inits = _reorder_nodes(HW_IN, HW_IN_STREAM, order, (1, n), "rtlgen_head_order")
+    graph = head.graph
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    del graph.output[:]
+    graph.output.append(_value_info(HW_IN_STREAM, (1, n)))
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    return ModelWrapper(head).transform(InferShapes()).model
+
+
+def _build_head_levels(lm: LoweredModel) -> onnx.ModelProto:
+    """Model input -> the integer levels in the model's layout (`HW_IN`, shaped like the quantizer output)."""
     in_vi = _value_info(lm.input_name, lm.input_shape)
     out_vi = _value_info(HW_IN, lm.hw_in_shape)
     if lm.input_quantizer is not None:
@@ -98,29 +118,45 @@ def build_head(lm: LoweredModel) -> onnx.ModelProto:
 
 
 def tail_input_shape(lm: LoweredModel) -> tuple[int, ...]:
-    src = lm.layer_sources[-1]
-    if src.quantizer_node is not None:
-        return tensor_shape(lm.model, src.quantizer_node.output[0]) or (1, lm.network.out_elems)
-    return src.matmul_out_shape
+    """The shape of the tensor the hardware's output frame stands for (in the model's layout)."""
+    return lm.layer_sources[-1].boundary_shape
+
+
+def _reorder_nodes(src: str, dst: str, order: np.ndarray, shape, prefix: str) -> tuple[list, list]:
+    """Nodes (and their constants) that flatten `src`, pick elements by `order` and give them `shape`."""
+    nodes = [
+        helper.make_node("Reshape", [src, f"{prefix}_flat_shape"], [f"{prefix}_flat"], name=f"{prefix}_flatten"),
+        helper.make_node("Gather", [f"{prefix}_flat", f"{prefix}_order"], [f"{prefix}_gathered"], axis=1, name=f"{prefix}_gather"),
+        helper.make_node("Reshape", [f"{prefix}_gathered", f"{prefix}_shape"], [dst], name=f"{prefix}_reshape"),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, -1], dtype=np.int64), f"{prefix}_flat_shape"),
+             numpy_helper.from_array(np.asarray(order, dtype=np.int64), f"{prefix}_order"),
+             numpy_helper.from_array(np.asarray(shape, dtype=np.int64), f"{prefix}_shape")]
+    return nodes, inits
 
 
 def build_tail(lm: LoweredModel) -> onnx.ModelProto:
+    """Hardware output frame (stream order) -> the boundary tensor in model layout -> the rest of the model."""
     src = lm.layer_sources[-1]
     shape = tail_input_shape(lm)
-    in_vi = _value_info(HW_OUT, shape)
+    n = int(np.prod(shape))
+    in_vi = _value_info(HW_OUT, (1, n))
     if src.quantizer_node is not None:
         a, b = _affine_of_levels(src.quantizer, shape)
-        boundary = src.quantizer_node.output[0]
-    else:
-        a = src.alpha.reshape(shape)
-        b = src.beta.reshape(shape)
-        boundary = src.matmul.output[0]
-    nodes = [
-        helper.make_node("Mul", [HW_OUT, "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
-        helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [boundary], name="rtlgen_tail_add"),
+    else:  # accumulators: alpha/beta per output channel (axis 1 of a feature map, the last axis otherwise)
+        channel_shape = (1, -1) + (1,) * (len(shape) - 2) if src.node.op_type == "Conv" else (1,) * (len(shape) - 1) + (-1,)
+        a = np.broadcast_to(src.alpha.reshape(channel_shape), shape)
+        b = np.broadcast_to(src.beta.reshape(channel_shape), shape)
+    # stream element s is flat element out_order[s] of the boundary tensor: gather by the inverse
+    inverse = np.empty_like(src.out_order)
+    inverse[src.out_order] = np.arange(src.out_order.size)
+    nodes, inits = _reorder_nodes(HW_OUT, "rtlgen_tail_levels", inverse, shape, "rtlgen_tail_order")
+    nodes += [
+        helper.make_node("Mul", ["rtlgen_tail_levels", "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
+        helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [src.boundary], name="rtlgen_tail_add"),
     ] + list(lm.tail_nodes)
     out = lm.model.graph.output[0]
-    inits = [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]
+    inits += [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]
     return _model(lm, nodes, [in_vi], [out], inits, "tail")
 
 

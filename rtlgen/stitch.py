@@ -1,8 +1,10 @@
 """Stitching: map a folded `Network` onto `ip_cores` components and emit the top-level Verilog.
 
-The chain is: s_axis -> MVTU_0 -> FIFO -> [width converter] -> MVTU_1 -> ... -> MVTU_n -> m_axis.
-A width converter is inserted where a layer's output word (PE elements) differs from the next layer's input
-word (SIMD elements); when neither divides the other it goes through gcd(PE, SIMD) elements.
+The chain is: s_axis -> layer_0 -> FIFO -> [width converter] -> layer_1 -> ... -> layer_n -> m_axis, where a
+layer is one or two blocks: an MVTU; a sliding-window generator + MVTU (convolution); a sliding-window
+generator in depthwise order + vector unit (depthwise convolution); a max-pool. A width converter is
+inserted where a layer's output word (PE elements) differs from the next layer's input word (SIMD
+elements); when neither divides the other it goes through gcd(PE, SIMD) elements.
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import math
 from dataclasses import dataclass
 
 from ip_cores.axis_top import AxisDataflowTop, axis_width, to_verilog
+from ip_cores.maxpool import StreamingMaxPool
 from ip_cores.mvtu import MVTU
+from ip_cores.sliding_window import SlidingWindow
 from ip_cores.stream_fifo import StreamFIFO
+from ip_cores.vector_unit import VectorVectorUnit
 from ip_cores.width_converter import StreamWidthConverter
 
-from .graph import MVTULayer, Network
+from .graph import DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
 
 DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 
@@ -23,7 +28,7 @@ DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO
 class Stage:
     """One hardware block of the chain, as the report and the timing model see it."""
 
-    kind: str  # "mvtu" | "fifo" | "dwc"
+    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "fifo" | "dwc"
     name: str
     in_elems_per_word: int
     out_elems_per_word: int
@@ -31,8 +36,52 @@ class Stage:
     elem_width_out: int
     frame_elems_in: int
     frame_elems_out: int
-    layer: MVTULayer | None = None
+    layer: object = None
     depth: int = 0
+
+    @property
+    def words_in(self) -> int:
+        return self.frame_elems_in // self.in_elems_per_word
+
+    @property
+    def words_out(self) -> int:
+        return self.frame_elems_out // self.out_elems_per_word
+
+
+def _layer_stages(layer) -> list[Stage]:
+    w_in, w_out = layer.in_fmt.width, layer.out_fmt.width
+    if isinstance(layer, MaxPoolLayer):
+        return [Stage("maxpool", layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
+    if layer.conv is None:
+        return [Stage("mvtu", layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
+    conv = layer.conv
+    window_elems = conv.pixels_out * conv.kernel_elems * conv.channels
+    swg = Stage("swg", f"{layer.name}_swg", layer.simd, layer.simd, w_in, w_in, layer.in_elems, window_elems, layer)
+    kind = "vvu" if isinstance(layer, DepthwiseLayer) else "mvtu"
+    return [swg, Stage(kind, layer.name, layer.simd, layer.pe, w_in, w_out, window_elems, layer.out_elems, layer)]
+
+
+ROWS_BUFFERED = 2  # rows of a feature map a FIFO in front of a sliding window or pool holds (plus slack)
+FIFO_SLACK_WORDS = 16
+
+
+def default_fifo_depth(consumer, frame_elems: int, fifo_elems: int) -> int:
+    """Words of buffering in front of `consumer`.
+
+    A dense MVTU reads its whole input vector (the producer's frame) in one burst, then computes for
+    (NF-1)*SF cycles: one frame of buffering lets the producer run a frame ahead. A sliding window or a pool
+    reads its feature map steadily, a row at a time, and has its own line buffer: a couple of rows absorb the
+    rate differences at the start and end of a frame (padding rows and the first window's start-up) without
+    a frame-sized memory.
+    """
+    frame_words = max(2, -(-frame_elems // fifo_elems))
+    if isinstance(consumer, MaxPoolLayer):
+        row_elems = consumer.pool.in_w * consumer.channels
+    elif consumer.conv is not None:
+        row_elems = consumer.conv.in_w * consumer.conv.channels
+    else:
+        return frame_words
+    return min(frame_words, max(2, ROWS_BUFFERED * -(-row_elems // fifo_elems) + FIFO_SLACK_WORDS))
 
 
 def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> list[Stage]:
@@ -42,32 +91,53 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -
     producer trickles words out over the whole frame. So the FIFO must sit where it can hand over a buffered
     frame at the consumer's pace: on the wide side of the width converters (after a gathering converter, before
     a splitting one; a gathering converter behind a FIFO would pace the burst at one element a cycle). One frame
-    of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's NF*SF.
+    of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's cycles.
     """
     stages: list[Stage] = []
     for index, layer in enumerate(network.layers):
         if index:
             prev = network.layers[index - 1]
             w = prev.out_fmt.width
-            mid = math.gcd(prev.pe, layer.simd)
-            hops = [prev.pe, mid, layer.simd] if mid not in (prev.pe, layer.simd) else [prev.pe, layer.simd]
-            converters = [Stage("dwc", f"dwc_{index}_{a}to{b}", a, b, w, w, prev.mh, prev.mh)
-                          for a, b in zip(hops, hops[1:]) if a != b]
-            fifo_elems = max(prev.pe, layer.simd)
-            depth = fifo_depth if fifo_depth is not None else max(2, prev.mh // fifo_elems)
-            fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, prev.mh, prev.mh, depth=depth)
-            stages += [*converters, fifo] if layer.simd >= prev.pe else [fifo, *converters]
-        stages.append(Stage("mvtu", layer.name, layer.simd, layer.pe, layer.in_fmt.width, layer.out_fmt.width,
-                            layer.mw, layer.mh, layer=layer))
+            a, b = prev.out_elems_per_word, layer.in_elems_per_word
+            mid = math.gcd(a, b)
+            hops = [a, mid, b] if mid not in (a, b) else [a, b]
+            frame = prev.out_elems
+            converters = [Stage("dwc", f"dwc_{index}_{x}to{y}", x, y, w, w, frame, frame)
+                          for x, y in zip(hops, hops[1:]) if x != y]
+            fifo_elems = max(a, b)
+            depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
+            fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
+            stages += [*converters, fifo] if b >= a else [fifo, *converters]
+        stages += _layer_stages(layer)
     return stages
 
 
+def timing_model(stage: Stage):
+    """The block's core object, for its cycle figures only (never elaborated, so Amaranth must not warn)."""
+    core = build_component(stage)
+    core._MustUse__silence = True
+    return core
+
+
 def build_component(stage: Stage):
+    layer = stage.layer
     if stage.kind == "mvtu":
-        layer = stage.layer
         return MVTU(layer.weights, simd=layer.simd, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
                     acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
-                    out_offset=layer.out_offset if layer.thresholds is not None else 0)
+                    out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant)
+    if stage.kind == "vvu":
+        return VectorVectorUnit(layer.weights, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
+                                acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
+                                out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant)
+    if stage.kind == "swg":
+        c = layer.conv
+        return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,
+                             c.pad_top, c.pad_left, c.pad_bottom, c.pad_right, simd=layer.simd,
+                             depthwise=isinstance(layer, DepthwiseLayer))
+    if stage.kind == "maxpool":
+        p = layer.pool
+        return StreamingMaxPool(layer.fmt, p.channels, p.in_h, p.in_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
+                                simd=layer.simd)
     if stage.kind == "fifo":
         return StreamFIFO(stage.in_elems_per_word * stage.elem_width_in, stage.depth)
     if stage.kind == "dwc":
@@ -78,7 +148,13 @@ def build_component(stage: Stage):
 def stream_widths(network: Network) -> tuple[int, int]:
     """Inner payload widths of the input and output streams (before byte padding)."""
     first, last = network.layers[0], network.layers[-1]
-    return first.simd * first.in_fmt.width, last.pe * last.out_fmt.width
+    return first.in_elems_per_word * first.in_fmt.width, last.out_elems_per_word * last.out_fmt.width
+
+
+def io_words(network: Network) -> tuple[int, int]:
+    """Words per frame on the input and the output stream."""
+    first, last = network.layers[0], network.layers[-1]
+    return first.in_elems // first.in_elems_per_word, last.out_elems // last.out_elems_per_word
 
 
 def top_ports(network: Network) -> dict[str, int]:
@@ -90,5 +166,5 @@ def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = D
     stages = plan_stages(network, fifo_depth)
     in_w, out_w = stream_widths(network)
     top = AxisDataflowTop([build_component(s) for s in stages], in_width=in_w, out_width=out_w,
-                          out_words_per_frame=network.layers[-1].nf)
+                          out_words_per_frame=io_words(network)[1])
     return to_verilog(top, top_name), stages

@@ -168,25 +168,28 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
         pre = tapped[src.quantizer_node.input[0]]
         post = tapped[src.quantizer_node.output[0]]
         # the levels qonnx's own quantizer produced: k = (value - offset) / step
-        ref = np.round((post.reshape(n, -1) - _offset(q, post)) / _step(q, post)).astype(np.int64)
+        ref_model = np.round((post.reshape(n, -1) - _offset(q, post)) / _step(q, post)).astype(np.int64)
+        ref = ref_model[:, src.out_order]  # in stream order, like the golden model's frames
         for f in np.flatnonzero(np.any(ref != golden[li], axis=1)):
             if not frame_ok[f]:
                 continue  # already explained or reported at an earlier layer
             frame_ok[f] = False
             ch = int(np.flatnonzero(ref[f] != golden[li][f])[0])
-            idx = np.unravel_index(ch, pre.shape[1:])
+            idx = np.unravel_index(int(src.out_order[ch]), pre.shape[1:])
             dist = boundary_distance(q, pre[f], idx)
             # the same layer in exact (float64) arithmetic, from the golden model's own input to this layer
             layer_in = hw_in[f] if li == 0 else golden[li - 1][f]
-            acc = (layer_in @ layer.weights.T) * np.where(src.negated, -1, 1)
-            exact = q.k_of_index(q.index(src.pre_activation(acc[None, :]))).reshape(-1)[ch]
+            pixel, channel = divmod(ch, layer.mh)
+            acc = layer.accumulate(layer_in[None])[0][pixel] * np.where(src.negated, -1, 1)
+            exact = q.k_of_index(src.level_index(acc[None, :])).reshape(-1)[channel]
+            where = f"{layer.name}[{ch}]" if layer.vectors == 1 else f"{layer.name}[pixel {pixel}, channel {channel}]"
             if exact != golden[li][f][ch]:
-                result.unexplained.append(f"frame {f} {layer.name}[{ch}]: golden {golden[li][f][ch]} differs from "
+                result.unexplained.append(f"frame {f} {where}: golden {golden[li][f][ch]} differs from "
                                           f"exact arithmetic ({exact}): threshold derivation is wrong")
             elif dist <= NEAR_TIE:
                 result.near_ties.append(NearTie(int(f), layer.name, ch, dist))
             else:
-                result.unexplained.append(f"frame {f} {layer.name}[{ch}]: golden {golden[li][f][ch]} vs qonnx "
+                result.unexplained.append(f"frame {f} {where}: golden {golden[li][f][ch]} vs qonnx "
                                           f"{ref[f][ch]} ({dist:.3g} steps from a boundary)")
     y_hw = np.asarray(y_hw, dtype=np.float64).reshape(n, -1)
     y_ref64 = np.asarray(y_ref, dtype=np.float64).reshape(n, -1)
@@ -195,7 +198,11 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
     # float32 rounding in a float tail is relative to the largest value the tail handles, not to its result: a
     # bias or batch-norm mean can cancel a large MatMul output down to a small number
     last = lowered.layer_sources[-1]
-    tail_in = np.abs(last.alpha[None, :] * golden[-1] + last.beta[None, :]).max(axis=1) if not ends_on_quantizer else np.zeros(n)
+    if ends_on_quantizer:
+        tail_in = np.zeros(n)
+    else:
+        acc = golden[-1].reshape(n, -1, last.alpha.size)
+        tail_in = np.abs(last.alpha * acc + last.beta).reshape(n, -1).max(axis=1)
     for f in range(n):
         if not frame_ok[f]:
             continue

@@ -1,0 +1,218 @@
+"""Exact integer requantization: the activation of an MVTU or VVU whose outputs are wider than a few bits.
+
+A threshold activation needs one comparator per threshold, 2**bits - 1 of them per lane: fine for 4-bit
+outputs, impossible for 16-bit ones. When the next quantizer is affine in the accumulator, the same
+levels come from one multiply, one add and a shift per lane:
+
+    level[c] = clip( R( (acc[c] * mult[c] + offset[c]) / 2**shift ), lo, hi )
+
+with integers mult[c] (any sign), offset[c], shift >= 0 and R a rounding mode of qonnx applied to the
+exact rational N / 2**shift (N = acc*mult + offset), as `rtlgen.quantizers.apply_rounding` rounds:
+
+    ROUND, HALF_EVEN   nearest, ties to even                CEIL   toward +inf
+    HALF_UP            nearest, ties away from zero         FLOOR  toward -inf
+    HALF_DOWN          nearest, ties toward zero            UP     away from zero
+                                                            DOWN   toward zero
+
+In integers: q = floor(N / 2**shift) (an arithmetic shift), r = N - q * 2**shift (the low `shift` bits)
+and half = 2**(shift-1); every mode is q plus a round-up bit decided by r against half, the parity of
+q and the sign of N. The level is q + 1 when
+
+    ROUND, HALF_EVEN   r > half, or r == half and q odd     CEIL   r != 0
+    HALF_UP            r > half, or r == half and N >= 0    FLOOR  never
+    HALF_DOWN          r > half, or r == half and N < 0     UP     r != 0 and N >= 0
+                                                            DOWN   r != 0 and N < 0
+
+With shift 0 the level is N itself. The same table is in docs/CONTRACTS.md.
+
+    Requantization        the parameters of one layer (one mult and offset per output channel), checked
+    requantize_reference  what the hardware computes, in exact integer numpy
+    requantize_lane       one lane's combinational requantization in Amaranth
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+
+from .elements import signed_width_for
+
+__all__ = ["ROUNDING_MODES", "Requantization", "requantize_reference", "requantize_lane"]
+
+ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
+"""qonnx's rounding modes: `rtlgen.quantizers.ROUNDING_MODES` (ip_cores does not import rtlgen)."""
+
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int_tuple(values, what: str) -> tuple[int, ...]:
+    """A 1-D sequence of integers (Python or numpy, not bool or float) as a tuple of Python ints."""
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D sequence of integers, not shape {arr.shape}")
+    for v in arr:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{what} must be integers, not {v!r} ({type(v).__name__})")
+    return tuple(int(v) for v in arr)
+
+
+def _plain_int(value, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Requantization:
+    """`clip(R((acc * mult[c] + offset[c]) / 2**shift), lo, hi)` per output channel c.
+
+    `mult` and `offset` hold one Python int per output channel (lists and numpy integers are accepted
+    and converted); `shift` >= 0; `rounding` one of `ROUNDING_MODES` (any case); lo <= hi, both in int64.
+    """
+
+    mult: tuple[int, ...]
+    offset: tuple[int, ...]
+    shift: int
+    rounding: str
+    lo: int
+    hi: int
+
+    def __post_init__(self):
+        mult = _int_tuple(self.mult, "mult")
+        offset = _int_tuple(self.offset, "offset")
+        if len(mult) != len(offset):
+            raise ValueError(f"mult has {len(mult)} channels but offset {len(offset)}")
+        shift = _plain_int(self.shift, "shift")
+        if shift < 0:
+            raise ValueError(f"shift must be >= 0, not {shift}")
+        if not isinstance(self.rounding, str) or self.rounding.upper() not in ROUNDING_MODES:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}")
+        lo, hi = _plain_int(self.lo, "lo"), _plain_int(self.hi, "hi")
+        if lo > hi:
+            raise ValueError(f"empty output range: lo {lo} > hi {hi}")
+        if lo < _INT64[0] or hi > _INT64[1]:
+            raise ValueError(f"output range [{lo}, {hi}] does not fit int64")
+        for name, value in (("mult", mult), ("offset", offset), ("shift", shift),
+                            ("rounding", self.rounding.upper()), ("lo", lo), ("hi", hi)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_arrays(cls, mult, offset, shift: int, rounding: str, lo: int, hi: int,
+                    channels: int | None = None) -> "Requantization":
+        """From numpy arrays or scalars: a scalar mult or offset is repeated for `channels` channels."""
+        arrays = [np.asarray(mult), np.asarray(offset)]
+        if channels is None:
+            sizes = [a.size for a in arrays if a.ndim > 0]
+            if not sizes:
+                raise ValueError("give channels when both mult and offset are scalars")
+            channels = sizes[0]
+        if any(a.ndim > 1 for a in arrays):
+            raise ValueError(f"mult and offset must be scalars or 1-D, not shapes {arrays[0].shape} and "
+                             f"{arrays[1].shape}")
+        if any(a.dtype.kind not in "iuO" for a in arrays):
+            raise ValueError(f"mult and offset must be integer arrays, not {arrays[0].dtype} and "
+                             f"{arrays[1].dtype}")
+        try:
+            mult_c, offset_c = (np.broadcast_to(a, (int(channels),)) for a in arrays)
+        except ValueError:
+            raise ValueError(f"mult {arrays[0].shape} and offset {arrays[1].shape} do not match "
+                             f"{channels} channels") from None
+        return cls(tuple(mult_c.tolist()), tuple(offset_c.tolist()), shift, rounding, lo, hi)
+
+    @property
+    def channels(self) -> int:
+        return len(self.mult)
+
+
+def requantize_reference(acc, rq: Requantization) -> np.ndarray:
+    """acc (..., C) integers -> the clipped levels (..., C) as int64, in exact integer arithmetic.
+
+    N = acc * mult + offset is formed in Python ints (no overflow at any width), then rounded by the
+    round-up rules of the module docstring on q = N // 2**shift and r = N % 2**shift (floor division).
+    """
+    a = np.asarray(acc)
+    if a.ndim < 1 or a.shape[-1] != rq.channels:
+        raise ValueError(f"acc must have shape (..., {rq.channels}), not {a.shape}")
+    if a.dtype.kind not in "iuO":
+        raise ValueError(f"acc must be integers, not dtype {a.dtype}")
+    n = a.astype(object) * np.array(rq.mult, dtype=object) + np.array(rq.offset, dtype=object)
+    level = _round_shifted(n, rq.shift, rq.rounding)
+    return np.minimum(np.maximum(level, rq.lo), rq.hi).astype(np.int64)
+
+
+def _round_shifted(n: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """R(n / 2**shift) for an object array of Python ints: q plus the mode's round-up bit."""
+    if shift == 0:
+        return n
+    q = n // (1 << shift)
+    r = n % (1 << shift)
+    half = 1 << (shift - 1)
+    negative = np.asarray(n < 0, dtype=bool)
+    inexact = np.asarray(r != 0, dtype=bool)
+    above, tie = np.asarray(r > half, dtype=bool), np.asarray(r == half, dtype=bool)
+    if rounding in ("ROUND", "HALF_EVEN"):
+        up = above | (tie & np.asarray(q % 2 == 1, dtype=bool))
+    elif rounding == "CEIL":
+        up = inexact
+    elif rounding == "FLOOR":
+        up = np.zeros_like(inexact)
+    elif rounding == "UP":
+        up = inexact & ~negative
+    elif rounding == "DOWN":
+        up = inexact & negative
+    elif rounding == "HALF_UP":
+        up = above | (tie & ~negative)
+    elif rounding == "HALF_DOWN":
+        up = above | (tie & negative)
+    else:
+        raise ValueError(f"unknown rounding mode {rounding!r}")
+    return q + up.astype(np.int64).astype(object)
+
+
+def requantize_lane(m: Module, value, mult, offset, rq: Requantization, name: str = "rq") -> Signal:
+    """One lane's requantization, combinational: a signed Signal of the clipped level.
+
+    `value` is the lane's signed accumulator value (an Amaranth value; an unsigned one is taken as
+    non-negative), `mult` and `offset` this lane's parameters: Python ints (constants) or Amaranth
+    values (e.g. a field of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are
+    read from `rq`; its per-channel tuples are the caller's business.
+    """
+    total = value * mult + offset
+    shape = total.shape()
+    # Signed, and at least shift + 1 bits, so that q and r are plain slices/shifts of N.
+    n = Signal(signed(max(shape.width + (0 if shape.signed else 1), rq.shift + 1)), name=f"{name}_n")
+    m.d.comb += n.eq(total)
+    if rq.shift == 0:
+        level = n
+    else:
+        q = n >> rq.shift                                   # arithmetic: floor(N / 2**shift)
+        up = Signal(name=f"{name}_up")
+        m.d.comb += up.eq(_round_up_bit(rq.rounding, q, n[:rq.shift], n < 0))
+        level = q + up
+    out = Signal(signed(signed_width_for(rq.lo, rq.hi)), name=f"{name}_level")
+    m.d.comb += out.eq(Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level)))
+    return out
+
+
+def _round_up_bit(rounding: str, q, r, negative):
+    """The round-up bit of the module docstring's table in hardware; r: the `shift` low bits of N (unsigned)."""
+    inexact = r.any()
+    top = r[-1]                                  # r >= half
+    rest = r[:-1].any() if len(r) > 1 else Const(0, 1)
+    above, tie = top & rest, top & ~rest         # r > half, r == half
+    if rounding in ("ROUND", "HALF_EVEN"):
+        return above | (tie & q[0])
+    if rounding == "CEIL":
+        return inexact
+    if rounding == "FLOOR":
+        return Const(0, 1)
+    if rounding == "UP":
+        return inexact & ~negative
+    if rounding == "DOWN":
+        return inexact & negative
+    if rounding == "HALF_UP":
+        return above | (tie & ~negative)
+    if rounding == "HALF_DOWN":
+        return above | (tie & negative)
+    raise ValueError(f"unknown rounding mode {rounding!r}")
