@@ -1,4 +1,4 @@
-"""Fuzz rtlgen with random QONNX MLPs (the generator is tests/random_models.py).
+"""Fuzz rtlgen with random QONNX MLPs or CNNs (generators: tests/random_models.py, tests/cnn_models.py).
 
 Every seed names one model (random depth, widths, quantizers, rounding modes, scales, bias, BatchNorm, folding)
 with its float inputs. Per seed:
@@ -12,6 +12,7 @@ Run from the repository root, e.g.
 
     .venv/bin/python bench/fuzz_random_models.py --seeds 1000-5000 --golden-only --jobs 2
     .venv/bin/python bench/fuzz_random_models.py --seeds 1000-1199 --jobs 1          # end to end
+    .venv/bin/python bench/fuzz_random_models.py --cnn --seeds 0-999 --golden-only   # random CNNs
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --select-ci 56         # E2E_SEEDS for CI
 
 It prints a summary (models, frames, golden == qonnx frames, near-ties with their distances, unexplained,
@@ -56,16 +57,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _one(args: tuple[int, bool, str]) -> dict:
-    seed, golden_only, workroot = args
+def _one(args: tuple[int, bool, str, bool]) -> dict:
+    seed, golden_only, workroot, cnn = args
     import warnings
 
     warnings.filterwarnings("ignore")
+    from cnn_models import build_random_cnn
     from random_models import build_random_model, check_end_to_end, check_golden
 
     start = time.monotonic()
     try:
-        rm = build_random_model(seed)
+        rm = build_random_cnn(seed) if cnn else build_random_model(seed)
     except Exception as err:  # noqa: BLE001 - a generator crash is reported like any other failure
         return {"seed": seed, "ok": False, "reason": f"generator error: {type(err).__name__}: {err}", "description": "",
                 "features": [], "frames": 0, "golden_qonnx_equal": 0, "near_ties": [], "unexplained": 0,
@@ -206,6 +208,7 @@ def main(argv=None) -> int:
     ap.add_argument("--exclude", default="", help="seeds --select-ci must not pick (e.g. known rtlgen bugs)")
     ap.add_argument("--ci-budget", type=int, default=500, help="largest cost estimate --select-ci accepts")
     ap.add_argument("--quiet", action="store_true", help="no line per seed")
+    ap.add_argument("--cnn", action="store_true", help="random CNNs (tests/cnn_models.py) instead of MLPs")
     args = ap.parse_args(argv)
     excluded = set(parse_seeds(args.exclude))
     seeds = [s for s in parse_seeds(args.seeds) if s not in excluded]
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     results: list[dict] = []
     with Pool(max(1, args.jobs), maxtasksperchild=50) as pool:
-        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot) for s in seeds])):
+        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, args.cnn) for s in seeds])):
             results.append(r)
             if not args.quiet or not r["ok"]:
                 ties = f" near-ties {len(r['near_ties'])}" if r["near_ties"] else ""

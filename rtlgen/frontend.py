@@ -1,26 +1,32 @@
 """Frontend: load a QONNX model, check every node up front, and lower it to integer layers.
 
-The model is read as a chain: graph input -> [host head] -> input quantizer -> (MatMul/Gemm -> per-element
-ops -> quantizer)* -> [host tail]. Each integer layer is derived, not pattern-matched:
+The model is read as a chain: graph input -> [host head] -> input quantizer -> (layer -> per-element ops ->
+quantizer)* -> [host tail], where a layer is a MatMul/Gemm/Conv (or a MaxPool on quantized levels). Each
+integer layer is derived, not pattern-matched:
 
-- the layer's input is the previous quantizer's integer k; the ops between that quantizer and the MatMul must
-  make the MatMul input an affine function `a*k + b` of k with one scalar `a` (probed numerically);
-- the MatMul weights are the weight quantizer's integer levels, with its per-output-channel scale;
-- so the MatMul output is `alpha[c]*acc[c] + beta[c]` with `acc = W_int @ k`, and the per-element ops after
+- the layer's input is the previous quantizer's integer k (or the previous layer's accumulator when no
+  quantizer sits between them); the ops between must make the layer's input an affine function `a*k + b` of
+  k with one scalar `a` (probed numerically; for a convolution `b` must be per channel, and 0 under padding);
+- the weights are the weight quantizer's integer levels, with its per-output-channel scale (a Conv's
+  (OC, IC, KH, KW) become im2col columns in (kh, kw, ic) order, the sliding window's order);
+- so the compute output is `alpha[c]*acc[c] + beta[c]` with `acc = W_int @ k`, and the per-element ops after
   it plus the next quantizer make a monotone map acc -> level per channel, whose steps are found exactly on
-  the integers by `thresholds.derive_thresholds`.
+  the integers by `thresholds.derive_thresholds` (or, for activations wider than 8 bits behind a fixed-point
+  rescale, an exact requantization by `thresholds.derive_requantization`).
 
+Feature maps stream channels-last; `stream_order` position maps follow every element through the layout ops,
+so dense weights after a convolution are permuted to the stream order and refused layouts are caught.
 All checks collect `Offence`s first and fail once, listing every offending node, before anything is built.
 """
 from __future__ import annotations
 
 import re
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ip_cores.elements import ElementFormat, signed_width_for
 
@@ -39,6 +45,7 @@ MAX_WEIGHT_BITS = 8
 MAX_ACTIVATION_BITS = 8  # a quantizer that becomes thresholds: 2^bits - 1 of them per channel
 MAX_INPUT_BITS = 24
 COMPUTE_OPS = MATMUL_OPS | {"Conv"}
+CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 POOL_OPS = {"MaxPool"}
 NOT_YET = {
     "AveragePool": "pooling is not supported yet",
@@ -500,7 +507,11 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
 
     for i, node in enumerate(chain):
         dyn_in = chain[i - 1].output[0] if i else in_name
-        if node.op_type in NOT_YET and i <= region_end:
+        if node.domain == CHANNELS_LAST_DOMAIN:
+            lw.offences.append(offence(node, f"is a channels-last custom op ({CHANNELS_LAST_DOMAIN}); export the model "
+                                             f"channels-first (NCHW, standard ONNX ops): rtlgen streams channels-last itself"))
+            continue
+        if node.op_type in NOT_YET:  # also in the host tail: these are outside what rtlgen handles at all
             lw.offences.append(offence(node, NOT_YET[node.op_type]))
             continue
         if node.op_type in QUANT_OPS:
@@ -802,10 +813,7 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     thresholds, requant, q, level_index = None, None, None, None
     if qnode is not None:
         q = lw.quantizer(qnode)
-
-        def level_index(acc: np.ndarray) -> np.ndarray:
-            """Quantizer level index of accumulator values acc (B, MH), through the real-valued epilogue."""
-            return ep.level_index(q, acc)
+        level_index = partial(ep.level_index, q)  # accumulators (B, MH) -> level indices, through the epilogue
 
         if q.fmt.kind != "bipolar" and q.n_levels - 1 > 2**MAX_ACTIVATION_BITS - 1:
             if not isinstance(q, IntQuantizer):

@@ -19,7 +19,7 @@ from ip_cores.stream_fifo import StreamFIFO
 from ip_cores.vector_unit import VectorVectorUnit
 from ip_cores.width_converter import StreamWidthConverter
 
-from .graph import DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
+from .graph import DepthwiseLayer, MaxPoolLayer, Network
 
 DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 

@@ -74,7 +74,9 @@ def _self_check(level_of, thresholds: np.ndarray, lo: np.ndarray, hi: np.ndarray
                           f"(at accumulator {samples[row, ch]}); it cannot be expressed as thresholds")
 
 
-MAX_SHIFT = 48  # 2**-48 is far below any scale ratio a real quantizer uses
+# Every float is a dyadic rational, so "fixed point" needs limits: a shift and a multiplier a DSP slice holds.
+MAX_SHIFT = 24
+MAX_MULT_BITS = 18
 
 
 def derive_requantization(level_index: Callable[[np.ndarray], np.ndarray], in_steps: Callable[[np.ndarray], np.ndarray],
@@ -104,11 +106,14 @@ def derive_requantization(level_index: Callable[[np.ndarray], np.ndarray], in_st
     offset = np.where(np.isfinite(slopes[0]) & (slopes[0] != 0), offsets[0], offsets[1])
     shift = next((s for s in range(MAX_SHIFT + 1) if np.all(np.isfinite(slope)) and
                   np.all(slope * 2.0**s == np.round(slope * 2.0**s)) and np.all(offset * 2.0**s == np.round(offset * 2.0**s))), None)
+    mult = np.round(slope * 2.0**shift).astype(np.int64) if shift is not None else None
+    if mult is not None and np.abs(mult).max() >= 2 ** (MAX_MULT_BITS - 1):
+        shift = None
     if shift is None:
         raise RtlgenError(f"{label}: a {q.fmt.width}-bit activation has too many levels ({q.n_levels}) for thresholds, and the "
-                          f"rescale in front of it is not a power of two (fixed point), so rtlgen cannot requantize it exactly; "
+                          f"rescale in front of it is not fixed point (an integer of at most {MAX_MULT_BITS} bits over 2^{MAX_SHIFT}), so "
+                          f"rtlgen cannot requantize it exactly; "
                           f"use at most 8-bit activations")
-    mult = np.round(slope * 2.0**shift).astype(np.int64)
     off = np.round(offset * 2.0**shift).astype(np.int64)
     # the exact level boundaries of the real map, then the candidate clip ranges (a ReLU clamps at level 0)
     thresholds, negated = derive_thresholds(level_index, acc_lo, acc_hi, q.n_levels, label)

@@ -85,3 +85,25 @@ def test_tfc_real_sample_label():
     hw_in = np.round(execute_frames(build_head(lowered), x.reshape(1, 1, 28, 28))).reshape(1, -1).astype(np.int64)
     y = execute_frames(build_tail(lowered), lowered.network.golden(hw_in).astype(np.float32))
     assert int(np.argmax(y)) == int(np.load(SHARED_MODELS / "data" / "tfc_mnist_expected_label.npy").ravel()[0])
+
+
+@pytest.mark.parametrize("name,max_ties", [("radioml_vgg10_w8a8", 2)])
+def test_shared_cnn_with_refs(name, max_ties):
+    """RadioML VGG10: every reference frame has activation inputs exactly on rounding ties (exact in the golden
+    model); 2 frames have a quantizer input within 1e-5 steps of a boundary, where qonnx's float32 decides."""
+    x, y_ref = shared_refs(name)
+    _golden_vs_qonnx(shared_model(name), x, y_ref, max_near_tie_frames=max_ties)
+
+
+@pytest.mark.parametrize("name", ["qkeras_qconv2d_conversion", "mnist_cnn_qkeras_qonnx2mdc"])
+def test_qkeras_cnns_with_host_input_format(name):
+    """Float-input QKeras CNNs: the host quantizes x to INT8/2^7; qonnx sees the same grid-snapped inputs."""
+    x, _ = shared_refs(name)
+    _golden_vs_qonnx(shared_model(name), x, input_format=InputFormat("INT8", 2.0**-7))
+
+
+@pytest.mark.parametrize("name", ["cnn_w4a4_stride2_pad", "cnn_depthwise_w4a4", "cnn1d_w2a2", "cnn_w1a1_kx1",
+                                  "cnn_w8a8_pad_nobias"])
+def test_own_cnns(name):
+    path, x, y_ref = own_model(name)
+    _golden_vs_qonnx(path, x, y_ref)

@@ -16,7 +16,10 @@ OWN = ["w4a4_perchannel_bias", "w8a8_signed_narrow", "w2a2_bn", "w1a1_bipolar", 
 
 
 def worst_case_inputs(layer) -> np.ndarray:
-    """All-max, all-min, alternating, and per channel the inputs pushing its accumulator to each extreme."""
+    """All-max, all-min, alternating, and per channel the inputs pushing its accumulator to each extreme.
+
+    These are vectors of the layer's weight rows (for a convolution: im2col windows, each element free to
+    take any value, padding included, since 0 lies in every non-bipolar input range)."""
     fmt = layer.in_fmt
     lo, hi = (-1, 1) if fmt.kind == "bipolar" else (fmt.min, fmt.max)
     mw = layer.mw
@@ -27,13 +30,31 @@ def worst_case_inputs(layer) -> np.ndarray:
     return np.stack(frames).astype(np.int64)
 
 
+def worst_case_frames(layer) -> np.ndarray:
+    """Whole input frames at the extremes for the RTL: per-channel windows for a dense layer; for a
+    convolution all-max, all-min and alternating images (a window pattern cannot repeat across an image)."""
+    if getattr(layer, "conv", None) is None:
+        return worst_case_inputs(layer)
+    fmt = layer.in_fmt
+    lo, hi = (-1, 1) if fmt.kind == "bipolar" else (fmt.min, fmt.max)
+    n = layer.in_elems
+    idx = np.arange(n)
+    return np.stack([np.full(n, hi), np.full(n, lo), np.where(idx % 2, hi, lo), np.where(idx % 3, lo, hi)]).astype(np.int64)
+
+
 def fits_signed(values: np.ndarray, width: int) -> bool:
     return bool(np.all(values >= -(2 ** (width - 1))) and np.all(values <= 2 ** (width - 1) - 1))
 
 
 def _check_layers(lowered):
     for layer in lowered.network.layers:
-        acc = worst_case_inputs(layer) @ layer.weights.T  # plain int64 matrix product, not the compiler's bounds
+        if layer.op == "MaxPool":
+            continue  # no arithmetic
+        if layer.op == "DepthwiseVVU":  # one filter per channel: worst case per channel
+            rows = worst_case_inputs(layer)
+            acc = np.stack([rows[:, : layer.mw] @ w for w in layer.weights], axis=1)
+        else:
+            acc = worst_case_inputs(layer) @ layer.weights.T  # plain int64 matrix product, not the compiler's bounds
         needed = [acc.min(), acc.max()]
         assert fits_signed(acc, layer.acc_width), (layer.name, layer.acc_width, needed)
         if layer.thresholds is not None:
@@ -41,7 +62,7 @@ def _check_layers(lowered):
             needed += [layer.thresholds.min(), layer.thresholds.max()]
         # tight: the extremes actually reached (accumulators, or a threshold just beyond them) need every bit
         assert not fits_signed(np.array(needed), layer.acc_width - 1), (layer.name, layer.acc_width, needed)
-        if layer.thresholds is None:  # the raw accumulator leaves the layer: the output format must hold it
+        if layer.thresholds is None and layer.requant is None:  # the raw accumulator leaves the layer: the output format must hold it
             assert layer.out_fmt.kind == "signed" and fits_signed(acc, layer.out_fmt.width)
 
 

@@ -106,3 +106,42 @@ def test_decreasing_channels_are_negated():
 def test_non_monotone_activation_is_refused():
     with pytest.raises(RtlgenError, match="not monotone"):
         derive_thresholds(lambda acc: (np.abs(acc) > 5).astype(np.int64), np.array([-10]), np.array([10]), 2, "L")
+
+
+@pytest.mark.parametrize("rounding", ["ROUND", "FLOOR", "HALF_UP", "CEIL"])
+@pytest.mark.parametrize("relu", [True, False])
+def test_requantization_of_a_wide_activation(rounding, relu):
+    """A 12-bit quantizer behind acc*2^-5 + 0.375 (and maybe ReLU): the derived multiply-shift-round-clip
+    equals the quantizer on every accumulator in range (brute force, independent of the derivation)."""
+    from ip_cores.elements import ElementFormat
+    from ip_cores.requantize import requantize_reference
+    from rtlgen.quantizers import IntQuantizer
+    from rtlgen.thresholds import derive_requantization
+
+    signed = not relu
+    q = IntQuantizer("q", "Quant", ElementFormat.signed(12) if signed else ElementFormat.unsigned(12),
+                     -2048 if signed else 0, 2047 if signed else 4095, scale=np.array(0.125), bitwidth=12,
+                     signed=signed, narrow=False, rounding=rounding)
+    slope = np.array([2.0**-5, -(2.0**-4)])
+
+    def real(acc):
+        y = acc * slope + 0.375
+        return np.maximum(y, 0) if relu else y
+
+    acc_lo, acc_hi = np.array([-70000, -70000]), np.array([90000, 90000])
+    rq = derive_requantization(lambda acc: q.index(real(acc)), lambda acc: (acc * slope + 0.375) / 0.125, q,
+                               acc_lo, acc_hi, "test")
+    acc = np.arange(-70000, 90001)[:, None] * np.ones((1, 2), dtype=np.int64)
+    np.testing.assert_array_equal(requantize_reference(acc, rq), q.k_of_index(q.index(real(acc.astype(np.float64)))))
+
+
+def test_requantization_refuses_a_non_fixed_point_rescale():
+    from ip_cores.elements import ElementFormat
+    from rtlgen.quantizers import IntQuantizer
+    from rtlgen.thresholds import derive_requantization
+
+    q = IntQuantizer("q", "Quant", ElementFormat.unsigned(10), 0, 1023, scale=np.array(0.3), bitwidth=10,
+                     signed=False, narrow=False, rounding="ROUND")
+    with pytest.raises(RtlgenError, match="at most 8-bit activations"):
+        derive_requantization(lambda acc: q.index(acc * 0.01), lambda acc: acc * 0.01 / 0.3, q,
+                              np.array([-1000]), np.array([1000]), "test")
