@@ -24,7 +24,6 @@ input. Everything is seeded; one CPU thread.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -39,11 +38,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_test_models import (  # noqa: E402
-    HERE,
     N_SAMPLES,
     Spec,
     describe,
     make_inputs,
+    run_exports,
     run_qonnx,
     sample,
     strip_export_metadata,
@@ -269,29 +268,7 @@ def export_one(spec: CnnSpec, out_dir: Path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", help="export just these model names")
-    ap.add_argument("--out-dir", type=Path, default=HERE)
-    args = ap.parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-
-    import torch
-
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    specs = [s for s in SPECS if not args.only or s.name in args.only]
-    unknown = set(args.only or []) - {s.name for s in SPECS}
-    if unknown:
-        sys.exit(f"unknown model(s): {sorted(unknown)}; known: {[s.name for s in SPECS]}")
-    t0 = time.perf_counter()
-    bad = []
-    for spec in specs:
-        if export_one(spec, args.out_dir) > 1e-4:
-            bad.append(spec.name)
-    print(f"total {time.perf_counter() - t0:.1f}s")
-    if bad:
-        print(f"WARNING: torch and qonnx disagree for {bad}")
+    run_exports(SPECS, export_one, argv)
 
 
 if __name__ == "__main__":

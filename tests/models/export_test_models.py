@@ -382,8 +382,11 @@ def export_one(spec: Spec, out_dir: Path):
     return diff
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_exports(specs: list, export: Callable, argv=None) -> None:
+    """The command line shared by the export scripts: --only NAME..., --out-dir; `export(spec, out_dir)`
+    returns the largest |torch - qonnx| difference, which is reported when above 1e-4."""
+    ap = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").splitlines()[0] if
+                                 sys.modules["__main__"].__doc__ else None)
     ap.add_argument("--only", nargs="*", help="export just these model names")
     ap.add_argument("--out-dir", type=Path, default=HERE)
     args = ap.parse_args(argv)
@@ -394,18 +397,22 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    specs = [s for s in SPECS if not args.only or s.name in args.only]
-    unknown = set(args.only or []) - {s.name for s in SPECS}
+    chosen = [s for s in specs if not args.only or s.name in args.only]
+    unknown = set(args.only or []) - {s.name for s in specs}
     if unknown:
-        sys.exit(f"unknown model(s): {sorted(unknown)}; known: {[s.name for s in SPECS]}")
+        sys.exit(f"unknown model(s): {sorted(unknown)}; known: {[s.name for s in specs]}")
     t0 = time.perf_counter()
     bad = []
-    for spec in specs:
-        if export_one(spec, args.out_dir) > 1e-4:
+    for spec in chosen:
+        if export(spec, args.out_dir) > 1e-4:
             bad.append(spec.name)
     print(f"total {time.perf_counter() - t0:.1f}s")
     if bad:
         print(f"WARNING: torch and qonnx disagree for {bad}")
+
+
+def main(argv=None):
+    run_exports(SPECS, export_one, argv)
 
 
 if __name__ == "__main__":
