@@ -930,5 +930,4 @@ class _Epilogue:
 
     def in_steps(self, q: Quantizer, acc: np.ndarray) -> np.ndarray:
         """Accumulators (B, MH) -> the quantizer's input in units of its scale (before rounding and clipping)."""
-        t = self._shaped(acc)
-        return self._pick(t / np.broadcast_to(q.scale, t.shape[1:])[None])
+        return self._pick(self._shaped(acc) / np.asarray(q.scale, dtype=np.float64))  # ONNX broadcasting
