@@ -114,13 +114,9 @@ def _activate(acc: np.ndarray, thresholds: np.ndarray | None, requant: Requantiz
     return counts + out_offset
 
 
-@dataclass
-class MVTULayer:
-    """Matrix-vector(-threshold) layer, or a convolution when `conv` is set (sliding window + MVTU).
-
-    `weights` is (MH, MW) in stream order: column i multiplies element i of the input vector (for a
-    convolution: of the im2col row), row c produces output channel c. Bipolar inputs/weights are -1/+1.
-    """
+@dataclass(kw_only=True)
+class _MacLayer:
+    """What the multiply-accumulate layers share: weights, formats, accumulator range and the activation."""
 
     name: str
     weights: np.ndarray
@@ -133,10 +129,28 @@ class MVTULayer:
     out_fmt: ElementFormat
     out_offset: int
     pe: int = 1
-    simd: int = 1
     sources: dict = field(default_factory=dict)  # ONNX node names this layer came from, for reports
-    conv: Conv | None = None
     requant: Requantization | None = None
+
+    def accumulate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def golden(self, x: np.ndarray) -> np.ndarray:
+        """Integer execution on a batch of input frames x (N, in_elems) -> (N, out_elems)."""
+        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        return out.reshape(len(x), -1)
+
+
+@dataclass(kw_only=True)
+class MVTULayer(_MacLayer):
+    """Matrix-vector(-threshold) layer, or a convolution when `conv` is set (sliding window + MVTU).
+
+    `weights` is (MH, MW) in stream order: column i multiplies element i of the input vector (for a
+    convolution: of the im2col row), row c produces output channel c. Bipolar inputs/weights are -1/+1.
+    """
+
+    simd: int = 1
+    conv: Conv | None = None
 
     @property
     def op(self) -> str:
@@ -205,33 +219,15 @@ class MVTULayer:
         rows = self.conv.windows(x) if self.conv is not None else x[:, None, :]
         return rows @ self.weights.T.astype(np.int64)
 
-    def golden(self, x: np.ndarray) -> np.ndarray:
-        """Integer execution on a batch of input frames x (N, in_elems) -> (N, out_elems)."""
-        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
-        return out.reshape(len(x), -1)
 
-
-@dataclass
-class DepthwiseLayer:
+@dataclass(kw_only=True)
+class DepthwiseLayer(_MacLayer):
     """Depthwise convolution: channel c's KH x KW window times its own filter `weights[c]` (C, KH*KW).
 
     Folded by PE channels in parallel (the sliding window streams PE channels a word in depthwise order).
     """
 
-    name: str
-    weights: np.ndarray
-    in_fmt: ElementFormat
-    w_fmt: ElementFormat
-    acc_lo: int
-    acc_hi: int
-    acc_width: int
-    thresholds: np.ndarray | None
-    out_fmt: ElementFormat
-    out_offset: int
     conv: Conv
-    pe: int = 1
-    sources: dict = field(default_factory=dict)
-    requant: Requantization | None = None
 
     op = "DepthwiseVVU"
 
@@ -304,10 +300,6 @@ class DepthwiseLayer:
         windows = rows.reshape(n, p, self.mw, self.channels)
         return np.einsum("npkc,ck->npc", windows, self.weights.astype(np.int64))
 
-    def golden(self, x: np.ndarray) -> np.ndarray:
-        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
-        return out.reshape(len(x), -1)
-
 
 @dataclass
 class MaxPoolLayer:
@@ -377,7 +369,6 @@ class MaxPoolLayer:
 
 
 Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer
-MAC_LAYERS = (MVTULayer, DepthwiseLayer)
 
 
 @dataclass
