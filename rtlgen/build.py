@@ -53,16 +53,48 @@ def sanitize_name(text: str) -> str:
 
 
 def _check_output_dir(out_dir: Path, force: bool) -> None:
+    """Refuse an output path that cannot become the build's folder, before any work is done.
+
+    Missing parent folders are fine (they are created like `mkdir -p` once the build succeeded); the nearest
+    existing ancestor must be a writable folder.
+    """
     if out_dir.exists():
         if not out_dir.is_dir():
             raise RtlgenError(f"output path {out_dir} exists and is not a folder; choose another -o")
         if any(out_dir.iterdir()) and not force:
             raise RtlgenError(f"output folder {out_dir} exists and is not empty; pass --force to replace it or choose another -o")
+    ancestor = out_dir.resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RtlgenError(f"cannot create output folder {out_dir}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RtlgenError(f"cannot write output folder {out_dir}: {ancestor} is not writable")
+
+
+def _make_parents(out_dir: Path) -> list[Path]:
+    """Create the missing parents of `out_dir` (outermost first); returns them so a failed build can remove them."""
+    missing = []
     parent = out_dir.resolve().parent
-    if not parent.is_dir():
-        raise RtlgenError(f"cannot create output folder {out_dir}: its parent {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RtlgenError(f"cannot write output folder {out_dir}: {parent} is not writable")
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    missing.reverse()
+    try:
+        for folder in missing:
+            folder.mkdir()
+    except OSError as exc:
+        _remove_empty(missing)
+        raise RtlgenError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _activation(layer) -> str:
@@ -133,9 +165,11 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     timing = estimate(stages)
     head, tail = build_head(lowered), build_tail(lowered)
 
+    created = _make_parents(out_dir)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.resolve().parent))
     except OSError as exc:
+        _remove_empty(created)
         raise RtlgenError(f"cannot write output folder {out_dir}: {exc.strerror or exc}") from None
     try:
         (tmp / "ip" / "hdl").mkdir(parents=True)
@@ -153,9 +187,11 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         tmp.rename(out_dir)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise RtlgenError(f"cannot write output folder {out_dir}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
     return report
 

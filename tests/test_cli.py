@@ -142,8 +142,26 @@ def test_existing_output_folder(tmp_path):
     assert_user_error(*rtlgen("build", "-o", tmp_path / "file"), "not a folder")
 
 
-def test_unwritable_output_parent(tmp_path):
-    assert_user_error(*rtlgen("build", "-o", tmp_path / "missing" / "deeper" / "o"), "does not exist")
+def test_output_folder_with_missing_parents_is_created(tmp_path):
+    """`-o a/b/c` creates a and b like `mkdir -p` (a fresh clone has no build/ folder; `make demo` writes there)."""
+    code, _, stderr = rtlgen("build", "-o", Path("a") / "b" / "c", cwd=tmp_path)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "a" / "b" / "c" / "report.json").read_text())["model"]["name"] == DEFAULT_MODEL.name
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c"]  # no temporary folder left beside it
+
+
+def test_output_parent_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert_user_error(*rtlgen("build", "-o", tmp_path / "file" / "sub" / "o"), "file", "not a folder")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_failed_build_leaves_no_created_parents(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not an onnx model")
+    code, _, err = rtlgen("build", bad, "-o", tmp_path / "x" / "y" / "o")
+    assert code == 2, err
+    assert not (tmp_path / "x").exists()
 
 
 def test_run_rejects_bad_inputs(default_build, tmp_path):
