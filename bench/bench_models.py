@@ -1,4 +1,4 @@
-"""Build, simulate and verify the fully-connected models; print the figures for each.
+"""Build, simulate and verify the fully-connected models (and the ECON-T-like encoder); print the figures for each.
 
     .venv/bin/python bench/bench_models.py [--models tfc_w1a1,kwsmlp_w3a3] [--frames 200] [--out build/bench]
 
@@ -29,6 +29,7 @@ from rtlgen.runner import check_inputs, host_head, load_design, simulate  # noqa
 from rtlgen.verify import random_inputs, verify  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "models"
+OWN = REPO / "tests" / "models"
 SERIAL = {"defaults": {"PE": 1, "SIMD": 1}}
 
 # name -> (model path, reference inputs, input format, [(folding name, folding spec)])
@@ -43,6 +44,8 @@ MODELS = {
                            [("default", None), ("serial", SERIAL)]),
     "jettagging_qkeras_w6a6": (SHARED / "jettagging_qkeras_w6a6.onnx", SHARED / "refs" / "jettagging_qkeras_w6a6_in.npy",
                                InputFormat("INT16", 2.0**-8), [("default", None)]),
+    "econt_encoder_w6a8": (OWN / "econt_encoder_w6a8.onnx", OWN / "econt_encoder_w6a8_in.npy", None,
+                           [("default", None), ("serial", SERIAL)]),
 }
 
 

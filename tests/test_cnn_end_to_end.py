@@ -33,6 +33,8 @@ OWN_CNN_CASES = [
     ("cnn_w1a1_kx1", "parallel", PARALLEL),
     ("cnn_w8a8_pad_nobias", "serial", SERIAL),
     ("cnn_w8a8_pad_nobias", "target", {"target_cycles": 200}),
+    ("econt_encoder_w6a8", "default", None),  # the hardware-quality benchmark's ECON-T-like encoder
+    ("econt_encoder_w6a8", "serial", SERIAL),
 ]
 
 

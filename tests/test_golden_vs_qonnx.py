@@ -103,7 +103,7 @@ def test_qkeras_cnns_with_host_input_format(name):
 
 
 @pytest.mark.parametrize("name", ["cnn_w4a4_stride2_pad", "cnn_depthwise_w4a4", "cnn1d_w2a2", "cnn_w1a1_kx1",
-                                  "cnn_w8a8_pad_nobias"])
+                                  "cnn_w8a8_pad_nobias", "econt_encoder_w6a8"])
 def test_own_cnns(name):
     path, x, y_ref = own_model(name)
     _golden_vs_qonnx(path, x, y_ref)

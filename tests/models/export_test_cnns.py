@@ -185,6 +185,26 @@ def m_cnn_w8a8_pad_nobias():
     )
 
 
+def m_econt_encoder_w6a8():
+    """(6) ECON-T-like encoder (the CMS HGCAL ECON-T autoencoder's encoder, a FastML benchmark): a uint8 8x8
+    single-channel sensor image, 3x3 stride 2 pad 1 conv 1 -> 8 (8x8 -> 4x4; per-channel 6-bit weights, float
+    bias) + ReLU8, Flatten 128, Linear 128 -> 16 + ReLU8, Linear 16 -> 10 (float logits)."""
+    import torch.nn as nn
+    from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+    from brevitas.quant import Int8WeightPerChannelFloat, Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+
+    return nn.Sequential(
+        QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=8, return_quant_tensor=True),
+        QuantConv2d(1, 8, 3, stride=2, padding=1, bias=True, weight_quant=Int8WeightPerChannelFloat,
+                    weight_bit_width=6),
+        QuantReLU(bit_width=8, return_quant_tensor=True),
+        nn.Flatten(),
+        QuantLinear(128, 16, bias=True, weight_quant=Int8WeightPerTensorFloat, weight_bit_width=6),
+        QuantReLU(bit_width=8, return_quant_tensor=True),
+        QuantLinear(16, 10, bias=True, weight_quant=Int8WeightPerTensorFloat, weight_bit_width=6),
+    )
+
+
 SPECS = [
     cnn_spec("cnn_w4a4_stride2_pad", m_cnn_w4a4_stride2_pad, (3, 12, 12), 10, "normal", 201,
              "W4A4 2-D, pad 1, stride 2, per-channel scales, conv bias, MaxPool 2"),
@@ -196,6 +216,8 @@ SPECS = [
              "W1A1 bipolar 2-D, (3,1) kernel, int8 input, MaxPool 2 on bipolar values"),
     cnn_spec("cnn_w8a8_pad_nobias", m_cnn_w8a8_pad_nobias, (1, 9, 9), 3, "unit", 205,
              "W8A8 2-D, uint8 input, 5x5 pad 2 stride 2, no BN, no bias"),
+    cnn_spec("econt_encoder_w6a8", m_econt_encoder_w6a8, (1, 8, 8), 10, "unit", 206,
+             "W6A8 ECON-T-like encoder, uint8 8x8 input, 3x3 stride 2 pad 1 conv 1->8, dense 128->16->10"),
 ]
 
 
