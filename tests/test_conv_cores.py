@@ -298,7 +298,7 @@ def vvu_params(c, k, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, bipolar_o
             "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt), "out_fmt": _fmt_json(out_fmt),
             "acc_width": acc_width, "out_offset": out_offset, "n_pixels": n_pixels,
             "n_throughput_pixels": n_throughput_pixels, "seed": seed, "p_gap": p_gap, "p_stall": p_stall,
-            "latency": VectorVectorUnit.latency, "initial_latency": k}
+            "initial_latency": k}
 
 
 def vvu_from_params(p: dict) -> VectorVectorUnit:
@@ -313,6 +313,7 @@ def test_vector_unit_in_verilator(case_id):
     c, k, pe, in_fmt, w_fmt, n_t, extra = VVU_CASES[case_id]
     params = vvu_params(c, k, pe, in_fmt, w_fmt, n_t, seed=len(case_id), **extra)
     vvu = vvu_from_params(params)
+    params["latency"] = vvu.latency  # the bench measures it, cycle-exact
     assert vvu.initial_latency() == params["initial_latency"]
     _simulate(f"vvu_{case_id}", vvu, "vector_unit_bench", params)
 

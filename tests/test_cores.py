@@ -248,7 +248,7 @@ def mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, 
         "simd": simd, "pe": pe, "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt),
         "out_fmt": _fmt_json(out_fmt), "acc_width": acc_width, "out_offset": out_offset,
         "n_vectors": n_vectors, "n_throughput": n_throughput, "seed": seed,
-        "p_gap": p_gap, "p_stall": p_stall, "latency": MVTU.latency,
+        "p_gap": p_gap, "p_stall": p_stall,
     }
 
 
@@ -286,7 +286,9 @@ MVTU_CASES = {
 def test_mvtu_in_verilator(case_id):
     mw, mh, simd, pe, in_fmt, w_fmt, n_t, extra = MVTU_CASES[case_id]
     params = mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_t, seed=len(case_id), **extra)
-    _simulate(f"mvtu_{case_id}", mvtu_from_params(params), "mvtu_bench", params)
+    core = mvtu_from_params(params)
+    params["latency"] = core.latency
+    _simulate(f"mvtu_{case_id}", core, "mvtu_bench", params)
 
 
 @pytest.mark.parametrize("depth", [2, 8])

@@ -5,11 +5,11 @@ Three levels:
   `fractions.Fraction`, rounded by each mode's rule spelled out below (not by the reference's
   q/r/half rules), and cross-checked with `rtlgen.quantizers.apply_rounding` (exact in float64 for
   these small dyadic numbers); every mode, shifts 0..6, negative mult, negative N, exact ties.
-- `requantize_lane` (the per-lane hardware) in Amaranth's simulator, every mode side by side, over
-  all accumulator values of a range with mult/offset both as signals and as constants.
+- `requantize_pipeline` (the per-lane hardware, four registered steps) in Amaranth's simulator, every
+  mode side by side, over all accumulator values of a range with mult/offset as signals and as constants.
 - MVTU and VVU with requantization in Verilator: every output word against the numpy reference under
   random input gaps and back-pressure, pause patterns and a reset mid-frame, the protocol checker on
-  both edges, and the free-flowing cycle count (latency 3, as without requantization).
+  both edges, and the free-flowing cycle count (the core's `latency`, cycle-exact).
 
 The Verilator benches reuse the MVTU and VVU benches' case classes (sim/benches/mvtu_bench.py,
 vector_unit_bench.py) and the shared stream test bench (sim/benches/stream_tb.py); the cocotb tests
@@ -35,7 +35,7 @@ from amaranth.sim import Simulator
 from ip_cores.axis_top import to_verilog
 from ip_cores.elements import ElementFormat, pack_words, signed_width_for
 from ip_cores.mvtu import MVTU, accumulator_range, mvtu_reference
-from ip_cores.requantize import ROUNDING_MODES, Requantization, requantize_lane, requantize_reference
+from ip_cores.requantize import ROUNDING_MODES, Requantization, REQUANTIZE_LATENCY, requantize_pipeline, requantize_reference
 from ip_cores.vector_unit import VectorVectorUnit, vector_unit_reference
 from sim.benches.mvtu_bench import MvtuCase
 from sim.benches.stream_tb import (StreamTB, check_words_before_reset, recover_after_reset, run_pause_patterns,
@@ -210,7 +210,8 @@ def test_core_references_requantize_the_accumulator():
 @pytest.mark.parametrize("shift", [0, 1, 2, 5])
 def test_lane_hardware_matches_reference(shift):
     """All modes side by side, mult/offset as signals (the memory path) and as constants, every
-    accumulator value in [-70, 70]: the simulated level equals requantize_reference."""
+    accumulator value in [-70, 70], one a cycle through the free-running pipeline: each level, read
+    REQUANTIZE_LATENCY cycles after its accumulator, equals requantize_reference."""
     lo, hi = -37, 45
     const_mult, const_offset = -3, 5
     m = Module()
@@ -219,8 +220,8 @@ def test_lane_hardware_matches_reference(shift):
     by_signal, by_const = {}, {}
     for mode in ROUNDING_MODES:
         rq = Requantization((1,), (0,), shift, mode, lo, hi)
-        by_signal[mode] = requantize_lane(m, acc, mult, offset, rq, f"sig_{mode}")
-        by_const[mode] = requantize_lane(m, acc, const_mult, const_offset, rq, f"const_{mode}")
+        by_signal[mode] = requantize_pipeline(m, acc, mult, offset, rq, f"sig_{mode}")
+        by_const[mode] = requantize_pipeline(m, acc, const_mult, const_offset, rq, f"const_{mode}")
     accs = np.arange(-70, 71)
     params = [(7, -31), (-16, 9), (5, 0), (1, 1)]
     got_signal = {mode: [] for mode in ROUNDING_MODES}
@@ -229,15 +230,19 @@ def test_lane_hardware_matches_reference(shift):
     async def testbench(ctx):
         for k, (mv, ov) in enumerate(params):
             ctx.set(mult, mv)
-            ctx.set(offset, ov)
-            for a in accs:
-                ctx.set(acc, int(a))
-                for mode in ROUNDING_MODES:
-                    got_signal[mode].append(ctx.get(by_signal[mode]))
-                    if k == 0:
-                        got_const[mode].append(ctx.get(by_const[mode]))
+            ctx.set(offset, ov)  # held for the whole sweep, so its one cycle of lag does not matter
+            for cycle in range(len(accs) + REQUANTIZE_LATENCY):
+                if cycle < len(accs):
+                    ctx.set(acc, int(accs[cycle]))
+                if cycle >= REQUANTIZE_LATENCY:
+                    for mode in ROUNDING_MODES:
+                        got_signal[mode].append(ctx.get(by_signal[mode]))
+                        if k == 0:
+                            got_const[mode].append(ctx.get(by_const[mode]))
+                await ctx.tick()
 
     sim = Simulator(m)
+    sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
     for mode in ROUNDING_MODES:
@@ -284,7 +289,7 @@ def requant_params(core: str, shape: tuple, fmts: tuple, mult, offset, shift: in
             "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt), "out_fmt": _fmt_json(out_fmt),
             "acc_width": signed_width_for(lo_acc, hi_acc), "requant": dataclasses.asdict(rq),
             "n_items": n_items, "n_throughput": n_throughput, "seed": seed, "p_gap": p_gap, "p_stall": p_stall,
-            "latency": 3, "patterns": ["random50", "always_ready/long_stalls", "long_stalls/always_ready"]}
+            "patterns": ["random50", "always_ready/long_stalls", "long_stalls/always_ready"]}
 
 
 def core_from_params(p: dict):
@@ -348,7 +353,7 @@ def test_requantizing_core_in_verilator(case_id):
     if shift:
         assert cover["ties"] > 0, cover
     dut = core_from_params(p)
-    assert dut.latency == 3
+    p["latency"] = dut.latency  # the bench measures it: first word and N items, cycle-exact
     build_dir = BUILD_ROOT / case_id
     build_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:

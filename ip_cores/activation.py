@@ -1,0 +1,347 @@
+"""The activation stage of the MVTU and the vector unit: PE accumulators of one fold in, one output word out.
+
+An activation is one of (see docs/CONTRACTS.md):
+
+    AccumulatorOut        the accumulator itself (an XNOR popcount pc as 2*pc - n), one register
+    ParallelThresholds    count_j(acc >= T[c, j]) + offset with all NT comparators at once: for 1-2 bit outputs
+                          (NT <= 3), where it is the cheapest; comparators and the count in one stage
+    BinarySearchThresholds  the same count found bit by bit, most significant first: one comparator per
+                          output bit and lane, a register after each, so an 8-bit activation needs 8
+                          comparators instead of 255
+    Requantizer           clip(R((acc * mult[c] + offset[c]) / 2**shift), lo, hi): multiply, add, round,
+                          clip, a register after each (the first two map onto a DSP48's MREG and PREG)
+
+Each is a pipeline that runs free: `build` takes the accumulators (`Timed`, valid at some cycle A0) and the
+fold index (`Timed`, known from the issue on) and returns the output word as a `Timed` at A0 + `latency`.
+Per-fold parameters (thresholds, mult, offset) live in memories planned by ip_cores/memories.py, read ahead
+so they arrive exactly when needed. `resources()` is the analytic estimate of what the stage costs.
+
+Binary search, for NT thresholds padded to 2**B - 1 with a value no accumulator reaches: stage s decides bit s
+of the count (most significant first) by comparing with T[J * 2**(B-s) + 2**(B-1-s) - 1], J the bits decided
+so far. Stage s's memory holds, for every J' of s-1 bits, the two thresholds of J = 2J' and 2J' + 1 in one
+word, so it is read as soon as bit s-2 is known and bit s-1 only picks one of the pair: one stage a cycle
+with LUT memories. Stages 0 and 1 depend on the fold only and are shared by all lanes; stage s >= 2 has a
+memory per lane of NF * 2**(s-1) pair words.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+
+from .elements import ElementFormat, pack_words, signed_width_for, word_element
+from .memories import MemoryPlan, plan_rom, read_rom
+from .pipeline import Timed, registered
+from .requantize import REQUANTIZE_LATENCY, Requantization, requantize_pipeline
+
+__all__ = ["ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
+           "THRESHOLD_STYLES", "threshold_style_for", "signed_sum", "make_activation", "Resources"]
+
+THRESHOLD_STYLES = ("auto", "parallel", "binary")
+
+
+def signed_sum(acc, xnor: bool, n_terms: int):
+    """The accumulator's value as a signed sum: an XNOR popcount pc as `2*pc - n_terms`."""
+    return ((Cat(acc, Const(0, 1)).as_signed() << 1) - n_terms) if xnor else acc
+
+
+def threshold_style_for(n_thresholds: int, choice: str = "auto") -> str:
+    """"parallel" for up to 3 thresholds (1-2 bit outputs), "binary" search from 4 on, unless chosen."""
+    if choice not in THRESHOLD_STYLES:
+        raise ValueError(f"threshold style must be one of {THRESHOLD_STYLES}, not {choice!r}")
+    if choice != "auto":
+        return choice
+    return "parallel" if n_thresholds <= 3 else "binary"
+
+
+def _output(m: Module, value, out_fmt: ElementFormat, name: str) -> Signal:
+    """`value` as an `out_fmt` element (two's complement, low bits kept)."""
+    out = Signal(out_fmt.width, name=name)
+    m.d.comb += out.eq(value)
+    return out
+
+
+@dataclass
+class Resources:
+    luts: int = 0
+    ffs: int = 0
+    bram18: int = 0
+    dsp: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(self.luts + other.luts, self.ffs + other.ffs, self.bram18 + other.bram18,
+                         self.dsp + other.dsp)
+
+
+class ActivationStage:
+    """Base: `lanes` accumulators of one fold -> one word of `lanes` `out_fmt` elements."""
+
+    name = "activation"
+    latency = 1
+
+    def __init__(self, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: bool, n_terms: int,
+                 acc_width: int):
+        self.lanes, self.n_folds, self.out_fmt = int(lanes), int(n_folds), out_fmt
+        self.xnor, self.n_terms, self.acc_width = bool(xnor), int(n_terms), int(acc_width)
+
+    def memories(self) -> list[MemoryPlan]:
+        return []
+
+    def resources(self) -> Resources:
+        mem = Resources()
+        for plan in self.memories():
+            mem = mem + Resources(plan.luts, 0, plan.bram18, 0)
+        return mem + self._logic_resources()
+
+    def _logic_resources(self) -> Resources:
+        return Resources(0, self.lanes * self.out_fmt.width)
+
+    def describe(self) -> str:
+        return self.name
+
+    def build(self, m: Module, accs: list[Timed], fold: Timed) -> Timed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fold_table(self, m: Module, name: str, plan: MemoryPlan, words: list[int], fold: Timed, cycle: int):
+        """Word `fold` of a per-fold table, valid at `cycle` (read `plan.read_latency` cycles before)."""
+        addr = fold.at(cycle - plan.read_latency) if plan.kind != "const" else 0
+        return read_rom(m, name, plan, words, addr)
+
+
+class AccumulatorOut(ActivationStage):
+    """The accumulator leaves the layer as a signed `out_fmt` element (one register)."""
+
+    name = "none (accumulator out)"
+
+    def build(self, m, accs, fold):
+        a0 = accs[0].cycle
+        outs = [_output(m, signed_sum(acc.value, self.xnor, self.n_terms), self.out_fmt, f"out{p}")
+                for p, acc in enumerate(accs)]
+        return Timed(m, registered(m, Cat(*outs), "act_out"), a0 + 1, "act_out")
+
+    def _logic_resources(self):
+        adders = self.lanes * self.acc_width if self.xnor else 0
+        return Resources(adders, self.lanes * self.out_fmt.width)
+
+
+class _ThresholdStage(ActivationStage):
+    """What both threshold activations share: the table in the compared domain and the output offset."""
+
+    def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, thresholds: np.ndarray,
+                 out_offset: int, t_fmt: ElementFormat, table: np.ndarray):
+        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
+        self.thresholds = thresholds
+        self.out_offset = int(out_offset)
+        self.t_fmt, self.table = t_fmt, table  # (channels, NT) in the domain the accumulator is compared in
+        self.n_t = int(table.shape[1])
+
+    def _level(self, m, count, name):
+        """The output element of a count of reached thresholds (bipolar: the count 0/1 is the bit)."""
+        return _output(m, count + self.out_offset if self.out_offset else count, self.out_fmt, name)
+
+
+class ParallelThresholds(_ThresholdStage):
+    """All NT comparators of a lane at once; for small NT (1-2 bit outputs) the count is one LUT level."""
+
+    name = "thresholds (parallel comparators)"
+
+    def memories(self):
+        return [plan_rom(self.n_folds, self.lanes * self.n_t * self.t_fmt.width)]
+
+    def _logic_resources(self):
+        comparators = self.lanes * self.n_t * (self.t_fmt.width + 1) // 2
+        return Resources(comparators + self.lanes * self.out_fmt.width, self.lanes * self.out_fmt.width)
+
+    def build(self, m, accs, fold):
+        a0 = accs[0].cycle
+        words = pack_words(self.table.reshape(-1), self.t_fmt, self.lanes * self.n_t)
+        t_word = self._fold_table(m, "thresholds", self.memories()[0], words, fold, a0)
+        outs = []
+        for p, acc in enumerate(accs):
+            bits = [acc.value >= word_element(t_word, p * self.n_t + j, self.t_fmt) for j in range(self.n_t)]
+            count = bits[0] if len(bits) == 1 else sum(bits[1:], bits[0])
+            outs.append(self._level(m, count, f"out{p}"))
+        return Timed(m, registered(m, Cat(*outs), "act_out"), a0 + 1, "act_out")
+
+
+class BinarySearchThresholds(_ThresholdStage):
+    """One comparator per output bit and lane (see the module docstring)."""
+
+    name = "thresholds (binary search)"
+
+    def __init__(self, *args, memory_style: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bits = max(1, int(self.n_t).bit_length())  # B: counts 0 .. 2**B - 1 hold 0 .. NT
+        padded = np.full((self.table.shape[0], (1 << self.bits) - 1), self.t_fmt.max, dtype=object)
+        padded[:, :self.n_t] = self.table
+        self.padded = padded
+        self.memory_style = memory_style
+        self.plans = self._plan()
+        self.compare_cycles = self._schedule()
+        self.latency = self.compare_cycles[-1] + 2  # compare, register the bit, add the offset
+
+    # --- tables -------------------------------------------------------------------------------
+
+    def _index(self, s: int, j: int) -> int:
+        """Index into the padded row of stage s's threshold for the s bits decided so far, valued j."""
+        return j * (1 << (self.bits - s)) + (1 << (self.bits - 1 - s)) - 1
+
+    def _stage_values(self, s: int) -> np.ndarray:
+        """(channels, 2**s) thresholds of stage s, column j for decided bits j."""
+        return self.padded[:, [self._index(s, j) for j in range(1 << s)]]
+
+    def _plan(self) -> list[MemoryPlan]:
+        plans = []
+        for s in range(self.bits):
+            if s == 0:
+                plans.append(plan_rom(self.n_folds, self.lanes * self.t_fmt.width, self.memory_style))
+            elif s == 1:
+                plans.append(plan_rom(self.n_folds, self.lanes * 2 * self.t_fmt.width, self.memory_style))
+            else:
+                plans.append(plan_rom(self.n_folds << (s - 1), 2 * self.t_fmt.width, self.memory_style))
+        return plans
+
+    def _schedule(self) -> list[int]:
+        """Cycle (after A0) at which stage s compares: one a cycle, later where a memory reads slower."""
+        cycles = []
+        for s, plan in enumerate(self.plans):
+            if s == 0:
+                cycles.append(0)
+            elif s == 1:
+                cycles.append(cycles[0] + 1)
+            else:
+                cycles.append(max(cycles[s - 1] + 1, cycles[s - 2] + 1 + plan.read_latency))
+        return cycles
+
+    def memories(self):
+        return [plan if s < 2 else plan for s, plan in enumerate(self.plans) for _ in range(1 if s < 2 else self.lanes)]
+
+    def _logic_resources(self):
+        t_w = self.t_fmt.width
+        per_lane_luts = self.bits * t_w + self.out_fmt.width  # mux+compare LUT a bit, the offset adder
+        per_lane_ffs = sum(self.compare_cycles[-1] + 1 for _ in range(1)) * t_w + self.bits * self.bits + \
+            self.out_fmt.width
+        return Resources(self.lanes * per_lane_luts, self.lanes * per_lane_ffs)
+
+    def describe(self):
+        kinds = sorted({p.kind for p in self.plans})
+        return f"{self.name}, {self.bits} stages, memories {'/'.join(kinds)}"
+
+    # --- hardware -----------------------------------------------------------------------------
+
+    def build(self, m, accs, fold):
+        a0 = accs[0].cycle
+        t_w, lanes, B = self.t_fmt.width, self.lanes, self.bits
+        cyc = [a0 + c for c in self.compare_cycles]
+        # Shared tables of stages 0 and 1 (they depend on the fold only).
+        shared = []
+        for s in range(min(B, 2)):
+            values = self._stage_values(s)  # (channels, 2**s)
+            per_word = lanes * (1 << s)
+            words = pack_words(values.reshape(-1), self.t_fmt, per_word)
+            shared.append(self._fold_table(m, f"thr_s{s}", self.plans[s], words, fold, cyc[s]))
+
+        outs = []
+        for p, acc in enumerate(accs):
+            # decided[j]: bits 0 .. j of the count (bit 0 the most significant) as a number, bit j lowest.
+            decided: list[Timed] = []
+            for s in range(B):
+                if s == 0:
+                    threshold = word_element(shared[0], p, self.t_fmt)
+                else:
+                    if s == 1:
+                        pair = shared[1][p * 2 * t_w:(p + 1) * 2 * t_w]
+                    else:
+                        pair = self._lane_pair(m, p, s, fold, decided[s - 2], cyc[s])
+                    threshold = self._pick(pair, decided[s - 1].at(cyc[s])[0])
+                bit = Signal(name=f"thr_p{p}_s{s}")
+                m.d.comb += bit.eq(acc.at(cyc[s]) >= threshold)
+                value = bit if s == 0 else Cat(bit, decided[s - 1].at(cyc[s]))
+                decided.append(Timed(m, registered(m, value, f"thr_p{p}_bits{s}"), cyc[s] + 1,
+                                     f"thr_p{p}_bits{s}"))
+            outs.append(self._level(m, decided[-1].value, f"out{p}"))
+        word = registered(m, Cat(*outs), "act_out")
+        return Timed(m, word, a0 + self.latency, "act_out")
+
+    def _pick(self, pair, bit):
+        """The threshold of a pair word chosen by the last decided bit (element 1 when it is set)."""
+        return Mux(bit, word_element(pair, 1, self.t_fmt), word_element(pair, 0, self.t_fmt))
+
+    def _lane_pair(self, m, p: int, s: int, fold: Timed, older: Timed, cycle: int):
+        """Stage s's pair word for lane p, valid at `cycle`: address fold * 2**(s-1) + bits 0 .. s-2 (`older`)."""
+        plan = self.plans[s]
+        values = self._stage_values(s)  # (channels, 2**s): pairs are columns (2j', 2j'+1)
+        channels = [nf * self.lanes + p for nf in range(self.n_folds)]
+        words = pack_words(values[channels].reshape(-1), self.t_fmt, 2)
+        read_at = cycle - plan.read_latency
+        addr = Cat(older.at(read_at), fold.at(read_at)) if self.n_folds > 1 else older.at(read_at)
+        return read_rom(m, f"thr_p{p}_s{s}", plan, words, addr)
+
+
+class Requantizer(ActivationStage):
+    """clip(R((acc * mult + offset) / 2**shift), lo, hi) in four registered steps: product, sum, rounded
+    level, clipped output (ip_cores/requantize.py has the rounding table)."""
+
+    name = "requantize"
+    latency = REQUANTIZE_LATENCY
+
+    def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, requant: Requantization):
+        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
+        self.rq = requant
+        self.mult_fmt = ElementFormat.signed(signed_width_for(min(requant.mult), max(requant.mult)))
+        self.offset_fmt = ElementFormat.signed(signed_width_for(min(requant.offset), max(requant.offset)))
+
+    def _table(self, values) -> MemoryPlan | None:
+        if len(set(values)) == 1 or self.n_folds == 1:
+            return None
+        fmt = self.mult_fmt if values is self.rq.mult else self.offset_fmt
+        return plan_rom(self.n_folds, self.lanes * fmt.width)
+
+    def memories(self):
+        return [p for p in (self._table(self.rq.mult), self._table(self.rq.offset)) if p is not None]
+
+    def _logic_resources(self):
+        acc_w = self.acc_width + 1
+        dsp_per_lane = -(-acc_w // 25) * -(-self.mult_fmt.width // 18)
+        width = acc_w + self.mult_fmt.width
+        return Resources(self.lanes * (width // 2 + 2 * self.out_fmt.width),
+                         self.lanes * (2 * width + self.out_fmt.width), 0, self.lanes * dsp_per_lane)
+
+    def _parameter(self, m, name, values, fmt, fold, cycle) -> list:
+        """Lane p's value of a per-channel parameter at `cycle`: one constant, per-lane constants, or a table."""
+        if len(set(values)) == 1:
+            return [Const(values[0], signed(fmt.width))] * self.lanes
+        if self.n_folds == 1:
+            return [Const(v, signed(fmt.width)) for v in values]
+        plan = plan_rom(self.n_folds, self.lanes * fmt.width)
+        word = self._fold_table(m, name, plan, pack_words(values, fmt, self.lanes), fold, cycle)
+        return [word_element(word, p, fmt) for p in range(self.lanes)]
+
+    def build(self, m, accs, fold):
+        a0 = accs[0].cycle
+        mults = self._parameter(m, "requant_mult", self.rq.mult, self.mult_fmt, fold, a0)
+        offsets = self._parameter(m, "requant_offset", self.rq.offset, self.offset_fmt, fold, a0 + 1)
+        outs = []
+        for p, acc in enumerate(accs):
+            value = signed_sum(acc.value, self.xnor, self.n_terms)
+            level = requantize_pipeline(m, value, mults[p], offsets[p], self.rq, f"rq{p}")
+            outs.append(_output(m, level, self.out_fmt, f"out{p}"))
+        return Timed(m, Cat(*outs), a0 + self.latency, "act_out")
+
+
+def make_activation(*, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: bool, n_terms: int, acc_width: int,
+                    thresholds: np.ndarray | None, out_offset: int, requant: Requantization | None,
+                    threshold_style: str = "auto", memory_style: str = "auto") -> ActivationStage:
+    """The activation stage for a core's parameters (already checked by `check_mac_parameters`)."""
+    common = (lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
+    if requant is not None:
+        return Requantizer(*common, requant)
+    if thresholds is None:
+        return AccumulatorOut(*common)
+    from .thresholding import threshold_table
+    t_fmt, table = threshold_table(thresholds, xnor, n_terms, acc_width)
+    style = threshold_style_for(table.shape[1], threshold_style)
+    if style == "parallel":
+        return ParallelThresholds(*common, thresholds, out_offset, t_fmt, table)
+    return BinarySearchThresholds(*common, thresholds, out_offset, t_fmt, table, memory_style=memory_style)

@@ -1,0 +1,113 @@
+"""The free-running datapath the MVTU and the vector unit share: products -> registered adder trees ->
+accumulators -> activation -> output queue.
+
+A core issues one step a cycle (docs/CONTRACTS.md): it picks the input word and the weight word of the step and
+says whether the step is the first or the last of its fold (the terms of one output word). Everything after
+the issue moves one stage a cycle and never stops:
+
+    cycle 0        issue: the core's counters, memory addresses, `reserve` a place in the output queue
+    cycle R        input word and weight word (R = the slower memory's read latency, at least 1)
+    R .. R+P       DSP products registered (P = 1 with DSP48 multipliers, 0 with LUT terms)
+    .. S = R+P+T   per lane, the sum of the step's terms (`pipelined_sum`, a register every two levels)
+    S + 1 = A0     accumulators: first step loads, later steps add; after the fold's last step they hold
+                   the fold's dot products
+    A0 + A         the activation's output word (ip_cores/activation.py), written into the output queue
+    A0 + A + 2     offered on `o` (the queue's read latency)
+
+So a fold's word is offered `latency` = A0 + A + 2 cycles after its last step was issued. Back-pressure stops
+only the issue (`may_reserve`: a credit for every output word in flight), never a datapath register, so
+`o.ready` has no path into the datapath.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+
+from .activation import ActivationStage
+from .elements import ElementFormat, unsigned_width_for
+from .mac_terms import product_terms
+from .pipeline import OutputQueue, Timed, pipelined_sum, registered, sum_stages
+
+__all__ = ["MacEngine", "LEVELS_PER_STAGE"]
+
+LEVELS_PER_STAGE = 2  # adder-tree levels between registers
+
+
+class MacEngine:
+    """The shared datapath of one core: `lanes` dot products of `terms_per_step` products a step.
+
+    `n_terms` is the number of products in one output (MW or K: sets the XNOR popcount's width),
+    `steps_per_output` the steps of one fold (SF or K), `n_folds` the folds of one vector (NF or CF),
+    `input_latency` the cycles from the issue to the input and weight words (R).
+    """
+
+    def __init__(self, *, lanes: int, terms_per_step: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
+                 acc_width: int, n_terms: int, steps_per_output: int, n_folds: int, activation: ActivationStage,
+                 mac_resource: str, input_latency: int, levels_per_stage: int = LEVELS_PER_STAGE):
+        self.lanes, self.terms_per_step = int(lanes), int(terms_per_step)
+        self.in_fmt, self.w_fmt, self.acc_width = in_fmt, w_fmt, int(acc_width)
+        self.n_terms, self.steps_per_output, self.n_folds = int(n_terms), int(steps_per_output), int(n_folds)
+        self.activation, self.mac_resource = activation, mac_resource
+        self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
+        self.input_latency = max(1, int(input_latency))
+        self.levels_per_stage = int(levels_per_stage)
+        self.product_stages = 1 if mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar) else 0
+        self.tree_stages = sum_stages(self.tree_terms_per_lane, self.levels_per_stage)
+        self.acc_cycle = self.input_latency + self.product_stages + self.tree_stages + 1  # A0
+        self.write_cycle = self.acc_cycle + activation.latency
+        self.latency = self.write_cycle + OutputQueue.read_latency
+        self.queue_depth = OutputQueue.depth_for(self.write_cycle, self.steps_per_output)
+
+    @property
+    def tree_terms_per_lane(self) -> int:
+        """Terms a lane's adder tree sums in one step (a LUT product contributes one per bit of its
+        narrower operand, a bipolar-by-integer product two, XNOR and DSP products one)."""
+        if self.xnor or self.product_stages:
+            return self.terms_per_step
+        if self.in_fmt.is_bipolar or self.w_fmt.is_bipolar:
+            return 2 * self.terms_per_step
+        return self.terms_per_step * min(self.in_fmt.width, self.w_fmt.width)
+
+    def accumulator_shape(self):
+        return unsigned(unsigned_width_for(self.n_terms)) if self.xnor else signed(self.acc_width)
+
+    def build(self, m: Module, o_stream, pairs, valid, first, last, fold: Timed, reserve, may_reserve) -> None:
+        """Build the datapath in `m`.
+
+        `pairs[p]` lists lane p's (x element, w element) values of the step, all valid at cycle
+        `input_latency`; `valid`, `first`, `last` (1-bit) and `fold` (`Timed`) are the issue stage's
+        (cycle 0); `reserve` takes a credit (issue of a fold's last step) and `may_reserve` (a Signal of the
+        caller's) is driven with whether one is free.
+        """
+        R = self.input_latency
+        valid = Timed(m, valid, 0, "step_valid", reset_less=False)
+        first, last = Timed(m, first, 0, "step_first"), Timed(m, last, 0, "step_last")
+
+        sums, constants = [], []
+        for p, lane_pairs in enumerate(pairs):
+            terms, constant = [], 0
+            for x, w in lane_pairs:
+                t = product_terms(x, w, self.in_fmt, self.w_fmt, self.mac_resource)
+                terms += t.terms
+                constant += t.constant
+            if self.product_stages:
+                terms = [registered(m, t, f"prod{p}_{k}") for k, t in enumerate(terms)]
+            sums.append(pipelined_sum(m, terms, self.levels_per_stage, f"tree{p}"))
+            constants.append(constant * self.steps_per_output)
+        step_cycle = R + self.product_stages + self.tree_stages
+
+        # Accumulators: the first step of a fold loads (with the fold's constant of the LUT products), the
+        # others add. Two's complement wrap-around of partial sums is harmless: the final sum fits.
+        accs = []
+        for p, (step_sum, constant) in enumerate(zip(sums, constants)):
+            acc = Signal(self.accumulator_shape(), name=f"acc{p}", reset_less=True)
+            step_valid, step_first = valid.at(step_cycle), first.at(step_cycle)
+            with m.If(step_valid):
+                m.d.sync += acc.eq(Mux(step_first, constant, acc) + step_sum)
+            accs.append(Timed(m, acc, self.acc_cycle, f"acc{p}"))
+        done = Timed(m, registered(m, valid.at(step_cycle) & last.at(step_cycle), "acc_done", reset_less=False),
+                     self.acc_cycle, "acc_done", reset_less=False)
+
+        out = self.activation.build(m, accs, fold)
+        queue = OutputQueue(len(o_stream.payload), self.queue_depth)
+        m.d.comb += may_reserve.eq(queue.elaborate_into(m, "out_queue", o_stream, out.value,
+                                                        done.at(self.write_cycle), reserve))

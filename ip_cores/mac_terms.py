@@ -1,0 +1,80 @@
+"""The terms one product x * w contributes to a dot product, for LUT logic or for a DSP48 multiplier.
+
+A dot product is the sum of all terms of all its products plus a constant (`ProductTerms.constant`); the
+terms feed one registered adder tree (ip_cores/pipeline.py `pipelined_sum`), so a LUT multiplier needs no
+adder of its own and no register of its own:
+
+    XNOR       x and w bipolar: the bit ~(x ^ w) (the dot product is the popcount; the cores turn it into
+               2*pc - n where a signed value is needed)
+    bipolar x  x ? w : -w  =  (x ? w : ~w) + ~x       (~v = -v - 1 in two's complement)
+    bipolar w  w ? x : -x  =  (w ? x : ~x) + ~w
+    LUT        shift-and-add over the narrower operand b (n bits): x*w = sum_j (b_j ? a : 0) << j, the top
+               term of a signed b negated: -(v << (n-1)) = (~v << (n-1)) + 2**(n-1), the 2**(n-1) going
+               into the constant; no `*` reaches synthesis, so Yosys never maps it to a DSP48
+    DSP        the product a * w itself, for a DSP48E1 (the core registers it, Yosys packs the register
+               into the DSP's MREG)
+
+`mac_resource_for(in_fmt, w_fmt, "auto")` is the default choice: a DSP for products whose operands are both
+5 bits or wider, LUT logic otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Mux
+
+from .elements import ElementFormat
+
+__all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "DSP_MIN_WIDTH"]
+
+MAC_RESOURCES = ("auto", "lut", "dsp")
+DSP_MIN_WIDTH = 5
+
+
+def mac_resource_for(in_fmt: ElementFormat, w_fmt: ElementFormat, choice: str = "auto") -> str:
+    """"lut" or "dsp" for products of `in_fmt` by `w_fmt` (bipolar products are always LUT logic)."""
+    if choice not in MAC_RESOURCES:
+        raise ValueError(f"mac_resource must be one of {MAC_RESOURCES}, not {choice!r}")
+    if in_fmt.is_bipolar or w_fmt.is_bipolar:
+        return "lut"
+    if choice != "auto":
+        return choice
+    return "dsp" if min(in_fmt.width, w_fmt.width) >= DSP_MIN_WIDTH else "lut"
+
+
+@dataclass
+class ProductTerms:
+    terms: list  # Amaranth values whose sum + constant is the product
+    constant: int
+
+
+def _signed(value, fmt: ElementFormat):
+    """An element as a signed value wide enough for its range (unsigned gets a zero bit on top)."""
+    return value if fmt.is_signed else Cat(value, Const(0, 1)).as_signed()
+
+
+def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> ProductTerms:
+    """Terms of x * w for element values `x` (in `in_fmt`) and `w` (in `w_fmt`), as `word_element` gives them."""
+    if in_fmt.is_bipolar and w_fmt.is_bipolar:
+        return ProductTerms([~(x ^ w)], 0)
+    if in_fmt.is_bipolar:
+        ws = _signed(w, w_fmt)
+        return ProductTerms([Mux(x, ws, ~ws), ~x], 0)
+    if w_fmt.is_bipolar:
+        xs = _signed(x, in_fmt)
+        return ProductTerms([Mux(w, xs, ~xs), ~w], 0)
+    if resource == "dsp":
+        return ProductTerms([x * w], 0)
+    # Shift-and-add over the narrower operand's bits.
+    (a, a_fmt), (b, b_fmt) = ((x, in_fmt), (w, w_fmt)) if in_fmt.width > w_fmt.width else ((w, w_fmt), (x, in_fmt))
+    n = b_fmt.width
+    terms, constant = [], 0
+    for j in range(n):
+        if b_fmt.is_signed and j == n - 1:
+            v = Mux(b[j], _signed(a, a_fmt), 0)
+            terms.append((~v) << j if j else ~v)
+            constant += 1 << j
+        else:
+            term = Mux(b[j], a, 0)
+            terms.append(term << j if j else term)
+    return ProductTerms(terms, constant)

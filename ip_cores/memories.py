@@ -1,0 +1,154 @@
+"""Memories shaped for what they should become on a 7-series FPGA: LUT logic, LUTRAM or block RAM.
+
+Every memory of the compute cores is planned here from its depth and width, so the choice, its attributes
+and its cost live in one place:
+
+    const   one word: no memory at all, a constant (0 cycles)
+    logic   a read-only table as LUT logic behind a register: each output bit is a function of the address
+            bits, one LUT6 a bit up to 64 words (1 cycle). A deeper table is built from banks of 64 words
+            whose registered outputs a 4:1-multiplexer tree picks from (2 cycles), so no read is more than
+            one LUT level and a mux deep (`logic_block`, a Yosys attribute Vivado ignores: Vivado infers a
+            distributed ROM from the same code). Yosys' LUT mapper makes a 256-word table 5 LUT levels deep
+            when left alone.
+    lutram  a written memory in distributed RAM (RAM32M/RAM64M) behind a register (1 cycle, `ram_style =
+            "distributed"`)
+    block   block RAM with a registered read and an output register (2 cycles: the second register is the
+            BRAM's own DO_REG in Vivado), `rom_style`/`ram_style = "block"`
+
+`style="auto"` takes the cheaper of the LUT and the block-RAM form by `LUTS_PER_BRAM18`, the exchange rate of
+the target part (an xc7z020 has 53,200 LUTs and 280 BRAM18s). The estimates are the ones the analytic
+resource model adds up; the synthesis report (`rtlgen build --synth`) is the measurement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Array, Const, Module, Signal, Value, unsigned
+from amaranth.lib.memory import Memory
+
+__all__ = ["MemoryPlan", "plan_rom", "plan_ram", "read_rom", "bram18_count", "LUTS_PER_BRAM18"]
+
+LUTS_PER_BRAM18 = 190
+LOGIC_BANK_WORDS = 64  # words of a LUT-logic table bank: one LUT6 per bit
+# RAMB18E1 aspect ratios (words deep for a port width), simple dual port up to 36 bits wide.
+_BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+STYLES = ("auto", "logic", "lutram", "block")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    depth: int
+    width: int
+    kind: str  # "const" | "logic" | "lutram" | "block"
+    luts: int  # LUTs (logic or LUTRAM) the memory costs, an estimate
+    bram18: int  # RAMB18E1 equivalents
+    attrs: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def banks(self) -> int:
+        """Banks of 64 words of a LUT-logic table."""
+        return -(-self.depth // LOGIC_BANK_WORDS) if self.kind == "logic" else 1
+
+    @property
+    def read_latency(self) -> int:
+        """Cycles from the address to the data: 0 constant, 1 LUT logic (2 when banked) / LUTRAM, 2 block RAM."""
+        if self.kind == "logic":
+            return 1 if self.banks == 1 else 2
+        return {"const": 0, "lutram": 1, "block": 2}[self.kind]
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+def bram18_count(depth: int, width: int) -> int:
+    """RAMB18E1s for a depth x width memory in the best aspect ratio (two make one RAMB36E1)."""
+    return min(-(-width // w) * -(-depth // d) for w, d in _BRAM18_SHAPES)
+
+
+def _logic_rom_luts(depth: int, width: int) -> int:
+    """LUT6 for a ROM as logic: one a bit per bank of 64 words, plus the 4:1 multiplexers that pick a bank."""
+    per_bit = banks = -(-depth // LOGIC_BANK_WORDS)
+    while banks > 1:
+        banks = -(-banks // 4)
+        per_bit += banks
+    return width * per_bit
+
+
+def _lutram_luts(depth: int, width: int) -> int:
+    """RAM32M holds 32 x 6 bits, RAM64M 64 x 3 bits, in 4 LUTs each (simple dual port)."""
+    if depth <= 32:
+        return 4 * -(-width // 6)
+    return 4 * -(-width // 3) * -(-depth // 64)
+
+
+def plan_rom(depth: int, width: int, style: str = "auto") -> MemoryPlan:
+    """How a read-only table of `depth` words of `width` bits is built (see the module docstring)."""
+    depth, width = int(depth), int(width)
+    if style not in STYLES:
+        raise ValueError(f"memory style must be one of {STYLES}, not {style!r}")
+    if depth == 1:
+        return MemoryPlan(depth, width, "const", 0, 0)
+    logic = MemoryPlan(depth, width, "logic", _logic_rom_luts(depth, width), 0, {"logic_block": 1})
+    block = MemoryPlan(depth, width, "block", 0, bram18_count(depth, width), {"rom_style": "block"})
+    return _choose(logic, block, style)
+
+
+def plan_ram(depth: int, width: int, style: str = "auto") -> MemoryPlan:
+    """How a written memory (one write port, one read port) of `depth` x `width` bits is built."""
+    depth, width = int(depth), int(width)
+    if style not in STYLES:
+        raise ValueError(f"memory style must be one of {STYLES}, not {style!r}")
+    lutram = MemoryPlan(depth, width, "lutram", _lutram_luts(depth, width), 0, {"ram_style": "distributed"})
+    block = MemoryPlan(depth, width, "block", 0, bram18_count(depth, width), {"ram_style": "block"})
+    return _choose(lutram, block, "lutram" if style == "logic" else style)
+
+
+def _choose(small: MemoryPlan, block: MemoryPlan, style: str) -> MemoryPlan:
+    if style == "block":
+        return block
+    if style != "auto":
+        return small
+    return block if block.bram18 * LUTS_PER_BRAM18 < small.luts else small
+
+
+def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
+    """The word at `addr` of a table planned by `plan_rom`, `plan.read_latency` cycles after `addr`.
+
+    The memory is read every cycle (the pipelines that use it run free), so no enable is needed.
+    """
+    if len(words) != plan.depth:
+        raise ValueError(f"{name}: {len(words)} words for a memory of depth {plan.depth}")
+    if plan.kind == "const":
+        return Const(words[0], plan.width)
+    if plan.kind == "logic" and plan.banks > 1:
+        return _banked_rom(m, name, plan, words, addr)
+    mem = Memory(shape=unsigned(plan.width), depth=plan.depth, init=words, attrs=plan.attrs)
+    m.submodules[name] = mem
+    port = mem.read_port()
+    m.d.comb += port.addr.eq(addr)
+    if plan.kind != "block":
+        return port.data
+    out = Signal(plan.width, name=f"{name}_q", reset_less=True)
+    m.d.sync += out.eq(port.data)
+    return out
+
+
+def _banked_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
+    """A deep LUT-logic table: banks of 64 words read in parallel (1 cycle), then the bank picked by the
+    address's high bits, registered (1 cycle)."""
+    low_bits = LOGIC_BANK_WORDS.bit_length() - 1
+    addr = Value.cast(addr)
+    bank_data = []
+    for b in range(plan.banks):
+        chunk = words[b * LOGIC_BANK_WORDS:(b + 1) * LOGIC_BANK_WORDS]
+        mem = Memory(shape=unsigned(plan.width), depth=len(chunk), init=chunk, attrs=plan.attrs)
+        m.submodules[f"{name}_bank{b}"] = mem
+        port = mem.read_port()
+        m.d.comb += port.addr.eq(addr[:low_bits] if len(chunk) > 1 else 0)
+        bank_data.append(port.data)
+    bank = Signal(len(addr) - low_bits, name=f"{name}_bank", reset_less=True)
+    m.d.sync += bank.eq(addr[low_bits:])
+    out = Signal(plan.width, name=f"{name}_q", reset_less=True)
+    m.d.sync += out.eq(Array(bank_data)[bank])
+    return out

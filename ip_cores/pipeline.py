@@ -1,0 +1,124 @@
+"""Building blocks of free-running pipelines: delay lines, registered adder trees, a credit-counted output queue.
+
+The compute cores (MVTU, vector unit) are built as free-running pipelines: an item enters at the issue stage
+and moves one stage a cycle, never stopped, with a `valid` bit beside it. Back-pressure stops only the issue
+stage: an output queue at the end has room for every item in flight, counted by credits (`OutputQueue`), so
+the consumer's `ready` never reaches a datapath register's enable. Datapath registers carry no reset; only
+the `valid` bits and the counters do.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+
+__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed"]
+
+
+def registered(m: Module, value, name: str, *, reset_less: bool = True) -> Signal:
+    """`value` one cycle later, in a register (reset-less unless it is control).
+
+    A pipeline register loads every cycle, so it must not be built inside `m.If`/`m.Switch` (it would get
+    their condition as an enable and stop holding its item's value): that is refused.
+    """
+    if m.domain._depth:  # inside the body of an m.If / m.Switch / m.FSM
+        raise RuntimeError(f"pipeline register {name} built inside a conditional block")
+    reg = Signal(value.shape(), name=name, reset_less=reset_less)
+    m.d.sync += reg.eq(value)
+    return reg
+
+
+def delay(m: Module, value, cycles: int, name: str, *, reset_less: bool = True):
+    """`value` delayed by `cycles` clock cycles (a plain register chain; Yosys turns long reset-less chains
+    into shift-register LUTs). `cycles` 0 returns `value` itself."""
+    for k in range(cycles):
+        value = registered(m, value, f"{name}_d{k + 1}", reset_less=reset_less)
+    return value
+
+
+class Timed:
+    """A per-item signal of a free-running pipeline and the cycle (counted from the item's issue) at which
+    it holds that item; `at(c)` gives the same value aligned to a later cycle c (a delay line, built once
+    per cycle asked for). Keeping the cycle beside the value makes misaligned pipeline taps impossible."""
+
+    def __init__(self, m: Module, value, cycle: int, name: str, *, reset_less: bool = True):
+        self.m, self.value, self.cycle, self.name, self.reset_less = m, value, int(cycle), name, reset_less
+        self._taps = {self.cycle: value}
+
+    def at(self, cycle: int):
+        cycle = int(cycle)
+        if cycle < self.cycle:
+            raise ValueError(f"{self.name} is known from cycle {self.cycle}, not at cycle {cycle}")
+        if cycle not in self._taps:
+            previous = self.at(cycle - 1)
+            self._taps[cycle] = registered(self.m, previous, f"{self.name}_c{cycle}", reset_less=self.reset_less)
+        return self._taps[cycle]
+
+
+def sum_stages(n_terms: int, levels_per_stage: int) -> int:
+    """Register stages of `pipelined_sum` over `n_terms` terms: ceil(tree depth / levels_per_stage)."""
+    depth = max(0, (int(n_terms) - 1).bit_length())
+    return -(-depth // levels_per_stage)
+
+
+def pipelined_sum(m: Module, terms: list, levels_per_stage: int, name: str):
+    """The sum of `terms` through a balanced adder tree with a register after every `levels_per_stage`
+    levels; the result is `sum_stages(len(terms), levels_per_stage)` cycles late (0 for one term).
+
+    Pairs are added in order, an odd term out is carried to the next level, so the tree has exactly
+    ceil(log2(n)) levels. Amaranth widens each sum by one bit, so no intermediate value can overflow.
+    """
+    terms = list(terms)
+    level = 0
+    while len(terms) > 1:
+        paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+        level += 1
+        if level % levels_per_stage == 0 or len(terms) == 1:
+            terms = [registered(m, t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
+    return terms[0]
+
+
+class OutputQueue:
+    """The end of a free-running pipeline: a small FIFO whose room is reserved when an item is issued.
+
+    `reserve` (comb, from the issue stage) takes one credit for an output word that will be written
+    `latency` cycles later; `may_reserve` (a register's output only, no path from `o.ready`) says whether a
+    credit is free. The queue holds `depth` words, so the pipeline never writes into a full queue and never
+    needs to stop. A word is offered on `o` `read_latency` cycles after it is written.
+
+    With `depth` >= ceil((pipeline latency + read_latency + 1) / issue interval) + 1 the credits never run out
+    while the consumer is always ready, so the queue costs no throughput; `depth_for` computes it.
+    """
+
+    read_latency = 2  # SyncFIFOBuffered: written at t, offered from t + 2
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = int(width), max(2, int(depth))
+
+    @classmethod
+    def depth_for(cls, pipeline_latency: int, cycles_per_output: int) -> int:
+        """Queue words needed for full throughput when an output is reserved every `cycles_per_output`."""
+        in_flight = pipeline_latency + cls.read_latency + 1
+        return max(2, -(-in_flight // max(1, cycles_per_output)) + 1)
+
+    def elaborate_into(self, m: Module, name: str, o_stream, write_data, write_en, reserve) -> Signal:
+        """Build the queue in `m`; returns `may_reserve`."""
+        # One word more than the credits allow: SyncFIFOBuffered moves a word from its memory to its output
+        # register in a cycle of its own, during which it would refuse a write with `depth` words of room.
+        m.submodules[name] = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth + 1)
+        pending = Signal(range(self.depth + 1), name=f"{name}_pending")
+        may_reserve = Signal(name=f"{name}_may_reserve")
+        leave = o_stream.valid & o_stream.ready
+        m.d.comb += [
+            fifo.w_data.eq(write_data),
+            fifo.w_en.eq(write_en),
+            o_stream.payload.eq(fifo.r_data),
+            o_stream.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(o_stream.ready),
+            may_reserve.eq(pending < self.depth),
+        ]
+        m.d.sync += pending.eq(pending + reserve - leave)
+        return may_reserve
