@@ -43,6 +43,7 @@ class BuildOptions:
     library: str = "rtlgen"
     version: str = "1.0"
     package_ip: bool = True
+    input_tlast: bool = True  # False: no s_axis_tlast, the input is not framed (--ignore-input-tlast)
 
 
 def sanitize_name(text: str) -> str:
@@ -161,7 +162,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         folding, folding_note = default_folding(network)
     apply_folding(network, folding)
 
-    verilog, stages = generate_verilog(network, top_name, options.fifo_depth)
+    verilog, stages = generate_verilog(network, top_name, options.fifo_depth, input_tlast=options.input_tlast)
     timing = estimate(stages)
     head, tail = build_head(lowered), build_tail(lowered)
 
@@ -250,6 +251,9 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
             "output_dtype": fmt_name(network.output_fmt), "out_elems": last.out_elems,
             "out_elems_per_word": last.out_elems_per_word, "out_words_per_frame": out_words,
             "out_stream_bits": out_w, "m_axis_tdata_bits": axis_width(out_w),
+            "input_tlast": options.input_tlast,
+            # a DMA buffer of one frame: every word zero-padded to whole TDATA bytes, least significant byte first
+            "in_frame_bytes": in_words * axis_width(in_w) // 8, "out_frame_bytes": out_words * axis_width(out_w) // 8,
             "tail_input_shape": list(tail_input_shape(lowered)),
             "input_format": None if lowered.input_format is None else
             {"dtype": lowered.input_format.dtype, "scale": lowered.input_format.scale},

@@ -35,7 +35,8 @@ def cmd_build(args) -> int:
 
     options = BuildOptions(folding_file=Path(args.folding) if args.folding else None, input_format=_input_format(args),
                            fifo_depth=args.fifo_depth, force=args.force, top_name=args.name, part=args.part,
-                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version)
+                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version,
+                           input_tlast=not args.ignore_input_tlast)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -121,6 +122,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--vendor", default="rtlgen.org")
     b.add_argument("--library", default="rtlgen")
     b.add_argument("--version", default="1.0", help="IP version major.minor")
+    b.add_argument("--ignore-input-tlast", action="store_true",
+                   help="no s_axis_tlast: for sources that stream frames back to back without TLAST per frame "
+                        "(default: TLAST ends every input frame, a short or long frame is realigned and raises error)")
     b.set_defaults(func=cmd_build)
 
     for name, func, helptext in (("run", cmd_run, "run inputs through head, the RTL in Verilator and tail"),

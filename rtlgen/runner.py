@@ -130,17 +130,45 @@ def harness_optimisation(design: Design) -> str:
     return "-O0"
 
 
+def input_words(design: Design, hw_in: np.ndarray) -> list[int]:
+    """The s_axis words of integer frames (N, in_elems): elements packed into words of `in_stream_bits`; as
+    TDATA words (`s_axis_tdata_bits`) the padding bits above them are zero."""
+    io = design.io
+    in_fmt = parse_dtype(io["input_dtype"])
+    words = []
+    for frame in hw_in:
+        words.extend(pack_words(frame, in_fmt, io["in_elems_per_word"]))
+    return words
+
+
+def dma_buffer(words, tdata_bits: int) -> bytes:
+    """Words as an AXI DMA reads them from memory: each one `tdata_bits // 8` bytes, zero-padded, least
+    significant byte first, one after the other (a frame of W words is W * TDATA bytes, no gaps)."""
+    if tdata_bits % 8:
+        raise ValueError(f"TDATA of {tdata_bits} bits is not whole bytes")
+    return b"".join(int(w).to_bytes(tdata_bits // 8, "little") for w in words)
+
+
+def words_from_dma_buffer(buffer: bytes, tdata_bits: int) -> list[int]:
+    """The inverse of `dma_buffer`: the words an S2MM channel wrote, TDATA bytes each."""
+    step = tdata_bits // 8
+    if tdata_bits % 8 or len(buffer) % step:
+        raise ValueError(f"{len(buffer)} bytes are not whole {tdata_bits}-bit words")
+    return [int.from_bytes(buffer[k:k + step], "little") for k in range(0, len(buffer), step)]
+
+
 def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_stall: float = 0.0, seed: int = 0,
              watchdog_cycles: int | None = None) -> tuple[np.ndarray, dict]:
-    """Run the compiled Verilator harness on integer frames; returns (hw_out, stats)."""
+    """Run the compiled Verilator harness on integer frames; returns (hw_out, stats).
+
+    Every frame is sent whole with TLAST on its last word, so the core's error flag must stay low; a raised
+    flag fails the run (RtlgenError)."""
     from sim.verilator_harness import CompiledHarness, SimulationError
     from sim.toolchain import ToolchainError
 
     io = design.io
-    in_fmt, out_fmt = parse_dtype(io["input_dtype"]), parse_dtype(io["output_dtype"])
-    words = []
-    for frame in hw_in:
-        words.extend(pack_words(frame, in_fmt, io["in_elems_per_word"]))
+    out_fmt = parse_dtype(io["output_dtype"])
+    words = input_words(design, hw_in)
     n = len(hw_in)
     if watchdog_cycles is None:  # no output word for this long means a stall, not a slow design
         est = design.report["estimate"]
@@ -152,12 +180,19 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
                              p_in_gap=p_in_gap, p_out_stall=p_out_stall, seed=seed, watchdog_cycles=watchdog_cycles)
     except (SimulationError, ToolchainError) as exc:
         raise RtlgenError(f"simulation failed: {exc}") from None
+    if result.error_raised:
+        # every frame above is whole and carries TLAST on its last word: the framer must never complain
+        frame = (result.error_in_beats - 1) // io["in_words_per_frame"]
+        raise RtlgenError(f"simulation failed: the core raised its error flag (input framing) in cycle "
+                          f"{result.error_cycle}, at input frame {frame}, although every frame had exactly "
+                          f"{io['in_words_per_frame']} words with TLAST on the last; the design is faulty")
     hw_out = unpack_words(result.out_words, out_fmt, io["out_elems_per_word"], n * io["out_elems"]).reshape(n, io["out_elems"])
     stats = {
         "frames": n,
         "latency_cycles": result.latency_cycles,
         "ii_cycles": result.ii_cycles,
         "total_cycles": result.total_cycles,
+        "error_flag": result.error_raised,
         "p_in_gap": p_in_gap, "p_out_stall": p_out_stall, "seed": seed,
         "estimate": {k: design.report["estimate"][k] for k in ("ii_cycles", "latency_cycles")},
         "verilator_build_seconds": round(harness.compile_seconds, 3),

@@ -146,7 +146,7 @@ def build_component(stage: Stage):
 
 
 def stream_widths(network: Network) -> tuple[int, int]:
-    """Inner payload widths of the input and output streams (before byte padding)."""
+    """Inner payload widths of the input and output streams (before padding to TDATA, see `top_ports`)."""
     first, last = network.layers[0], network.layers[-1]
     return first.in_elems_per_word * first.in_fmt.width, last.out_elems_per_word * last.out_fmt.width
 
@@ -157,14 +157,24 @@ def io_words(network: Network) -> tuple[int, int]:
     return first.in_elems // first.in_elems_per_word, last.out_elems // last.out_elems_per_word
 
 
-def top_ports(network: Network) -> dict[str, int]:
+def top_ports(network: Network, input_tlast: bool = True) -> dict[str, int]:
+    """Widths of the top level's ports (TDATA padded by `axis_width` to what an AXI DMA streams)."""
     in_w, out_w = stream_widths(network)
-    return {"s_axis_tdata": axis_width(in_w), "m_axis_tdata": axis_width(out_w)}
+    ports = {"ap_clk": 1, "ap_rst_n": 1, "s_axis_tdata": axis_width(in_w), "s_axis_tvalid": 1, "s_axis_tready": 1}
+    if input_tlast:
+        ports["s_axis_tlast"] = 1
+    ports.update({"m_axis_tdata": axis_width(out_w), "m_axis_tvalid": 1, "m_axis_tready": 1, "m_axis_tlast": 1,
+                  "error": 1})
+    return ports
 
 
-def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> tuple[str, list[Stage]]:
+def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
+                     input_tlast: bool = True) -> tuple[str, list[Stage]]:
+    """The top level's Verilog and its stages. `input_tlast`: the input framer honours s_axis_tlast
+    (realigns after a short or long frame, raises `error`); False leaves s_axis_tlast out."""
     stages = plan_stages(network, fifo_depth)
     in_w, out_w = stream_widths(network)
+    in_words, out_words = io_words(network)
     top = AxisDataflowTop([build_component(s) for s in stages], in_width=in_w, out_width=out_w,
-                          out_words_per_frame=io_words(network)[1])
+                          out_words_per_frame=out_words, in_words_per_frame=in_words, input_tlast=input_tlast)
     return to_verilog(top, top_name), stages

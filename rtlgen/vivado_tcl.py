@@ -9,10 +9,15 @@ The demos run end to end (`vivado -mode batch -source DIR/vivado/pynq_z2_bd.tcl`
 validation, wrapper, bitstream, and the files software needs (.bit + .hwh for PYNQ, .xsa for Vitis); with
 `-tclargs --bd-only` they stop after the block design is validated and saved.
 
-Stream widths: the AXI DMA streams 8 to 1024 bits in powers of two, the core's TDATA is any multiple of 8.
-Each direction gets the widest DMA stream (at most 64 bits, the Zynq HP port width) whose byte count divides
-the core's, and an AXI4-Stream data width converter in between when the two differ, so every conversion is
-an integer ratio (no partial words but at the end of a DMA buffer).
+Stream widths: the AXI DMA streams 8 to 1024 bits in powers of two, and an rtlgen core's TDATA is one of
+those widths (`ip_cores.axis_top.axis_width`), so each DMA stream is exactly as wide as the core's TDATA and
+no width converter sits in between: one DMA beat is one core word, a frame of W words is W beats. The DMA's
+memory-mapped side is at least as wide (it may not be narrower than its stream). Only a core that is not
+rtlgen's (any multiple of 8 bits) or wider than 1024 bits gets the widest DMA stream whose byte count divides
+its own and an integer-ratio AXI4-Stream data width converter.
+
+The core's `error` output (sticky after a damaged input frame) goes to a one-bit input of an AXI GPIO
+(`error_gpio`, channel 1), which the processor reads.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ip_cores.axis_top import DMA_STREAM_WIDTHS
 from rtlgen.ipxact import IpOptions
 
 PYNQ_Z2_PART = "xc7z020clg400-1"
@@ -27,6 +33,7 @@ ARTY_A7_100T_PART = "xc7a100tcsg324-1"
 BD_NAME = "rtlgen_demo"
 CORE_CELL = "accel"
 DMA_CELL = "axi_dma"
+ERROR_GPIO_CELL = "error_gpio"
 
 # Zynq PS7 settings of the Pynq-Z2, as in the board's PYNQ base design (DDR3 MT41J256M16 RE-125 on a 16-bit
 # bus at 525 MHz, 50 MHz PS clock, UART0 on MIO 14..15, SD0, QSPI, Ethernet, USB). Set explicitly so the
@@ -58,7 +65,9 @@ PYNQ_Z2_PS7_PRESET = (
     ("PCW_GPIO_MIO_GPIO_ENABLE", "1"),
 )
 
-MAX_DMA_STREAM_BYTES = 8  # 64 bits: the Zynq HP port; wider DMA streams buy nothing on these boards
+MAX_DMA_STREAM_BYTES = DMA_STREAM_WIDTHS[-1] // 8  # 1024 bits, the widest AXI DMA stream
+MIN_DMA_MM_BITS = 32  # the narrowest memory-mapped data width of the AXI DMA
+PYNQ_Z2_HP_PORT_BITS = 64  # the Zynq-7000 S_AXI_HP ports: what the DMA's memory side moves a cycle at most
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,19 @@ class StreamLink:
     def needs_converter(self) -> bool:
         return self.core_bytes != self.dma_bytes
 
+    @property
+    def mm_bits(self) -> int:
+        """The DMA's memory-mapped data width on this channel: at least its stream width (and 32 bits)."""
+        return max(MIN_DMA_MM_BITS, self.dma_bytes * 8)
+
 
 def dma_stream_bytes(core_bytes: int) -> int:
-    """The widest DMA stream (power-of-two bytes, <= 8) that divides the core's TDATA bytes."""
+    """The DMA stream for a core's TDATA bytes: the same width where the DMA streams it (every rtlgen core),
+    else the widest DMA width (power-of-two bytes, <= 128) that divides it (an integer-ratio converter)."""
     if core_bytes < 1:
         raise ValueError(f"TDATA of {core_bytes} bytes")
+    if core_bytes * 8 in DMA_STREAM_WIDTHS:
+        return core_bytes
     width = MAX_DMA_STREAM_BYTES
     while core_bytes % width:
         width //= 2
@@ -192,13 +209,14 @@ def _dma_and_core(to_core: StreamLink, from_core: StreamLink) -> tuple[str, list
     mm2s_bits, s2mm_bits = to_core.dma_bytes * 8, from_core.dma_bytes * 8
     dma_config = [
         ("c_include_sg", "0"), ("c_sg_include_stscntrl_strm", "0"), ("c_sg_length_width", "26"),
-        ("c_m_axi_mm2s_data_width", str(max(32, mm2s_bits))), ("c_m_axis_mm2s_tdata_width", str(mm2s_bits)),
+        ("c_m_axi_mm2s_data_width", str(to_core.mm_bits)), ("c_m_axis_mm2s_tdata_width", str(mm2s_bits)),
         ("c_mm2s_burst_size", "16"),
-        ("c_m_axi_s2mm_data_width", str(max(32, s2mm_bits))), ("c_s_axis_s2mm_tdata_width", str(s2mm_bits)),
+        ("c_m_axi_s2mm_data_width", str(from_core.mm_bits)), ("c_s_axis_s2mm_tdata_width", str(s2mm_bits)),
         ("c_s2mm_burst_size", "16"),
     ]
     lines = [
-        "# AXI DMA in simple (register) mode: MM2S feeds the core, S2MM takes its results.",
+        "# AXI DMA in simple (register) mode: MM2S feeds the core, S2MM takes its results. Its streams are as wide",
+        "# as the core's TDATA (one beat a word, no width converter) and its memory side at least as wide.",
         f"# DMA streams: MM2S {mm2s_bits} bits, S2MM {s2mm_bits} bits; core TDATA: in {to_core.core_bytes * 8}, "
         f"out {from_core.core_bytes * 8} bits.",
         f"set dma [create_bd_cell -type ip -vlnv [rtlgen_ipdef axi_dma] {DMA_CELL}]",
@@ -233,6 +251,17 @@ def _dma_and_core(to_core: StreamLink, from_core: StreamLink) -> tuple[str, list
 
     link("to_accel", to_core, f"{DMA_CELL}/M_AXIS_MM2S", f"{CORE_CELL}/s_axis", "DMA MM2S -> core s_axis")
     link("from_accel", from_core, f"{CORE_CELL}/m_axis", f"{DMA_CELL}/S_AXIS_S2MM", "core m_axis -> DMA S2MM")
+
+    lines.extend([
+        "",
+        "# The core's error flag (high from a damaged input frame until reset) on channel 1 of an AXI GPIO.",
+        f"set error_gpio [create_bd_cell -type ip -vlnv [rtlgen_ipdef axi_gpio] {ERROR_GPIO_CELL}]",
+        f"set_property -dict {_tcl_dict([('C_GPIO_WIDTH', 1), ('C_ALL_INPUTS', 1), ('C_INTERRUPT_PRESENT', 0)])} "
+        "$error_gpio",
+        _connect(f"{CORE_CELL}/error", [f"{ERROR_GPIO_CELL}/gpio_io_i"]),
+    ])
+    clocks.append(f"{ERROR_GPIO_CELL}/s_axi_aclk")
+    resets.append(f"{ERROR_GPIO_CELL}/s_axi_aresetn")
     return "\n".join(lines) + "\n", clocks, resets
 
 
@@ -273,7 +302,8 @@ puts "rtlgen: bitstream and hand-off files are in $out_dir"
 def pynq_z2_tcl(options: IpOptions, to_core: StreamLink, from_core: StreamLink) -> str:
     dma, clocks, resets = _dma_and_core(to_core, from_core)
     ps_options = [
-        ("PCW_USE_M_AXI_GP0", "1"), ("PCW_USE_S_AXI_HP0", "1"), ("PCW_S_AXI_HP0_DATA_WIDTH", "64"),
+        ("PCW_USE_M_AXI_GP0", "1"), ("PCW_USE_S_AXI_HP0", "1"),
+        ("PCW_S_AXI_HP0_DATA_WIDTH", str(PYNQ_Z2_HP_PORT_BITS)),
         ("PCW_EN_CLK0_PORT", "1"), ("PCW_FPGA_FCLK0_ENABLE", "1"),
         ("PCW_FPGA0_PERIPHERAL_FREQMHZ", f"{options.clock_mhz:g}"),
         ("PCW_EN_RST0_PORT", "1"), ("PCW_USE_FABRIC_INTERRUPT", "1"), ("PCW_IRQ_F2P_INTR", "1"),
@@ -298,9 +328,10 @@ create_bd_cell -type ip -vlnv [rtlgen_ipdef proc_sys_reset] rst_ps7
 {dma}
 # PS GP0 -> DMA registers; DMA MM2S and S2MM -> PS HP0 (DDR)
 create_bd_cell -type ip -vlnv [rtlgen_ipdef smartconnect] axi_smc_ctrl
-set_property -dict {_tcl_dict([("NUM_SI", 1), ("NUM_MI", 1)])} [get_bd_cells axi_smc_ctrl]
+set_property -dict {_tcl_dict([("NUM_SI", 1), ("NUM_MI", 2)])} [get_bd_cells axi_smc_ctrl]
 {_intf("ps7/M_AXI_GP0", "axi_smc_ctrl/S00_AXI")}
 {_intf("axi_smc_ctrl/M00_AXI", f"{DMA_CELL}/S_AXI_LITE")}
+{_intf("axi_smc_ctrl/M01_AXI", f"{ERROR_GPIO_CELL}/S_AXI")}
 create_bd_cell -type ip -vlnv [rtlgen_ipdef smartconnect] axi_smc_mem
 set_property -dict {_tcl_dict([("NUM_SI", 2), ("NUM_MI", 1)])} [get_bd_cells axi_smc_mem]
 {_intf(f"{DMA_CELL}/M_AXI_MM2S", "axi_smc_mem/S00_AXI")}
@@ -377,9 +408,10 @@ create_bd_cell -type ip -vlnv [rtlgen_ipdef mdm] mdm_1
 {_intf("mdm_1/MBDEBUG_0", "microblaze_0/DEBUG")}
 {_connect("mdm_1/Debug_SYS_Rst", ["rst_clk/mb_debug_sys_rst"])}
 
-# 64 KB of AXI BRAM that the DMA reads frames from and writes results to (this design has no DDR)
+# 64 KB of AXI BRAM that the DMA reads frames from and writes results to (this design has no DDR), as wide as
+# the DMA's memory side, so a DMA burst moves one stream beat a cycle.
 create_bd_cell -type ip -vlnv [rtlgen_ipdef axi_bram_ctrl] axi_bram_ctrl_0
-set_property -dict {_tcl_dict([("SINGLE_PORT_BRAM", 1)])} [get_bd_cells axi_bram_ctrl_0]
+set_property -dict {_tcl_dict([("SINGLE_PORT_BRAM", 1), ("DATA_WIDTH", max(to_core.mm_bits, from_core.mm_bits))])} [get_bd_cells axi_bram_ctrl_0]
 create_bd_cell -type ip -vlnv [rtlgen_ipdef blk_mem_gen] data_bram
 set_property -dict {_tcl_dict([("Memory_Type", "Single_Port_RAM"), ("use_bram_block", "BRAM_Controller")])} [get_bd_cells data_bram]
 {_intf("axi_bram_ctrl_0/BRAM_PORTA", "data_bram/BRAM_PORTA")}
@@ -390,15 +422,16 @@ set_property -dict {_tcl_dict([("C_BAUDRATE", 115200)])} [get_bd_cells axi_uartl
 connect_bd_intf_net [get_bd_intf_ports usb_uart] [get_bd_intf_pins axi_uartlite_0/UART]
 
 {dma}
-# One AXI crossbar: MicroBlaze data port and both DMA masters -> DMA registers, UART, data BRAM
+# One AXI crossbar: MicroBlaze data port and both DMA masters -> DMA registers, UART, data BRAM, error GPIO
 create_bd_cell -type ip -vlnv [rtlgen_ipdef smartconnect] axi_smc
-set_property -dict {_tcl_dict([("NUM_SI", 3), ("NUM_MI", 3)])} [get_bd_cells axi_smc]
+set_property -dict {_tcl_dict([("NUM_SI", 3), ("NUM_MI", 4)])} [get_bd_cells axi_smc]
 {_intf("microblaze_0/M_AXI_DP", "axi_smc/S00_AXI")}
 {_intf(f"{DMA_CELL}/M_AXI_MM2S", "axi_smc/S01_AXI")}
 {_intf(f"{DMA_CELL}/M_AXI_S2MM", "axi_smc/S02_AXI")}
 {_intf("axi_smc/M00_AXI", f"{DMA_CELL}/S_AXI_LITE")}
 {_intf("axi_smc/M01_AXI", "axi_uartlite_0/S_AXI")}
 {_intf("axi_smc/M02_AXI", "axi_bram_ctrl_0/S_AXI")}
+{_intf("axi_smc/M03_AXI", f"{ERROR_GPIO_CELL}/S_AXI")}
 
 # Clock and resets
 {_connect("clk_wiz_0/clk_out1", clocks)}

@@ -6,29 +6,51 @@
 //     #define HARNESS_TOP_NAME "my_top"
 //     #define HARNESS_IN_W 200
 //     #define HARNESS_OUT_W 72
+//     #define HARNESS_HAS_S_TLAST 1
+//     #define HARNESS_HAS_ERROR 1
 //     #include "Vtop.h"
 //     typedef Vtop HarnessTop;
 //
 // Ports expected: ap_clk, ap_rst_n (active low), s_axis_tdata/tvalid/tready,
-// m_axis_tdata/tvalid/tready/tlast.
+// m_axis_tdata/tvalid/tready/tlast; optional: s_axis_tlast (driven on the last word of every input
+// frame) and error (watched: the cycle it first reads 1 is reported).
 //
 // Usage:
 //   harness --in IN.hex --out OUT.txt --n-out M [--in-per-frame A] [--out-per-frame B]
 //           [--p-in P] [--p-out P] [--seed S] [--watchdog K] [--reset-cycles R] [--trace FILE.vcd|FILE.fst]
+//           [--drop-word F:J]... [--extra-word F:J]... [--in-cycles-per-word K] [--out-cycles-per-word K]
 //
 // IN.hex: one input word a line, hexadecimal (no prefix needed, "0x" accepted), least significant
-// bit = bit 0 of s_axis_tdata.
+// bit = bit 0 of s_axis_tdata. The words form frames of A words; each frame is sent as beats with
+// TLAST on its last beat. Corrupted frames, to test the core's input framer:
+//   --drop-word F:J    frame F loses its word J (A-1 beats, TLAST on the last of them)
+//   --extra-word F:J   frame F gets a copy of its word J inserted before it (A+1 beats)
+// DMA-side pacing, for widths that differ between a DMA and the core:
+//   --in-cycles-per-word K   the source gathers K beats (one a cycle) into each input word, so a new
+//                            word is offered at most every K cycles (K = 1: every cycle)
+//   --out-cycles-per-word K  the sink takes an output word, then needs K cycles to pass it on, so
+//                            m_axis_tready is high at most once every K cycles
 // OUT.txt (written on success):
 //   status ok
 //   cycles T            cycles simulated after reset (last output handshake cycle + 1)
-//   in_accepted A       input words accepted
+//   in_accepted A       input beats accepted
+//   in_beats B          input beats in the stimulus (after corruption)
 //   o HEX TLAST CYCLE   one line per output word, in order
 //   i FRAME CYCLE       cycle of the first input handshake of each input frame
+//   error_rise CYCLE BEATS   only if `error` read 1: the first edge after which it did, and the input
+//                            beats accepted up to and including that edge
 // Cycle c is the c-th rising edge of ap_clk after reset was released (the first is cycle 0); a
 // handshake "in cycle c" means tvalid && tready were both high at that edge.
 // On failure the program prints one line starting with "harness: " to stderr and exits non-zero.
 
 #include "harness_config.h"
+
+#ifndef HARNESS_HAS_S_TLAST
+#define HARNESS_HAS_S_TLAST 0
+#endif
+#ifndef HARNESS_HAS_ERROR
+#define HARNESS_HAS_ERROR 0
+#endif
 
 #include "verilated.h"
 #if VM_TRACE_FST
@@ -39,6 +61,7 @@ typedef VerilatedFstC HarnessTrace;
 typedef VerilatedVcdC HarnessTrace;
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -46,7 +69,9 @@ typedef VerilatedVcdC HarnessTrace;
 #include <cstring>
 #include <memory>
 #include <string>
+#include <map>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -167,6 +192,10 @@ struct Options {
     unsigned long long seed = 0;
     long long watchdog = 100000;
     int reset_cycles = 4;
+    long long in_cycles_per_word = 1;
+    long long out_cycles_per_word = 1;
+    std::map<long long, long long> drop_word;   // frame -> word index removed
+    std::map<long long, long long> extra_word;  // frame -> word index duplicated
 };
 
 long long parse_int(const char* name, const char* text) {
@@ -175,6 +204,17 @@ long long parse_int(const char* name, const char* text) {
     const long long v = std::strtoll(text, &end, 0);
     if (errno || end == text || *end) fail(std::string("bad integer for ") + name + ": " + text);
     return v;
+}
+
+// "F:J" -> (F, J), both >= 0
+std::pair<long long, long long> parse_pair(const char* name, const char* text) {
+    const char* colon = std::strchr(text, ':');
+    if (!colon) fail(std::string("bad value for ") + name + " (need FRAME:WORD): " + text);
+    const std::string first(text, colon);
+    const long long f = parse_int(name, first.c_str());
+    const long long j = parse_int(name, colon + 1);
+    if (f < 0 || j < 0) fail(std::string("negative frame or word for ") + name + ": " + text);
+    return {f, j};
 }
 
 double parse_prob(const char* name, const char* text) {
@@ -203,13 +243,29 @@ Options parse_args(int argc, char** argv) {
         else if (a == "--seed") o.seed = static_cast<unsigned long long>(parse_int("--seed", v));
         else if (a == "--watchdog") o.watchdog = parse_int("--watchdog", v);
         else if (a == "--reset-cycles") o.reset_cycles = static_cast<int>(parse_int("--reset-cycles", v));
+        else if (a == "--in-cycles-per-word") o.in_cycles_per_word = parse_int("--in-cycles-per-word", v);
+        else if (a == "--out-cycles-per-word") o.out_cycles_per_word = parse_int("--out-cycles-per-word", v);
+        else if (a == "--drop-word" || a == "--extra-word") {
+            const auto fj = parse_pair(a.c_str(), v);
+            if (o.drop_word.count(fj.first) || o.extra_word.count(fj.first))
+                fail("frame " + std::to_string(fj.first) + " is corrupted twice (one --drop-word or --extra-word a frame)");
+            (a == "--drop-word" ? o.drop_word : o.extra_word)[fj.first] = fj.second;
+        }
         else fail("unknown option " + a);
     }
     if (o.in_path.empty() || o.out_path.empty() || o.n_out < 0)
         fail("usage: harness --in IN.hex --out OUT.txt --n-out M [--in-per-frame A] [--out-per-frame B] "
-             "[--p-in P] [--p-out P] [--seed S] [--watchdog K] [--reset-cycles R] [--trace FILE.vcd|FILE.fst]");
-    if (o.in_per_frame < 1 || o.out_per_frame < 1 || o.watchdog < 1 || o.reset_cycles < 1)
-        fail("--in-per-frame, --out-per-frame, --watchdog and --reset-cycles must be >= 1");
+             "[--p-in P] [--p-out P] [--seed S] [--watchdog K] [--reset-cycles R] [--trace FILE.vcd|FILE.fst] "
+             "[--drop-word F:J]... [--extra-word F:J]... [--in-cycles-per-word K] [--out-cycles-per-word K]");
+    if (o.in_per_frame < 1 || o.out_per_frame < 1 || o.watchdog < 1 || o.reset_cycles < 1 ||
+        o.in_cycles_per_word < 1 || o.out_cycles_per_word < 1)
+        fail("--in-per-frame, --out-per-frame, --watchdog, --reset-cycles and --*-cycles-per-word must be >= 1");
+    for (const auto* corrupt : {&o.drop_word, &o.extra_word})
+        for (const auto& fj : *corrupt)
+            if (fj.second >= o.in_per_frame)
+                fail("word " + std::to_string(fj.second) + " of frame " + std::to_string(fj.first) +
+                     " does not exist (" + std::to_string(o.in_per_frame) + " words a frame)");
+    if (!o.drop_word.empty() && o.in_per_frame == 1) fail("--drop-word would leave an empty frame (1 word a frame)");
     return o;
 }
 
@@ -244,6 +300,43 @@ std::vector<uint32_t> read_words(const std::string& path, long long& n_words) {
     return data;
 }
 
+// The beats sent: index of the input word each carries and its TLAST, frames of in_per_frame words with
+// the corruptions applied (a frame's last beat carries TLAST, a partial last frame included).
+struct Beats {
+    std::vector<long long> word;
+    std::vector<uint8_t> last;
+    std::vector<uint8_t> first;  // first beat of a frame
+};
+
+Beats make_beats(const Options& o, long long n_words) {
+    const long long n_frames = (n_words + o.in_per_frame - 1) / o.in_per_frame;
+    for (const auto* corrupt : {&o.drop_word, &o.extra_word})
+        for (const auto& fj : *corrupt)
+            if (fj.first >= n_frames || fj.first * o.in_per_frame + fj.second >= n_words)
+                fail("frame " + std::to_string(fj.first) + " word " + std::to_string(fj.second) +
+                     " to corrupt is not in the input (" + std::to_string(n_words) + " words)");
+    Beats b;
+    for (long long f = 0; f < n_frames; ++f) {
+        const long long start = f * o.in_per_frame;
+        const long long end = std::min(n_words, start + o.in_per_frame);
+        std::vector<long long> frame;
+        for (long long w = start; w < end; ++w) {
+            const long long j = w - start;
+            const auto extra = o.extra_word.find(f);
+            if (extra != o.extra_word.end() && extra->second == j) frame.push_back(w);
+            const auto drop = o.drop_word.find(f);
+            if (drop != o.drop_word.end() && drop->second == j) continue;
+            frame.push_back(w);
+        }
+        for (std::size_t k = 0; k < frame.size(); ++k) {
+            b.word.push_back(frame[k]);
+            b.last.push_back(k + 1 == frame.size() ? 1 : 0);
+            b.first.push_back(k == 0 ? 1 : 0);
+        }
+    }
+    return b;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,8 +351,10 @@ int main(int argc, char** argv) {
     static_assert(PortWords<std::remove_reference_t<decltype(top->m_axis_tdata)>>::words(HARNESS_OUT_W) == kOutChunks,
                   "m_axis_tdata width in harness_config.h does not match the model");
 
-    long long n_in = 0;
-    const std::vector<uint32_t> in_data = read_words(opt.in_path, n_in);
+    long long n_words = 0;
+    const std::vector<uint32_t> in_data = read_words(opt.in_path, n_words);
+    const Beats beats = make_beats(opt, n_words);
+    const long long n_in = static_cast<long long>(beats.word.size());
     const long long n_out = opt.n_out;
 
     std::vector<uint32_t> out_data(static_cast<std::size_t>(n_out) * kOutChunks);
@@ -293,6 +388,9 @@ int main(int argc, char** argv) {
     top->ap_rst_n = 0;
     top->s_axis_tvalid = 0;
     put_port(top->s_axis_tdata, zero_in, HARNESS_IN_W);
+#if HARNESS_HAS_S_TLAST
+    top->s_axis_tlast = 0;
+#endif
     top->m_axis_tready = 0;
     top->eval();
     dump();
@@ -308,21 +406,30 @@ int main(int argc, char** argv) {
     }
     top->ap_rst_n = 1;
 
-    long long next_in = 0;      // index of the next input word to present
-    bool presenting = false;    // s_axis_tvalid currently high with word next_in
+    long long next_in = 0;      // index of the next input beat to present
+    bool presenting = false;    // s_axis_tvalid currently high with beat next_in
     long long got = 0;          // output words received
     long long cycle = 0;
     long long last_progress = 0;
+    long long gathered = opt.in_cycles_per_word;  // DMA beats gathered into the next input word
+    long long out_busy = 0;     // cycles the sink still needs to pass on the last output word
+    long long error_cycle = -1, error_beats = -1;
     uint32_t chunk_buf[kOutChunks];
 
     while (got < n_out) {
-        // Drive inputs for this cycle (ap_clk is low). tvalid/tdata stay put while not accepted.
-        if (!presenting && next_in < n_in && !rng_in.chance(opt.p_in)) {
+        // Drive inputs for this cycle (ap_clk is low). tvalid/tdata/tlast stay put while not accepted.
+        if (!presenting && next_in < n_in && gathered >= opt.in_cycles_per_word && !rng_in.chance(opt.p_in)) {
             presenting = true;
-            put_port(top->s_axis_tdata, &in_data[static_cast<std::size_t>(next_in) * kInChunks], HARNESS_IN_W);
+            gathered = 0;
+            const std::size_t word = static_cast<std::size_t>(beats.word[static_cast<std::size_t>(next_in)]);
+            put_port(top->s_axis_tdata, &in_data[word * kInChunks], HARNESS_IN_W);
+#if HARNESS_HAS_S_TLAST
+            top->s_axis_tlast = beats.last[static_cast<std::size_t>(next_in)];
+#endif
         }
         top->s_axis_tvalid = presenting ? 1 : 0;
-        top->m_axis_tready = rng_out.chance(opt.p_out) ? 0 : 1;
+        const bool stall = rng_out.chance(opt.p_out);  // drawn every cycle, so the sequence is the same for any K
+        top->m_axis_tready = (stall || out_busy > 0) ? 0 : 1;
         ctx->timeInc(1);
         top->eval();
         dump();
@@ -337,9 +444,12 @@ int main(int argc, char** argv) {
             out_cycle[static_cast<std::size_t>(got)] = cycle;
             ++got;
             last_progress = cycle;
+            out_busy = opt.out_cycles_per_word;
         }
+        if (out_busy > 0) --out_busy;
+        if (gathered < opt.in_cycles_per_word) ++gathered;
         if (in_fire) {
-            if (next_in % opt.in_per_frame == 0) frame_first_in.push_back(cycle);
+            if (beats.first[static_cast<std::size_t>(next_in)]) frame_first_in.push_back(cycle);
             ++next_in;
             presenting = false;
         }
@@ -349,13 +459,19 @@ int main(int argc, char** argv) {
         top->eval();
         dump();
         top->ap_clk = 0;
+#if HARNESS_HAS_ERROR
+        if (error_cycle < 0 && top->error) {
+            error_cycle = cycle;
+            error_beats = next_in;
+        }
+#endif
 
         if (ctx->gotFinish()) fail("the design called $finish in cycle " + std::to_string(cycle));
         ++cycle;
         if (got < n_out && cycle - last_progress > opt.watchdog) {
             fail("deadlock/stall after cycle " + std::to_string(cycle) + ": " + std::to_string(got) + " of " +
                  std::to_string(n_out) + " words (" + std::to_string(next_in) + " of " + std::to_string(n_in) +
-                 " input words accepted, no output for " + std::to_string(opt.watchdog) + " cycles)");
+                 " input beats accepted, no output for " + std::to_string(opt.watchdog) + " cycles)");
         }
     }
     top->final();
@@ -365,7 +481,8 @@ int main(int argc, char** argv) {
 
     std::FILE* f = std::fopen(opt.out_path.c_str(), "w");
     if (!f) fail("cannot write output file " + opt.out_path + ": " + std::strerror(errno));
-    std::fprintf(f, "status ok\ncycles %lld\nin_accepted %lld\n", cycle, next_in);
+    std::fprintf(f, "status ok\ncycles %lld\nin_accepted %lld\nin_beats %lld\n", cycle, next_in, n_in);
+    if (error_cycle >= 0) std::fprintf(f, "error_rise %lld %lld\n", error_cycle, error_beats);
     for (long long i = 0; i < n_out; ++i) {
         std::fputs("o ", f);
         write_hex(f, &out_data[static_cast<std::size_t>(i) * kOutChunks], kOutChunks);

@@ -74,6 +74,7 @@ def run_top_bench(
     opt: str = "-O0",
     pattern: str | None = None,
     reset_mid_frame: bool = True,
+    framing_cases: Sequence[dict] = (),
 ) -> TopBenchResult:
     """Build and run the cocotb top bench; raise `SimulationError` unless it passes.
 
@@ -81,6 +82,8 @@ def run_top_bench(
     its time in Python, not in the model. `pattern` (a pause pattern of `sim/benches/stream_tb.py`,
     e.g. "long_stalls" or "always_ready/long_stalls") replaces `p_in_gap`/`p_out_stall`;
     `reset_mid_frame=False` skips the bench's mid-frame reset test (for repeated runs of one design).
+    `framing_cases`: dicts {"drop": (F, J)} or {"extra": (F, J)} with "expected_out_words" (the whole output
+    with that frame damaged), run by the bench's `framing_errors` test (see sim/benches/top_bench.py).
     Runs in the same `build_dir` reuse the Verilator build.
     """
     verilog_files = [Path(p).resolve() for p in verilog_files]
@@ -101,6 +104,11 @@ def run_top_bench(
         "timeout_cycles": int(timeout_cycles),
         "pattern": pattern,
         "reset_mid_frame": bool(reset_mid_frame),
+        "framing_cases": [
+            {**{key: [int(v) for v in case[key]] for key in ("drop", "extra") if key in case},
+             "expected_out_words": [format(int(w), "x") for w in case["expected_out_words"]]}
+            for case in framing_cases
+        ],
     }))
     results_xml = build_dir / "results.xml"
     results_xml.unlink(missing_ok=True)

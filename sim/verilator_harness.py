@@ -9,7 +9,9 @@ a file, runs the executable and returns the output words with the handshake cycl
     r.out_words, r.latency_cycles, r.ii_cycles
 
 The top level has the AXI-Stream ports of docs/CONTRACTS.md (ap_clk, ap_rst_n active low, s_axis_tdata/
-tvalid/tready, m_axis_tdata/tvalid/tready/tlast). Every failure (build, harness, deadlock, wrong TLAST) is
+tvalid/tready, m_axis_tdata/tvalid/tready/tlast; s_axis_tlast and error when the design has them). The
+harness drives s_axis_tlast on the last word of every input frame, can corrupt chosen frames (a word
+dropped or added) and reports when `error` rose. Every failure (build, harness, deadlock, wrong TLAST) is
 a `SimulationError` whose message is one line.
 """
 from __future__ import annotations
@@ -44,11 +46,16 @@ _PORTS = {
     "m_axis_tready": "input",
     "m_axis_tlast": "output",
 }
-_CACHE_FORMAT = 1
+_OPTIONAL_PORTS = {  # a design built without input framing has neither (sim/harness.cpp is compiled to match)
+    "s_axis_tlast": "input",
+    "error": "output",
+}
+_CACHE_FORMAT = 2
 # lines of the harness output file (see sim/harness.cpp)
 _OUT_LINE = re.compile(r"^o ([0-9a-f]+) ([01]) (\d+)$", re.M)
 _IN_LINE = re.compile(r"^i \d+ (\d+)$", re.M)
-_FIELD_LINE = re.compile(r"^(status|cycles|in_accepted) (\S+)$", re.M)
+_FIELD_LINE = re.compile(r"^(status|cycles|in_accepted|in_beats) (\S+)$", re.M)
+_ERROR_LINE = re.compile(r"^error_rise (\d+) (\d+)$", re.M)
 
 
 class SimulationError(RuntimeError):
@@ -143,11 +150,28 @@ def _ports_by_verilator(verilog_files: Sequence[Path], top: str, work_dir: Path)
     return ports
 
 
+@dataclass(frozen=True)
+class TopPorts:
+    """What the harness needs to know of a top level: TDATA widths and the optional ports it has."""
+
+    in_w: int
+    out_w: int
+    has_tlast: bool  # s_axis_tlast
+    has_error: bool  # error
+
+
 def read_port_widths(verilog_files: Sequence[Path], top: str, work_dir: Path | None = None) -> tuple[int, int]:
-    """(IN_W, OUT_W): the widths of `s_axis_tdata` and `m_axis_tdata` of module `top`.
+    """(IN_W, OUT_W): the widths of `s_axis_tdata` and `m_axis_tdata` of module `top` (see `read_top_ports`)."""
+    ports = read_top_ports(verilog_files, top, work_dir)
+    return ports.in_w, ports.out_w
+
+
+def read_top_ports(verilog_files: Sequence[Path], top: str, work_dir: Path | None = None) -> TopPorts:
+    """TDATA widths and optional ports of module `top`.
 
     Reads the port declarations directly when they have numeric ranges (Amaranth/Yosys output always
-    does); otherwise asks Verilator to elaborate the design. Checks that every AXI-Stream port is there.
+    does); otherwise asks Verilator to elaborate the design. Checks that every AXI-Stream port is there,
+    and that `s_axis_tlast` and `error`, where present, are 1-bit ports of the right direction.
     """
     ports = _ports_by_regex(verilog_files, top)
     if ports is None or not set(_PORTS) <= set(ports):
@@ -159,16 +183,17 @@ def read_port_widths(verilog_files: Sequence[Path], top: str, work_dir: Path | N
     missing = [name for name in _PORTS if name not in ports]
     if missing:
         raise SimulationError(f"top module {top} lacks the AXI-Stream port(s) {', '.join(missing)}")
-    for name, direction in _PORTS.items():
+    known = {**_PORTS, **{name: d for name, d in _OPTIONAL_PORTS.items() if name in ports}}
+    for name, direction in known.items():
         got_dir, width = ports[name]
         if got_dir != direction:
             raise SimulationError(f"port {name} of {top} is an {got_dir}, expected an {direction}")
         if not name.endswith("tdata") and width != 1:
             raise SimulationError(f"port {name} of {top} is {width} bits wide, expected 1")
-    undriven = sorted(name for name, (direction, _) in ports.items() if direction != "output" and name not in _PORTS)
+    undriven = sorted(name for name, (direction, _) in ports.items() if direction != "output" and name not in known)
     if undriven:
         raise SimulationError(f"top module {top} has input port(s) the harness cannot drive: {', '.join(undriven)}")
-    return ports["s_axis_tdata"][1], ports["m_axis_tdata"][1]
+    return TopPorts(ports["s_axis_tdata"][1], ports["m_axis_tdata"][1], "s_axis_tlast" in ports, "error" in ports)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -185,10 +210,17 @@ class HarnessResult:
     frame_first_in_cycle: list[int]  # handshake cycle of the first word of every input frame
     frame_last_out_cycle: list[int]  # handshake cycle of the last word (TLAST) of every output frame
     total_cycles: int  # cycles simulated after reset, up to and including the last output handshake
-    in_words_accepted: int
+    in_words_accepted: int  # input beats accepted (words, plus or minus the corruptions asked for)
     wall_seconds: float  # time the simulation executable ran
     p_in_gap: float = 0.0
     p_out_stall: float = 0.0
+    in_beats: int = 0  # input beats in the stimulus, after corruption
+    error_cycle: int | None = None  # the edge after which `error` first read 1 (None: it never did)
+    error_in_beats: int | None = None  # input beats accepted up to and including that edge
+
+    @property
+    def error_raised(self) -> bool:
+        return self.error_cycle is not None
 
     @property
     def latency_cycles(self) -> int:
@@ -316,6 +348,8 @@ class CompiledHarness:
     cached: bool  # True when build() found an up-to-date executable and compiled nothing
     trace: str | None = None  # "vcd" or "fst" when built with tracing
     compile_seconds: float = field(default=0.0)  # wall time of the build that produced the executable
+    has_tlast: bool = False  # the design has s_axis_tlast (the harness drives it)
+    has_error: bool = False  # the design has an `error` output (the harness watches it)
 
     @classmethod
     def build(
@@ -372,9 +406,11 @@ class CompiledHarness:
                     meta = {}
                 if meta.get("key") == key:
                     return cls(top, meta["in_w"], meta["out_w"], executable, build_dir,
-                               time.monotonic() - start, True, trace, meta.get("compile_seconds", 0.0))
+                               time.monotonic() - start, True, trace, meta.get("compile_seconds", 0.0),
+                               meta["has_tlast"], meta["has_error"])
 
-            in_w, out_w = read_port_widths(verilog_files, top, build_dir / "ports")
+            ports = read_top_ports(verilog_files, top, build_dir / "ports")
+            in_w, out_w = ports.in_w, ports.out_w
             obj_dir.mkdir(parents=True, exist_ok=True)
             meta_file.unlink(missing_ok=True)
             (obj_dir / "harness_config.h").write_text(
@@ -382,6 +418,8 @@ class CompiledHarness:
                 f'#define HARNESS_TOP_NAME "{top}"\n'
                 f"#define HARNESS_IN_W {in_w}\n"
                 f"#define HARNESS_OUT_W {out_w}\n"
+                f"#define HARNESS_HAS_S_TLAST {int(ports.has_tlast)}\n"
+                f"#define HARNESS_HAS_ERROR {int(ports.has_error)}\n"
                 '#include "Vtop.h"\n'
                 "typedef Vtop HarnessTop;\n"
             )
@@ -417,9 +455,11 @@ class CompiledHarness:
             runtime.save()
             seconds = time.monotonic() - start
             meta_file.write_text(json.dumps(
-                {"key": key, "top": top, "in_w": in_w, "out_w": out_w, "compile_seconds": round(seconds, 3)}
+                {"key": key, "top": top, "in_w": in_w, "out_w": out_w, "compile_seconds": round(seconds, 3),
+                 "has_tlast": ports.has_tlast, "has_error": ports.has_error}
             ))
-        return cls(top, in_w, out_w, executable, build_dir, seconds, False, trace, seconds)
+        return cls(top, in_w, out_w, executable, build_dir, seconds, False, trace, seconds, ports.has_tlast,
+                   ports.has_error)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -437,11 +477,20 @@ class CompiledHarness:
         check_tlast: bool = True,
         trace_path: Path | None = None,
         timeout_seconds: float | None = None,
+        drop_words: Sequence[tuple[int, int]] = (),
+        extra_words: Sequence[tuple[int, int]] = (),
+        in_cycles_per_word: int = 1,
+        out_cycles_per_word: int = 1,
     ) -> HarnessResult:
         """Stream `in_words` into the design and collect `n_out_words` output words.
 
         Input words are presented with random gaps (probability `p_in_gap` a cycle), the output is
-        back-pressured at random (probability `p_out_stall` a cycle), both from `seed`. Raises a
+        back-pressured at random (probability `p_out_stall` a cycle), both from `seed`. s_axis_tlast (if
+        the design has it) is high on the last beat of every frame of `in_words_per_frame` words.
+        `drop_words` / `extra_words`: (frame, word) pairs; that frame loses its word, or gets a copy of it
+        inserted before it (`sim.framing.corrupt_frames` makes the same beats). `in_cycles_per_word` /
+        `out_cycles_per_word`: at most one input word offered, one output word taken, every so many
+        cycles (a DMA streaming that many beats a word through a width converter). Raises a
         `SimulationError` when no output word arrives for `watchdog_cycles` cycles, and (with
         `check_tlast`) when TLAST is not set exactly on the last word of every output frame.
         """
@@ -455,6 +504,15 @@ class CompiledHarness:
             raise ValueError("p_in_gap and p_out_stall must be in [0, 1)")
         if trace_path is not None and not self.trace:
             raise ValueError("trace_path needs a harness built with trace=True")
+        if in_cycles_per_word < 1 or out_cycles_per_word < 1:
+            raise ValueError("cycles per word must be >= 1")
+        corrupt = [("--drop-word", f, j) for f, j in drop_words] + [("--extra-word", f, j) for f, j in extra_words]
+        n_frames = len(in_words) // in_words_per_frame
+        for option, f, j in corrupt:
+            if not (0 <= f < n_frames and 0 <= j < in_words_per_frame):
+                raise ValueError(f"{option} {f}:{j}: no such word ({n_frames} frames of {in_words_per_frame} words)")
+        if len({f for _, f, _ in corrupt}) != len(corrupt):
+            raise ValueError("at most one corruption a frame")
         limit = 1 << self.in_w
         if in_words and not (0 <= min(in_words) and max(in_words) < limit):
             i, w = next((i, w) for i, w in enumerate(in_words) if not 0 <= w < limit)
@@ -472,7 +530,10 @@ class CompiledHarness:
                 "--out-per-frame", str(out_words_per_frame), "--p-in", repr(float(p_in_gap)),
                 "--p-out", repr(float(p_out_stall)), "--seed", str(int(seed)),
                 "--watchdog", str(int(watchdog_cycles)),
+                "--in-cycles-per-word", str(int(in_cycles_per_word)),
+                "--out-cycles-per-word", str(int(out_cycles_per_word)),
                 *(["--trace", str(Path(trace_path).resolve())] if trace_path is not None else []),
+                *[arg for option, f, j in corrupt for arg in (option, f"{f}:{j}")],
             ]
             start = time.monotonic()
             try:
@@ -506,6 +567,8 @@ class CompiledHarness:
         status = fields.get("status")
         total = int(fields.get("cycles", 0))
         accepted = int(fields.get("in_accepted", 0))
+        beats = int(fields.get("in_beats", 0))
+        error = _ERROR_LINE.search(text)
         if status != "ok" or len(words) != n_out:
             raise SimulationError(
                 f"{self.top}: harness output unreadable ({len(words)} of {n_out} words, status {status})"
@@ -519,4 +582,5 @@ class CompiledHarness:
                         f"word {i % out_per_frame} of {out_per_frame}), expected {int(want)}"
                     )
         last_out = [cycles[i] for i in range(out_per_frame - 1, n_out, out_per_frame)]
-        return HarnessResult(words, lasts, cycles, first_in, last_out, total, accepted, wall, p_in, p_out)
+        return HarnessResult(words, lasts, cycles, first_in, last_out, total, accepted, wall, p_in, p_out, beats,
+                             int(error.group(1)) if error else None, int(error.group(2)) if error else None)

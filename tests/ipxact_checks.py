@@ -4,7 +4,9 @@ builds (every model that builds must pass them).
 - component.xml validates against the IEEE 1685-2009 schema (offline: includes resolve to ../shared/ipxact);
 - every file it names exists, by a relative path inside DIR/ip;
 - its ports equal the top-level Verilog's, by name, direction and width, as Verilator reads the Verilog;
-- ASSOCIATED_BUSIF names existing interfaces; TDATA widths are whole bytes and match TDATA_NUM_BYTES.
+- ASSOCIATED_BUSIF names existing interfaces; TDATA widths are whole bytes and match TDATA_NUM_BYTES;
+  every s_axis_*/m_axis_* port (TLAST of both streams included) is mapped by its interface, under its own
+  name; `error` is a 1-bit output in no interface.
 """
 from __future__ import annotations
 
@@ -109,10 +111,19 @@ def check_stream_interfaces(root: Path) -> None:
     assert set(clock["ASSOCIATED_BUSIF"].split(":")) == {"s_axis", "m_axis"}
     assert set(clock["ASSOCIATED_BUSIF"].split(":")) <= set(interfaces)
     assert clock["ASSOCIATED_RESET"] in interfaces
-    widths = {p.name: p.width for p in component_ports(doc)}
+    ports = {p.name: p for p in component_ports(doc)}
+    widths = {name: p.width for name, p in ports.items()}
     for name, tdata in (("s_axis", "s_axis_tdata"), ("m_axis", "m_axis_tdata")):
         assert widths[tdata] % 8 == 0
         assert int(interface_params(interfaces[name])["TDATA_NUM_BYTES"]) * 8 == widths[tdata]
+        mapped = {text(m, "spirit:logicalPort/spirit:name"): text(m, "spirit:physicalPort/spirit:name")
+                  for m in interfaces[name].iterfind("spirit:portMaps/spirit:portMap", NS)}
+        own = {port for port in ports if port.startswith(f"{name}_")}
+        assert set(mapped.values()) == own, (name, mapped, own)
+        assert all(physical == f"{name}_{logical.lower()}" for logical, physical in mapped.items()), mapped
+    assert "TLAST" in {text(m, "spirit:logicalPort/spirit:name")
+                       for m in interfaces["m_axis"].iterfind("spirit:portMaps/spirit:portMap", NS)}
+    assert (ports["error"].direction, ports["error"].width) == ("out", 1)
 
 
 def check_ip_folder(root: Path) -> None:

@@ -61,12 +61,31 @@ def test_run_and_verify_default_model(default_build, tmp_path):
     assert y.shape == (len(x), 10)
     stats = json.loads(stats_path.read_text())
     assert stats["frames"] == len(x) and stats["latency_cycles"] > 0
+    assert stats["error_flag"] is False  # well-formed frames never raise the input framer's error flag
     assert abs(stats["ii_cycles"] - stats["estimate"]["ii_cycles"]) <= 0.05 * stats["estimate"]["ii_cycles"]
     labels = np.load(REPO / "rtlgen" / "models" / "default_digits_labels.npy")
     assert (y.argmax(axis=1) == labels).mean() > 0.8  # a trained classifier, through the RTL
     code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, out, "--frames", "24", "--backpressure", "0.4", "--seed", "5")
     assert code == 0, stderr
     assert "hardware == golden on 24/24" in stdout and "golden == qonnx on 24/24" in stdout
+
+
+def test_build_without_input_tlast(tmp_path):
+    """--ignore-input-tlast: no s_axis_tlast port (the s_axis interface maps no TLAST), the report says so, and the
+    design runs in the harness, which then drives no TLAST."""
+    from rtlgen.verilog_ports import read_verilog_ports
+
+    out = tmp_path / "design"
+    code, _, stderr = rtlgen("build", "-o", out, "--ignore-input-tlast")
+    assert code == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["io"]["input_tlast"] is False
+    ports = {p.name: p for p in read_verilog_ports(out / report["verilog"][0], report["top"])}
+    assert "s_axis_tlast" not in ports and ports["error"].direction == "out"
+    assert "s_axis_tlast" not in (out / "ip" / "component.xml").read_text()
+    code, stdout, stderr = rtlgen("run", out, "--inputs", DEFAULT_INPUTS, "--out", tmp_path / "y.npy")
+    assert code == 0, stderr
+    assert np.load(tmp_path / "y.npy").shape == (len(np.load(DEFAULT_INPUTS)), 10)
 
 
 def test_missing_model_file(tmp_path):

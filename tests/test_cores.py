@@ -187,14 +187,29 @@ def test_large_mvtu_converts_without_warnings():
 
 def test_axis_top_has_exactly_the_vivado_ports():
     stages = [StreamFIFO(12, 4), StreamWidthConverter(3, 4, 2)]
-    text = _convert_quietly(AxisDataflowTop(stages, 12, 6, 3), "accel")
+    text = _convert_quietly(AxisDataflowTop(stages, 12, 6, 3, in_words_per_frame=5), "accel")
     header = re.search(r"module accel\((.*?)\);", text, re.S).group(1)
     assert sorted(p.strip() for p in header.split(",")) == sorted([
-        "ap_clk", "ap_rst_n", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
-        "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", "m_axis_tlast"])
+        "ap_clk", "ap_rst_n", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast",
+        "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", "m_axis_tlast", "error"])
     assert re.search(r"input \[15:0\] s_axis_tdata;", text)
     assert re.search(r"output \[7:0\] m_axis_tdata;", text)
-    assert axis_width(1) == 8 and axis_width(8) == 8 and axis_width(9) == 16
+    assert re.search(r"input s_axis_tlast;", text) and re.search(r"output error;", text)
+    # without input framing: no s_axis_tlast, and error is a constant 0
+    text = _convert_quietly(AxisDataflowTop(stages, 12, 6, 3, input_tlast=False), "accel")
+    header = re.search(r"module accel\((.*?)\);", text, re.S).group(1)
+    assert "s_axis_tlast" not in header and "error" in header
+    assert re.search(r"assign error = 1'h0;", text)
+
+
+def test_axis_width_is_a_dma_stream_width():
+    """TDATA is the smallest AXI DMA stream width (8..1024 bits, powers of two) holding the payload; above 1024
+    bits the next multiple of 1024."""
+    assert [axis_width(w) for w in (1, 8, 9, 16, 17, 24, 33, 49, 56, 64, 65, 80, 129, 200, 257, 513, 1000, 1024)] == \
+        [8, 8, 16, 16, 32, 32, 64, 64, 64, 64, 128, 128, 256, 256, 512, 1024, 1024, 1024]
+    assert [axis_width(w) for w in (1025, 2048, 2049, 6272)] == [2048, 2048, 3072, 7168]
+    with pytest.raises(ValueError):
+        axis_width(0)
 
 
 # --- simulated cores ---------------------------------------------------------------------------
@@ -318,5 +333,5 @@ def test_axis_top_in_verilator():
     stages = [mvtu, StreamFIFO(2 * out_bits, 4), StreamWidthConverter(out_bits, 2, 4)]
     in_width = 3 * 4
     params.update(out_elems=4, in_width=in_width)
-    top = AxisDataflowTop(stages, in_width, 4 * out_bits, out_words_per_frame=8 // 4)
+    top = AxisDataflowTop(stages, in_width, 4 * out_bits, out_words_per_frame=8 // 4, in_words_per_frame=6 // 3)
     _simulate("axis_top", top, "axis_top_bench", params, toplevel="accel")

@@ -3,7 +3,12 @@
 
 acc_top.v: `acc_core` sums K input words (weighted bytes) into one output word, through a 2-deep output
 FIFO, with TLAST on every F-th output. Without back-pressure input word j is accepted in cycle j and
-output word n leaves in cycle (n + 1) * K, which fixes the cycle figures checked below.
+output word n leaves in cycle (n + 1) * K, which fixes the cycle figures checked below. These tops have
+neither s_axis_tlast nor error (the harness then drives and watches neither).
+
+A framed FIFO (`AxisDataflowTop` around one `StreamFIFO`, with the input framer) checks what the harness
+adds for it: s_axis_tlast on every frame's last word, corrupted frames (`--drop-word`/`--extra-word`),
+the cycle `error` rose, and DMA-side pacing (`--in-cycles-per-word`/`--out-cycles-per-word`).
 """
 from __future__ import annotations
 
@@ -15,8 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from ip_cores.axis_top import AxisDataflowTop, to_verilog
+from ip_cores.input_framer import input_framer_reference
+from ip_cores.stream_fifo import StreamFIFO
+from sim.framing import corrupt_frames
 from sim.top_bench_runner import run_top_bench
-from sim.verilator_harness import CompiledHarness, SimulationError, _ports_by_regex, _RuntimeCache, read_port_widths
+from sim.verilator_harness import (CompiledHarness, SimulationError, _ports_by_regex, _RuntimeCache, read_port_widths,
+                                   read_top_ports)
 
 DATA = Path(__file__).parent / "data" / "verilog"
 ACC_V = DATA / "acc_top.v"
@@ -141,7 +151,7 @@ def test_watchdog_reports_a_design_that_never_answers(build_root, runtime_cache)
     with pytest.raises(SimulationError) as err:
         h.run(list(range(8)), 4, 2, 1, watchdog_cycles=500)
     # no output since cycle 0: the watchdog fires when 501 cycles have passed
-    assert "deadlock/stall after cycle 501: 0 of 4 words (8 of 8 input words accepted" in str(err.value)
+    assert "deadlock/stall after cycle 501: 0 of 4 words (8 of 8 input beats accepted" in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -149,7 +159,7 @@ def test_watchdog_reports_missing_output(harnesses):
     """One input frame but two frames of output expected: stuck after the 4 words of frame 0."""
     top = WIDE
     in_words = random_words(top, 1, 3)
-    with pytest.raises(SimulationError, match=r"deadlock/stall after cycle 113: 4 of 8 words \(12 of 12 input"):
+    with pytest.raises(SimulationError, match=r"deadlock/stall after cycle 113: 4 of 8 words \(12 of 12 input beats"):
         harnesses[top.name].run(in_words, 2 * top.f, top.in_per_frame, top.f, watchdog_cycles=100)
 
 
@@ -234,3 +244,81 @@ def test_cocotb_top_bench(build_root):
     args["out_words_per_frame"] = 2
     with pytest.raises(SimulationError, match="output frame 0 has 4 words up to its TLAST, expected 2"):
         run_top_bench([ACC_V], top.name, bench_dir, in_words, want, **args)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A framed FIFO: output = what the input framer hands the chain, TLAST every N words
+
+FIFO_W, FIFO_N = 12, 4  # payload bits (TDATA 16), words a frame
+
+
+@pytest.fixture(scope="module")
+def framed_fifo(build_root, runtime_cache) -> CompiledHarness:
+    top = AxisDataflowTop([StreamFIFO(FIFO_W, 8)], FIFO_W, FIFO_W, FIFO_N, in_words_per_frame=FIFO_N)
+    path = build_root / "framed_fifo.v"
+    path.write_text(to_verilog(top, "framed_fifo"))
+    return CompiledHarness.build([path], "framed_fifo", build_root / "framed_fifo", runtime_cache=runtime_cache)
+
+
+def fifo_words(n_frames: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.getrandbits(FIFO_W) | 1 for _ in range(n_frames * FIFO_N)]  # never 0, so padding shows
+
+
+def test_optional_ports_are_found(framed_fifo, build_root):
+    assert (framed_fifo.has_tlast, framed_fifo.has_error) == (True, True)
+    assert (framed_fifo.in_w, framed_fifo.out_w) == (16, 16)
+    ports = read_top_ports([ACC_V], WIDE.name)
+    assert (ports.has_tlast, ports.has_error) == (False, False)
+
+
+@pytest.mark.parametrize("p_in,p_out,seed", [(0.0, 0.0, 1), (0.5, 0.5, 2)])
+def test_well_formed_frames_keep_error_low(framed_fifo, p_in, p_out, seed):
+    words = fifo_words(6, seed)
+    r = framed_fifo.run(words, len(words), FIFO_N, FIFO_N, p_in_gap=p_in, p_out_stall=p_out, seed=seed)
+    assert r.out_words == words and not r.error_raised and r.error_cycle is None
+    assert r.in_beats == r.in_words_accepted == len(words)
+
+
+@pytest.mark.parametrize("kind,frame,word", [("drop", 1, 2), ("drop", 2, 0), ("drop", 0, 3), ("extra", 1, 0),
+                                             ("extra", 3, 3), ("extra", 2, 1)])
+@pytest.mark.parametrize("p_in,p_out,seed", [(0.0, 0.0, 3), (0.4, 0.6, 4)])
+def test_corrupted_frame_is_realigned(framed_fifo, kind, frame, word, p_in, p_out, seed):
+    """The harness sends the damaged frame `sim.framing.corrupt_frames` describes; every frame still gives one
+    output frame (the framer's view of it), and error rises at the edge that accepts the revealing beat."""
+    words = fifo_words(5, seed)
+    drops, extras = ([(frame, word)], []) if kind == "drop" else ([], [(frame, word)])
+    sent = corrupt_frames(words, FIFO_N, drops, extras)
+    seen, bad = input_framer_reference(sent, FIFO_N)
+    assert bad == [frame]
+    r = framed_fifo.run(words, len(words), FIFO_N, FIFO_N, p_in_gap=p_in, p_out_stall=p_out, seed=seed,
+                        drop_words=drops, extra_words=extras)
+    assert r.out_words == [w for f in seen for w in f]
+    assert r.in_beats == sum(len(f) for f in sent)
+    reveal = sum(len(f) for f in sent[:frame]) + min(len(sent[frame]), FIFO_N) - 1
+    assert r.error_raised and r.error_in_beats == reveal + 1
+    if not p_in and not p_out:  # free-flowing: beat k is accepted in cycle k, except while the framer pads
+        padding = FIFO_N - len(sent[frame]) if kind == "drop" else 0
+        assert r.error_cycle == reveal
+        assert r.frame_first_in_cycle[frame + 1] == sum(len(f) for f in sent[:frame + 1]) + padding
+
+
+def test_corruption_options_are_checked(framed_fifo):
+    words = fifo_words(2, 0)
+    with pytest.raises(ValueError, match="no such word"):
+        framed_fifo.run(words, len(words), FIFO_N, FIFO_N, drop_words=[(2, 0)])
+    with pytest.raises(ValueError, match="at most one corruption a frame"):
+        framed_fifo.run(words, len(words), FIFO_N, FIFO_N, drop_words=[(1, 0)], extra_words=[(1, 2)])
+
+
+@pytest.mark.parametrize("k_in,k_out", [(1, 1), (3, 1), (1, 2), (4, 3)])
+def test_dma_side_pacing(framed_fifo, k_in, k_out):
+    """At most one input word every k_in cycles and one output word every k_out cycles; at k = 1 every cycle."""
+    words = fifo_words(4, 9)
+    r = framed_fifo.run(words, len(words), FIFO_N, FIFO_N, in_cycles_per_word=k_in, out_cycles_per_word=k_out)
+    assert r.out_words == words
+    gaps = [b - a for a, b in zip(r.out_cycles, r.out_cycles[1:])]
+    assert min(gaps) == max(k_in, k_out)  # the FIFO passes one word a cycle: the slower side sets the pace
+    assert r.frame_first_in_cycle[0] == 0
+    if k_out == 1:
+        assert r.frame_first_in_cycle == [f * FIFO_N * k_in for f in range(4)]

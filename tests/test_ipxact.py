@@ -46,20 +46,24 @@ endmodule
 """
 
 
-def top_verilog(top: str, in_width: int, out_width: int) -> str:
-    # The output word repeats/truncates the input word; TLAST every 4th word. Only the ports matter here.
+def top_verilog(top: str, in_width: int, out_width: int, input_tlast: bool = True) -> str:
+    # The output word repeats/truncates the input word; TLAST every 4th word; error is s_axis_tlast seen at all.
+    # Only the ports matter here.
     reps = (out_width + in_width - 1) // in_width
+    tlast_port = "\n  input wire s_axis_tlast," if input_tlast else ""
+    error_source = "s_axis_tvalid && s_axis_tlast" if input_tlast else "1'b0"
     return f"""\
 module {top} (
   input wire ap_clk,
   input wire ap_rst_n,
   input wire [{in_width - 1}:0] s_axis_tdata,
   input wire s_axis_tvalid,
-  output wire s_axis_tready,
+  output wire s_axis_tready,{tlast_port}
   output wire [{out_width - 1}:0] m_axis_tdata,
   output wire m_axis_tvalid,
   input wire m_axis_tready,
-  output wire m_axis_tlast
+  output wire m_axis_tlast,
+  output reg error
 );
   localparam W = {out_width};
   wire [{reps * in_width - 1}:0] wide = {{{reps}{{s_axis_tdata}}}};
@@ -73,31 +77,39 @@ module {top} (
     if (!ap_rst_n) count <= 2'd0;
     else if (m_axis_tvalid && m_axis_tready) count <= count + 2'd1;
   end
+  always @(posedge ap_clk) begin
+    if (!ap_rst_n) error <= 1'b0;
+    else if ({error_source}) error <= 1'b1;
+  end
   assign m_axis_tlast = count == 2'd3;
 endmodule
 """
 
 
-def contract_ports(in_width: int, out_width: int) -> list[Port]:
+def contract_ports(in_width: int, out_width: int, input_tlast: bool = True) -> list[Port]:
     """The port list as the compiler hands it over (deliberately not read back from the Verilog)."""
     return [Port("ap_clk", "in", 1), Port("ap_rst_n", "in", 1),
             Port("s_axis_tdata", "in", in_width), Port("s_axis_tvalid", "in", 1), Port("s_axis_tready", "out", 1),
+            *([Port("s_axis_tlast", "in", 1)] if input_tlast else []),
             Port("m_axis_tdata", "out", out_width), Port("m_axis_tvalid", "out", 1),
-            Port("m_axis_tready", "in", 1), Port("m_axis_tlast", "out", 1)]
+            Port("m_axis_tready", "in", 1), Port("m_axis_tlast", "out", 1), Port("error", "out", 1)]
 
 
 def make_build(root: Path, in_width: int, out_width: int, *, top: str = "accel_top",
-               options: IpOptions | None = None) -> tuple[Path, list[Path]]:
+               options: IpOptions | None = None, input_tlast: bool = True) -> tuple[Path, list[Path]]:
     hdl = root / "ip" / "hdl"
     hdl.mkdir(parents=True, exist_ok=True)
-    (hdl / f"{top}.v").write_text(top_verilog(top, in_width, out_width))
+    (hdl / f"{top}.v").write_text(top_verilog(top, in_width, out_width, input_tlast))
     (hdl / "skid_reg.v").write_text(SUBMODULE)
-    written = write_ip_package(root, top_name=top, ports=contract_ports(in_width, out_width),
+    written = write_ip_package(root, top_name=top, ports=contract_ports(in_width, out_width, input_tlast),
                                hdl_files=[f"{top}.v", "skid_reg.v"], options=options or IpOptions())
     return root, written
 
 
-DESIGNS = {"in16_out24": (16, 24), "in800_out40": (800, 40)}
+# TDATA widths: an rtlgen core's (DMA widths: 64 in, 128 out), and two hand-made cores' (any whole bytes; the
+# block designs then need width converters)
+DESIGNS = {"in64_out128": (64, 128), "in16_out24": (16, 24), "in800_out40": (800, 40)}
+DMA_WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 @pytest.fixture(scope="module", params=sorted(DESIGNS))
@@ -153,11 +165,17 @@ def test_bus_interfaces(build):
     assert bus("m_axis") == ("xilinx.com", "interface", "axis", "axis_rtl", "master")
     assert bus("ap_clk") == ("xilinx.com", "signal", "clock", "clock_rtl", "slave")
     assert bus("ap_rst_n") == ("xilinx.com", "signal", "reset", "reset_rtl", "slave")
-    assert port_map("s_axis") == {"TDATA": "s_axis_tdata", "TVALID": "s_axis_tvalid", "TREADY": "s_axis_tready"}
+    assert port_map("s_axis") == {"TDATA": "s_axis_tdata", "TVALID": "s_axis_tvalid", "TREADY": "s_axis_tready",
+                                  "TLAST": "s_axis_tlast"}
     assert port_map("m_axis") == {"TDATA": "m_axis_tdata", "TVALID": "m_axis_tvalid", "TREADY": "m_axis_tready",
                                   "TLAST": "m_axis_tlast"}
     for name in interfaces:
         assert set(port_map(name).values()) <= port_names, name
+    # `error` is a plain output port of the component, in no bus interface
+    assert "error" in port_names
+    assert all("error" not in port_map(name).values() for name in interfaces)
+    error = next(p for p in component_ports(doc) if p.name == "error")
+    assert (error.direction, error.width) == ("out", 1)
 
     clock = params("ap_clk")
     assert set(clock["ASSOCIATED_BUSIF"].split(":")) == {"s_axis", "m_axis"}
@@ -281,6 +299,18 @@ def test_bad_options_raise_one_line_value_errors(field, value):
     assert field in message and "\n" not in message
 
 
+def test_core_without_input_tlast(tmp_path):
+    """A core built with --ignore-input-tlast: no s_axis_tlast, s_axis maps no TLAST, the ports still match."""
+    root, _ = make_build(tmp_path, 64, 128, input_tlast=False)
+    check_schema(root)
+    widths = check_ports_match_verilog(root)
+    assert "s_axis_tlast" not in widths and widths["error"] == 1
+    s_axis = next(b for b in component(root).iterfind(".//spirit:busInterfaces/spirit:busInterface", NS)
+                  if text(b, "spirit:name") == "s_axis")
+    logical = {text(m, "spirit:logicalPort/spirit:name") for m in s_axis.iterfind("spirit:portMaps/spirit:portMap", NS)}
+    assert logical == {"TDATA", "TVALID", "TREADY"}
+
+
 def test_bad_ports_and_files_are_refused(tmp_path):
     hdl = tmp_path / "ip" / "hdl"
     hdl.mkdir(parents=True)
@@ -289,6 +319,11 @@ def test_bad_ports_and_files_are_refused(tmp_path):
     kwargs = dict(top_name="t", hdl_files=["t.v"], options=IpOptions())
     with pytest.raises(ValueError, match="m_axis_tlast"):
         write_ip_package(tmp_path, ports=[p for p in good if p.name != "m_axis_tlast"], **kwargs)
+    with pytest.raises(ValueError, match="error"):
+        write_ip_package(tmp_path, ports=[p for p in good if p.name != "error"], **kwargs)
+    with pytest.raises(ValueError, match="s_axis_tlast"):
+        write_ip_package(tmp_path, ports=[Port("s_axis_tlast", "out", 1) if p.name == "s_axis_tlast" else p
+                                          for p in good], **kwargs)
     with pytest.raises(ValueError, match="multiple of 8"):
         write_ip_package(tmp_path, ports=[Port("s_axis_tdata", "in", 12) if p.name == "s_axis_tdata" else p
                                           for p in good], **kwargs)
@@ -466,11 +501,13 @@ def test_board_script_builds_the_block_design(build, tmp_path, script_name):
             ("accel/m_axis", "axi_dma/S_AXIS_S2MM", "CONFIG.c_s_axis_s2mm_tdata_width", "m_axis_tdata")):
         path = stream_path(intf, start, end)
         dma_bits, core_bits = int(dma[dma_key]), widths[core_port]
-        assert dma_bits in (8, 16, 32, 64, 128, 256, 512, 1024)
+        assert dma_bits in DMA_WIDTHS
         assert core_bits % dma_bits == 0  # integer-ratio conversion only
         mm_key = dma_key.replace("m_axis_mm2s_tdata", "m_axi_mm2s_data").replace("s_axis_s2mm_tdata",
                                                                                   "m_axi_s2mm_data")
         assert int(dma[mm_key]) >= max(32, dma_bits)
+        if core_bits in DMA_WIDTHS:  # every rtlgen core: the DMA streams exactly its width, no converter
+            assert dma_bits == core_bits and len(path) == 2, path
         if len(path) == 2:
             assert dma_bits == core_bits
         else:
@@ -482,14 +519,24 @@ def test_board_script_builds_the_block_design(build, tmp_path, script_name):
             assert (s_bytes * 8, m_bytes * 8) == ((dma_bits, core_bits) if into_core else (core_bits, dma_bits))
             assert props[converter]["CONFIG.S_TDATA_NUM_BYTES.VALUE_SRC"] == "USER"
 
-    # One clock and one reset reach the core, the DMA and every converter.
+    # The core's error flag reaches a 1-bit all-input AXI GPIO on the processor's AXI interconnect.
+    assert cells["error_gpio"].startswith("xilinx.com:ip:axi_gpio:")
+    gpio = props["error_gpio"]
+    assert (gpio["CONFIG.C_GPIO_WIDTH"], gpio["CONFIG.C_ALL_INPUTS"]) == ("1", "1")
+    assert {"accel/error", "error_gpio/gpio_io_i"} in nets
+    gpio_bus = next(a for a, b in intf if b == "error_gpio/S_AXI")
+    assert re.fullmatch(r"axi_smc\w*/M\d\d_AXI", gpio_bus), gpio_bus
+    smc = gpio_bus.split("/")[0]
+    assert int(gpio_bus.split("/")[1][1:3]) < int(props[smc]["CONFIG.NUM_MI"])
+
+    # One clock and one reset reach the core, the DMA, the GPIO and every converter.
     clock_net = next(n for n in nets if clock_source in n)
     converters = [c for c, v in cells.items() if "axis_dwidth_converter" in v]
-    assert {"accel/ap_clk", "axi_dma/m_axi_mm2s_aclk", "axi_dma/m_axi_s2mm_aclk"} <= clock_net
+    assert {"accel/ap_clk", "axi_dma/m_axi_mm2s_aclk", "axi_dma/m_axi_s2mm_aclk", "error_gpio/s_axi_aclk"} <= clock_net
     assert {f"{c}/aclk" for c in converters} <= clock_net
     reset_net = next(n for n in nets if "accel/ap_rst_n" in n)
     assert any(p.endswith("/peripheral_aresetn") for p in reset_net)
-    assert {"axi_dma/axi_resetn", *[f"{c}/aresetn" for c in converters]} <= reset_net
+    assert {"axi_dma/axi_resetn", "error_gpio/s_axi_aresetn", *[f"{c}/aresetn" for c in converters]} <= reset_net
     for pin in {p for n in nets for p in n} | {p for pair in intf for p in pair}:
         cell = pin.split("/")[0]
         assert cell in cells or cell in {c[-1] for c in calls if c[0].startswith("create_bd_")}, pin
@@ -529,6 +576,10 @@ def test_arty_design_details_and_pins(build, tmp_path):
         assert cell in cells, cell
     assert props["clk_wiz_0"]["CONFIG.CLKOUT1_REQUESTED_OUT_FREQ"] == "100.000"
     assert ("axi_smc/M02_AXI", "axi_bram_ctrl_0/S_AXI") in intf
+    # the data BRAM is as wide as the DMA's memory side, so a burst moves a stream beat a cycle
+    dma = props["axi_dma"]
+    assert int(props["axi_bram_ctrl_0"]["CONFIG.DATA_WIDTH"]) == max(int(dma["CONFIG.c_m_axi_mm2s_data_width"]),
+                                                                     int(dma["CONFIG.c_m_axi_s2mm_data_width"]))
     # Every port the XDC constrains is a port of the block design's wrapper.
     ports = {c[-1] for c in calls if c[0] == "create_bd_port"}
     ports |= {f"{c[-1]}_{sig}" for c in calls if c[0] == "create_bd_intf_port" and "uart_rtl" in c[-2]

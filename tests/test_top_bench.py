@@ -3,19 +3,23 @@
 input against long output stalls and the reverse), every output word compared with the golden model and
 TLAST checked on the last word of every output frame. The stream protocol checker watches s_axis and m_axis
 in every run, and the first run of each design also resets it in the middle of a frame (the bench's
-`reset_mid_frame` test). Runs of one design share its Verilator build. The golden model itself is checked
-against qonnx in test_golden_vs_qonnx.py, so this closes the chain hardware == golden == qonnx under
-back-pressure."""
+`reset_mid_frame` test) and sends the frames again with one input frame a word short and (another run)
+a word long (the bench's `framing_errors` test: the frames after the damaged one must equal the golden
+model, the error flag must rise right at the damaged frame and not before). Runs of one design share its
+Verilator build. The golden model itself is checked against qonnx in test_golden_vs_qonnx.py, so this closes
+the chain hardware == golden == qonnx under back-pressure."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from conftest import own_model, shared_model, shared_refs
-from ip_cores.elements import pack_words
+from ip_cores.elements import pack_words, unpack_words
+from ip_cores.input_framer import input_framer_reference
 from rtlgen.build import BuildOptions, build
 from rtlgen.frontend import parse_dtype
 from rtlgen.runner import check_inputs, host_head, load_design
+from sim.framing import corrupt_frames
 from sim.top_bench_runner import run_top_bench
 
 # traffic: (p_in_gap, p_out_stall, seed) or (pause pattern, seed)
@@ -42,6 +46,25 @@ def _model_and_inputs(spec):
     return shared_model(spec), x[:4]
 
 
+def framing_cases(io: dict, network, in_words: list[int]) -> list[dict]:
+    """Frame 1 a word short (word J dropped) and, separately, a word long (word J doubled), J in the middle of the
+    frame, each with the output the design must give: golden of what the framer hands the chain (the short frame
+    padded with zero words, the long one cut after N words; `input_framer_reference`, not the hardware)."""
+    n = io["in_words_per_frame"]
+    in_fmt, out_fmt = parse_dtype(io["input_dtype"]), parse_dtype(io["output_dtype"])
+    corruptions = ([{"drop": (1, n // 2)}] if n > 1 else []) + [{"extra": (1, n // 2)}]
+    cases = []
+    for corruption in corruptions:
+        sent = corrupt_frames(in_words, n, [corruption["drop"]] if "drop" in corruption else [],
+                              [corruption["extra"]] if "extra" in corruption else [])
+        seen, bad = input_framer_reference(sent, n)
+        assert bad == [1]
+        hw_in = np.stack([unpack_words(f, in_fmt, io["in_elems_per_word"], io["in_elems"]) for f in seen])
+        expected = [w for frame in network.golden(hw_in) for w in pack_words(frame, out_fmt, io["out_elems_per_word"])]
+        cases.append({**corruption, "expected_out_words": expected})
+    return cases
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_design_under_random_backpressure(case, tmp_path):
     spec, folding, patterns = CASES[case]
@@ -53,15 +76,18 @@ def test_design_under_random_backpressure(case, tmp_path):
     from rtlgen.frontend import load_model, lower_model
 
     hw_in = host_head(design, check_inputs(design, x))
-    golden = lower_model(load_model(model)).network.golden(hw_in)
+    network = lower_model(load_model(model)).network
+    golden = network.golden(hw_in)
     in_fmt, out_fmt = parse_dtype(io["input_dtype"]), parse_dtype(io["output_dtype"])
     in_words = [w for frame in hw_in for w in pack_words(frame, in_fmt, io["in_elems_per_word"])]
     out_words = [w for frame in golden for w in pack_words(frame, out_fmt, io["out_elems_per_word"])]
+    damaged = framing_cases(io, network, in_words)
     for index, traffic in enumerate(patterns):
         p_in, p_out, pattern = (*traffic[:2], None) if len(traffic) == 3 else (0.0, 0.0, traffic[0])
         run_top_bench(design.verilog, design.report["top"], tmp_path / "bench", in_words, out_words,
                       io["in_words_per_frame"], io["out_words_per_frame"], seed=traffic[-1], p_in_gap=p_in,
                       p_out_stall=p_out, pattern=pattern, reset_mid_frame=index == 0,
+                      framing_cases=damaged if index == 0 else (),
                       timeout_cycles=50 * (design.report["estimate"]["latency_cycles"] + len(x) * design.report["estimate"]["ii_cycles"]))
 
 

@@ -16,6 +16,10 @@ edge, as cocotb reads them at `RisingEdge`) and checks:
   count           (in `check()`) the words since the last reset form whole frames of
                   `words_per_frame` words and number `expected_words`.
 
+A test that sends short or long frames on purpose (to test a DUT's framing) says so with
+`expect_frame_lengths([...])`: frame f since the last reset then has that many words (later frames
+`words_per_frame`), and the rules above hold for those lengths.
+
 `dut_output=True` says the DUT drives valid/payload/tlast (an output edge) and the testbench drives
 ready; `dut_output=False` is an input edge, where the same rules check the testbench's driver (a
 source that drops valid is a testbench bug) and X/Z on ready is the DUT's. Each violation names
@@ -99,6 +103,9 @@ class StreamProtocolChecker:
         self.words = 0                      # handshakes since the last reset
         self.handshake_cycles: list[int] = []  # their cycles
         self.interrupted: list[tuple[int, int]] = []  # (cycle, words into the frame) cut by a reset
+        self.frame_lengths: list[int] = []  # lengths of the first frames since reset, if not words_per_frame
+        self._frames = 0                    # whole frames since the last reset
+        self._position = 0                  # words into the current frame
         self._in_reset = False
         self._pending: Optional[tuple[int, str, Optional[str]]] = None  # (since cycle, payload, tlast)
         self._task = cocotb.start_soon(self._run()) if start else None
@@ -108,11 +115,24 @@ class StreamProtocolChecker:
     @property
     def frames(self) -> int:
         """Whole frames transferred since the last reset (words_per_frame None: words)."""
-        return self.words // (self.words_per_frame or 1)
+        return self._frames
 
     @property
     def words_into_frame(self) -> int:
-        return self.words % (self.words_per_frame or 1)
+        return self._position
+
+    def frame_length(self, frame: int) -> int:
+        """Words in frame `frame` (counted since the last reset)."""
+        if frame < len(self.frame_lengths):
+            return self.frame_lengths[frame]
+        return self.words_per_frame or 1
+
+    def expect_frame_lengths(self, lengths) -> None:
+        """The next frames since the last reset have these lengths (on purpose); a reset forgets them."""
+        lengths = [int(n) for n in lengths]
+        if any(n < 1 for n in lengths):
+            raise ValueError(f"frame lengths must be positive: {lengths}")
+        self.frame_lengths = lengths
 
     def rules_broken(self) -> set[str]:
         return {v.rule for v in self.violations}
@@ -128,8 +148,9 @@ class StreamProtocolChecker:
                                    f"than the {expected_words} expected"))
         if self.words_per_frame and self.words_into_frame:
             found.append(Violation(self.name, -1, "count",
-                                   f"last frame incomplete: {self.words_into_frame} of {self.words_per_frame} "
-                                   f"words (frame {self.frames}, {self.words} words since reset)"))
+                                   f"last frame incomplete: {self.words_into_frame} of "
+                                   f"{self.frame_length(self.frames)} words (frame {self.frames}, {self.words} "
+                                   f"words since reset)"))
         return found
 
     def problems(self, expected_words: Optional[int] = None) -> list[Violation]:
@@ -186,6 +207,8 @@ class StreamProtocolChecker:
             self.words = 0
             self.handshake_cycles = []
             self._pending = None
+            self._frames = self._position = 0
+            self.frame_lengths = []
             return
         if self._in_reset:
             self._in_reset = False
@@ -219,15 +242,20 @@ class StreamProtocolChecker:
                                                 f"not ready (offered since cycle {since}, {sender} bug)")
 
         if v and r:
+            position, frame = self._position, self._frames
+            length = self.frame_length(frame)
+            expected_last = position == length - 1
             if self.words_per_frame and tlast is not None:
-                position, frame = self.words_into_frame, self.frames
-                expected_last = position == self.words_per_frame - 1
                 if tlast == "1" and not expected_last:
                     self._violate("tlast", f"TLAST on word {position} of frame {frame}: the frame would end "
-                                           f"after {position + 1} of {self.words_per_frame} words")
+                                           f"after {position + 1} of {length} words")
                 elif tlast == "0" and expected_last:
                     self._violate("tlast", f"no TLAST on word {position}, the last of frame {frame} "
-                                           f"({self.words_per_frame} words a frame)")
+                                           f"({length} words a frame)")
+            if expected_last:
+                self._frames, self._position = frame + 1, 0
+            else:
+                self._position = position + 1
             self.words += 1
             self.handshake_cycles.append(self.cycle)
             self._pending = None

@@ -6,19 +6,28 @@ variable TOP_BENCH_DATA:
     {"in_words": ["1f", ...], "expected_out_words": ["3a0", ...],   # hex strings, one per stream word
      "in_words_per_frame": 12, "out_words_per_frame": 4,
      "seed": 0, "p_in_gap": 0.5, "p_out_stall": 0.5, "timeout_cycles": 100000,
-     "pattern": null, "reset_mid_frame": true}
+     "pattern": null, "reset_mid_frame": true,
+     "framing_cases": [{"drop": [1, 3], "expected_out_words": [...]}, {"extra": [1, 0], ...}]}
 
 `pattern`, if given, replaces the random gaps/stalls by a named pause pattern ("always_ready",
 "random50", "long_stalls", or "input/output" such as "always_ready/long_stalls", see
 `sim/benches/stream_tb.py`). `reset_mid_frame: false` skips the reset test (the runner sets it for
 repeated runs of one design).
 
-The input goes to an `AxiStreamSource` (s_axis has no TLAST, so frames simply follow each other); an
-`AxiStreamSink` back-pressures the output and splits it at TLAST, so every received packet must be
-exactly one expected output frame. Every beat is one whole word, so any TDATA width works. The
-stream protocol checker (sim/benches/protocol.py) watches s_axis (the testbench's driver, frames of
-in_words_per_frame) and m_axis (the design: valid held until accepted, data stable under
-back-pressure, TLAST on exactly every out_words_per_frame-th word, the word count exact).
+The input goes to an `AxiStreamSource`, one frame after the other with TLAST on each frame's last word
+(where the design has s_axis_tlast); an `AxiStreamSink` back-pressures the output and splits it at TLAST,
+so every received packet must be exactly one expected output frame. Every beat is one whole word, so any
+TDATA width works. The stream protocol checker (sim/benches/protocol.py) watches s_axis (the testbench's
+driver, frames of in_words_per_frame, TLAST included) and m_axis (the design: valid held until accepted,
+data stable under back-pressure, TLAST on exactly every out_words_per_frame-th word, the word count
+exact). With well-formed frames the design's `error` output must stay low.
+
+`framing_cases` (optional) test the input framer: each case sends the whole stimulus again after a reset
+with one frame damaged (`sim.framing.corrupt_frames`: "drop": [F, J] removes word J of frame F, "extra":
+[F, J] inserts a copy of it), under the protocol checker told to expect that frame's length. Every output
+frame must equal the case's `expected_out_words` (the damaged frame's too: the framer pads a short frame
+with zero words and cuts a long one, deterministically), `error` must stay low until the beat that
+reveals the damage is accepted, rise right after it, and stay high to the end.
 """
 from __future__ import annotations
 
@@ -27,8 +36,10 @@ import os
 from pathlib import Path
 
 import cocotb
+from cocotb.triggers import RisingEdge
 
 from sim.benches.stream_tb import StreamTB, pattern_timeout
+from sim.framing import corrupt_frames
 
 
 def load_stimulus() -> dict:
@@ -38,7 +49,38 @@ def load_stimulus() -> dict:
     data = json.loads(Path(path).read_text())
     data["in_words"] = [int(w, 16) for w in data["in_words"]]
     data["expected_out_words"] = [int(w, 16) for w in data["expected_out_words"]]
+    for case in data.get("framing_cases") or []:
+        case["expected_out_words"] = [int(w, 16) for w in case["expected_out_words"]]
     return data
+
+
+def error_port(dut):
+    """The design's `error` output, or None for a design built without input framing."""
+    try:
+        return dut.error
+    except AttributeError:
+        return None
+
+
+class ErrorWatch:
+    """Samples `error` and the s_axis handshakes at every clock edge: `beats_before_rise` is the number of
+    input beats accepted at edges before the first edge at which `error` read 1 (None: it has not)."""
+
+    def __init__(self, dut):
+        self.dut, self.beats, self.beats_before_rise = dut, 0, None
+        self._task = cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        dut = self.dut
+        while True:
+            await RisingEdge(dut.ap_clk)
+            if self.beats_before_rise is None and str(dut.error.value) == "1":
+                self.beats_before_rise = self.beats
+            if str(dut.s_axis_tvalid.value) == "1" and str(dut.s_axis_tready.value) == "1":
+                self.beats += 1
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 class TopStimulus:
@@ -69,10 +111,16 @@ class TopStimulus:
             tb.set_traffic(self.seed + seed_offset, self.p_in_gap, self.p_out_stall)
 
 
-async def _check_frames(dut, tb: StreamTB, stim: TopStimulus) -> None:
-    """Send every input frame, compare every output frame, then no extra word and no protocol violation."""
-    expected, opf, timeout_cycles = stim.expected, stim.opf, stim.timeout_cycles
-    await tb.send(stim.in_words)
+async def _check_frames(dut, tb: StreamTB, stim: TopStimulus, frames=None, expected=None) -> None:
+    """Send every input frame, compare every output frame, then no extra word and no protocol violation.
+    `frames` (lists of words, for damaged frames) and `expected` replace the stimulus's; without them the
+    design's error flag must be low at the end."""
+    corrupted = frames is not None
+    frames = frames if corrupted else tb.split_frames(stim.in_words)
+    expected = stim.expected if expected is None else expected
+    opf, timeout_cycles = stim.opf, stim.timeout_cycles
+    n_in = sum(len(f) for f in frames)
+    await tb.send_frames(frames)
     n_frames = len(expected) // opf
     for f in range(n_frames):
         try:
@@ -95,7 +143,10 @@ async def _check_frames(dut, tb: StreamTB, stim: TopStimulus) -> None:
     assert not extra and tb.out_check.words == len(expected), (
         f"the design sent {tb.out_check.words - len(expected)} output words more than the {len(expected)} expected"
     )
-    tb.check_protocol(len(stim.in_words), len(expected))
+    tb.check_protocol(n_in, len(expected))
+    error = error_port(dut)
+    if error is not None and not corrupted:
+        assert str(error.value) == "0", "the error flag is raised although every input frame was well formed"
 
 
 @cocotb.test()
@@ -134,3 +185,38 @@ async def reset_mid_frame(dut):
         stim.set_traffic(tb, seed_offset=1 + k)
         await _check_frames(dut, tb, stim)
         dut._log.info("after the reset (%s) all %d output frames were right", report, len(stim.expected) // stim.opf)
+
+
+@cocotb.test()
+async def framing_errors(dut):
+    """Per `framing_cases`: after a reset, the stimulus with one frame short or long by a word. All output
+    frames as expected (the frames after the damaged one exactly the golden ones), `error` low before the
+    beat that reveals the damage, high from the edge after it, cleared by the next reset."""
+    data = load_stimulus()
+    cases = data.get("framing_cases") or []
+    if not cases:
+        dut._log.info("framing_cases not requested for this run")
+        return
+    stim = TopStimulus(data)
+    assert error_port(dut) is not None and len(stim.in_words) // stim.ipf >= 3
+    tb = stim.tb(dut)
+    for k, case in enumerate(cases):
+        drops = [tuple(case["drop"])] if "drop" in case else []
+        extras = [tuple(case["extra"])] if "extra" in case else []
+        frames = corrupt_frames(stim.in_words, stim.ipf, drops, extras)
+        bad = (drops or extras)[0][0]
+        # the beat that reveals the damage: TLAST too early (short frame) or word N-1 without TLAST (long)
+        reveal = sum(len(f) for f in frames[:bad]) + min(len(frames[bad]), stim.ipf) - 1
+        stim.set_traffic(tb, seed_offset=10 + k)
+        await tb.do_reset()
+        assert str(dut.error.value) == "0", "the error flag survived the reset"
+        tb.in_check.expect_frame_lengths([len(f) for f in frames])
+        watch = ErrorWatch(dut)
+        await _check_frames(dut, tb, stim, frames=frames, expected=case["expected_out_words"])
+        watch.stop()
+        assert watch.beats_before_rise is not None, f"{case}: the error flag never rose"
+        assert watch.beats_before_rise == reveal + 1, (
+            f"{case}: the error flag rose after {watch.beats_before_rise} input beats, expected right after beat "
+            f"{reveal} (the one that shows frame {bad} is {'short' if drops else 'long'})")
+        assert str(dut.error.value) == "1", f"{case}: the error flag fell again before a reset"
+        dut._log.info("framing case %s: frames after the damaged one correct, error rose after beat %d", case, reveal)
