@@ -31,14 +31,15 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
 from .elements import ElementFormat, pack_words, signed_width_for, word_element
-from .memories import MemoryPlan, plan_rom, read_rom
+from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
 from .pipeline import Timed, registered
 from .requantize import REQUANTIZE_LATENCY, Requantization, requantize_pipeline
+from .threshold_fit import fit_affine_thresholds
 
 __all__ = ["ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
            "THRESHOLD_STYLES", "threshold_style_for", "signed_sum", "make_activation", "Resources"]
 
-THRESHOLD_STYLES = ("auto", "parallel", "binary")
+THRESHOLD_STYLES = ("auto", "parallel", "binary", "requant")
 
 
 def signed_sum(acc, xnor: bool, n_terms: int):
@@ -47,12 +48,13 @@ def signed_sum(acc, xnor: bool, n_terms: int):
 
 
 def threshold_style_for(n_thresholds: int, choice: str = "auto") -> str:
-    """"parallel" for up to 3 thresholds (1-2 bit outputs), "binary" search from 4 on, unless chosen."""
+    """"parallel" for up to 3 thresholds (1-2 bit outputs); from 4 on "auto" (binary search or a fitted
+    multiply-shift, whichever is cheaper: `make_activation`), unless chosen."""
     if choice not in THRESHOLD_STYLES:
         raise ValueError(f"threshold style must be one of {THRESHOLD_STYLES}, not {choice!r}")
     if choice != "auto":
         return choice
-    return "parallel" if n_thresholds <= 3 else "binary"
+    return "parallel" if n_thresholds <= 3 else "auto"
 
 
 def _output(m: Module, value, out_fmt: ElementFormat, name: str) -> Signal:
@@ -286,26 +288,37 @@ class Requantizer(ActivationStage):
     name = "requantize"
     latency = REQUANTIZE_LATENCY
 
-    def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, requant: Requantization):
+    def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, requant: Requantization,
+                 saturate_at: tuple[int, ...] | None = None, fitted_from_thresholds: bool = True):
         super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
         self.rq = requant
+        self.saturate_at = saturate_at  # per channel: accumulator value from which the output is rq.hi
+        self.fitted = fitted_from_thresholds or saturate_at is not None
+        self.sat_fmt = ElementFormat.signed(self.acc_width + 1)
         self.mult_fmt = ElementFormat.signed(signed_width_for(min(requant.mult), max(requant.mult)))
         self.offset_fmt = ElementFormat.signed(signed_width_for(min(requant.offset), max(requant.offset)))
 
-    def _table(self, values) -> MemoryPlan | None:
+    def _table(self, values, fmt: ElementFormat) -> MemoryPlan | None:
         if len(set(values)) == 1 or self.n_folds == 1:
             return None
-        fmt = self.mult_fmt if values is self.rq.mult else self.offset_fmt
         return plan_rom(self.n_folds, self.lanes * fmt.width)
 
     def memories(self):
-        return [p for p in (self._table(self.rq.mult), self._table(self.rq.offset)) if p is not None]
+        tables = [self._table(self.rq.mult, self.mult_fmt), self._table(self.rq.offset, self.offset_fmt)]
+        if self.saturate_at is not None:
+            tables.append(self._table(self.saturate_at, self.sat_fmt))
+        return [p for p in tables if p is not None]
+
+    def describe(self):
+        what = "thresholds as an exact multiply-shift" if self.fitted else self.name
+        return f"{what}: clip({self.rq.rounding}((acc*mult + offset) / 2^{self.rq.shift}), {self.rq.lo}, {self.rq.hi})"
 
     def _logic_resources(self):
-        acc_w = self.acc_width + 1
-        dsp_per_lane = -(-acc_w // 25) * -(-self.mult_fmt.width // 18)
-        width = acc_w + self.mult_fmt.width
-        return Resources(self.lanes * (width // 2 + 2 * self.out_fmt.width),
+        acc_w, m_w = self.acc_width + 1, self.mult_fmt.width
+        dsp_per_lane = min(-(-acc_w // 25) * -(-m_w // 18), -(-acc_w // 18) * -(-m_w // 25))
+        width = acc_w + m_w
+        compare = (self.acc_width // 2 + 4) if self.saturate_at is not None else 0
+        return Resources(self.lanes * (width // 2 + 2 * self.out_fmt.width + compare),
                          self.lanes * (2 * width + self.out_fmt.width), 0, self.lanes * dsp_per_lane)
 
     def _parameter(self, m, name, values, fmt, fold, cycle) -> list:
@@ -322,21 +335,39 @@ class Requantizer(ActivationStage):
         a0 = accs[0].cycle
         mults = self._parameter(m, "requant_mult", self.rq.mult, self.mult_fmt, fold, a0)
         offsets = self._parameter(m, "requant_offset", self.rq.offset, self.offset_fmt, fold, a0 + 1)
+        saturate = [None] * self.lanes
+        if self.saturate_at is not None:
+            saturate = self._parameter(m, "requant_saturate", self.saturate_at, self.sat_fmt, fold, a0)
         outs = []
         for p, acc in enumerate(accs):
             value = signed_sum(acc.value, self.xnor, self.n_terms)
-            level = requantize_pipeline(m, value, mults[p], offsets[p], self.rq, f"rq{p}")
+            level = requantize_pipeline(m, value, mults[p], offsets[p], self.rq, f"rq{p}", saturate_at=saturate[p])
             outs.append(_output(m, level, self.out_fmt, f"out{p}"))
         return Timed(m, Cat(*outs), a0 + self.latency, "act_out")
 
 
+# Exchange rates for choosing an activation style by cost (an xc7z020: 53,200 LUT, 280 BRAM18, 220 DSP48).
+LUTS_PER_DSP = 240
+
+
+def style_cost(resources: Resources) -> int:
+    """One number to compare implementations by: LUTs plus block RAMs and DSPs at the part's exchange rates."""
+    return resources.luts + resources.bram18 * LUTS_PER_BRAM18 + resources.dsp * LUTS_PER_DSP
+
+
 def make_activation(*, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: bool, n_terms: int, acc_width: int,
                     thresholds: np.ndarray | None, out_offset: int, requant: Requantization | None,
-                    threshold_style: str = "auto", memory_style: str = "auto") -> ActivationStage:
-    """The activation stage for a core's parameters (already checked by `check_mac_parameters`)."""
+                    acc_range: tuple[int, int] | None = None, threshold_style: str = "auto",
+                    memory_style: str = "auto") -> ActivationStage:
+    """The activation stage for a core's parameters (already checked by `check_mac_parameters`).
+
+    Thresholds are built as `threshold_style` says; "auto" takes parallel comparators for up to 3 thresholds,
+    else the cheaper (`style_cost`) of a binary search and an exact multiply-shift fitted to the thresholds
+    (`fit_affine_thresholds`, over `acc_range`, the accumulator's extremes), when one exists.
+    """
     common = (lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
     if requant is not None:
-        return Requantizer(*common, requant)
+        return Requantizer(*common, requant, fitted_from_thresholds=False)
     if thresholds is None:
         return AccumulatorOut(*common)
     from .thresholding import threshold_table
@@ -344,4 +375,21 @@ def make_activation(*, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: b
     style = threshold_style_for(table.shape[1], threshold_style)
     if style == "parallel":
         return ParallelThresholds(*common, thresholds, out_offset, t_fmt, table)
-    return BinarySearchThresholds(*common, thresholds, out_offset, t_fmt, table, memory_style=memory_style)
+    candidates = []
+    if style in ("binary", "auto"):
+        candidates.append(BinarySearchThresholds(*common, thresholds, out_offset, t_fmt, table,
+                                                 memory_style=memory_style))
+    if style in ("requant", "auto") and acc_range is not None and not out_fmt.is_bipolar:
+        fit = fit_affine_thresholds(thresholds, *acc_range)
+        if fit is not None:
+            n_t = thresholds.shape[1]
+            rq = Requantization(fit.mult, tuple(o + (out_offset << fit.shift) for o in fit.offset), fit.shift,
+                                "FLOOR", out_offset, out_offset + n_t)
+            never = acc_range[1] + 1
+            saturate = None if all(v is None for v in fit.saturate_at) else \
+                tuple(never if v is None else v for v in fit.saturate_at)
+            candidates.append(Requantizer(*common, rq, saturate_at=saturate))
+    if not candidates:
+        raise ValueError("threshold_style 'requant': these thresholds are not an affine function of the "
+                         "accumulator (no exact multiply-shift exists); use 'binary' or 'auto'")
+    return min(candidates, key=lambda stage: style_cost(stage.resources()))

@@ -173,7 +173,8 @@ def _round_shifted(n: np.ndarray, shift: int, rounding: str) -> np.ndarray:
 REQUANTIZE_LATENCY = 4
 
 
-def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq") -> Signal:
+def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq", *,
+                        saturate_at=None) -> Signal:
     """One lane's requantization as a free-running pipeline: the clipped level, `REQUANTIZE_LATENCY` cycles
     after `value` and `mult` (and one cycle after `offset`).
 
@@ -181,7 +182,9 @@ def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name
     the offset (its PREG), the rounded level q + up, the clip. `value` is the lane's signed accumulator value
     (an unsigned one is taken as non-negative); `mult` and `offset` are Python ints (constants) or Amaranth
     values (fields of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are read from `rq`.
-    The registers carry no reset: they are datapath.
+    With `saturate_at` (a value like `mult`), `value >= saturate_at` gives `rq.hi` whatever the arithmetic
+    says: a threshold activation whose top levels are all reached at one accumulator value
+    (ip_cores/threshold_fit.py). The registers carry no reset: they are datapath.
     """
     def register(v, suffix):
         reg = Signal(v.shape(), name=f"{name}_{suffix}", reset_less=True)
@@ -198,8 +201,14 @@ def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name
     else:
         q = n >> rq.shift                                   # arithmetic: floor(N / 2**shift)
         level = register(q + _round_up_bit(rq.rounding, q, n[:rq.shift], n < 0), "level")
+    clipped = Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level))
+    if saturate_at is not None:
+        saturated = value >= saturate_at
+        for k in range(REQUANTIZE_LATENCY - 1):  # travels beside the value to the last step
+            saturated = register(saturated, f"saturated{k}")
+        clipped = Mux(saturated, rq.hi, clipped)
     out = Signal(signed(signed_width_for(rq.lo, rq.hi)), name=f"{name}_level", reset_less=True)
-    m.d.sync += out.eq(Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level)))
+    m.d.sync += out.eq(clipped)
     return out
 
 

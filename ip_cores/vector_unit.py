@@ -26,7 +26,7 @@ from .mac_terms import mac_resource_for
 from .memories import plan_rom, read_rom
 from .pipeline import Timed, registered
 from .requantize import Requantization, requantize_reference
-from .thresholding import check_mac_parameters
+from .thresholding import accumulator_range, check_mac_parameters
 
 __all__ = ["VectorVectorUnit", "vector_unit_reference", "vector_unit_input_order"]
 
@@ -98,7 +98,8 @@ class VectorVectorUnit(wiring.Component):
         self.activation = make_activation(
             lanes=self.pe, n_folds=self.cf, out_fmt=self.out_fmt, xnor=self.xnor, n_terms=self.k,
             acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
-            threshold_style=threshold_style, memory_style=memory_style)
+            acc_range=accumulator_range(self.weights, in_fmt), threshold_style=threshold_style,
+            memory_style=memory_style)
         self.engine = MacEngine(lanes=self.pe, terms_per_step=1, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.k, steps_per_output=self.k,
                                 n_folds=self.cf, activation=self.activation, mac_resource=self.mac_resource,

@@ -105,6 +105,18 @@ def _activation(layer) -> str:
     return "thresholds" if layer.thresholds is not None else "none (accumulator out)"
 
 
+def _implementation_report(stage) -> dict:
+    """How a MAC layer's core is built: multipliers, activation style, memories and pipeline latency."""
+    core = timing_model(stage)
+    memories = [("weights", core.weight_memory)] + [("activation", plan) for plan in core.activation.memories()]
+    if getattr(core, "input_buffer", None) is not None:
+        memories.append(("input_buffer", core.input_buffer))
+    return {"mac_resource": core.mac_resource, "activation": core.activation.describe(),
+            "pipeline_latency": core.latency, "output_queue_words": core.engine.queue_depth,
+            "memories": [{"role": role, "kind": plan.kind, "depth": plan.depth, "width": plan.width,
+                          "luts": plan.luts, "bram18": plan.bram18} for role, plan in memories if plan.kind != "const"]}
+
+
 def _layer_report(layer, stages) -> dict:
     """One layer's entry in report.json: its shape, folding, formats, memories and cycles per frame."""
     blocks = [{"kind": s.kind, "name": s.name, "cycles_per_frame": stage_cycles(s)} for s in stages if s.layer is layer]
@@ -127,6 +139,7 @@ def _layer_report(layer, stages) -> dict:
         "multipliers": layer.pe * (1 if isinstance(layer, DepthwiseLayer) else layer.simd),
         "xnor_popcount": layer.in_fmt.kind == "bipolar" and layer.w_fmt.kind == "bipolar",
     }
+    entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and s.kind in ("mvtu", "vvu")))
     if layer.conv is not None:
         entry["conv"] = {**layer.conv.describe(), "depthwise": isinstance(layer, DepthwiseLayer)}
         swg = next((s for s in stages if s.layer is layer and s.kind == "swg"), None)

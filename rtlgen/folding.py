@@ -5,7 +5,10 @@ A folding file is JSON:
     {"defaults": {"PE": 1, "SIMD": 1},                 # optional, applies to every layer
      "layers": {"MatMul_0": {"PE": 16, "SIMD": 49},    # by layer name (the MatMul/Gemm node name)
                 "MatMul_3": {"PE": "max", "SIMD": "max"}}}
-or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target.
+or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target. A layer's entry (or
+"defaults") may also choose how it is built: "mac_resource" ("auto", "lut", "dsp"), "threshold_style" ("auto",
+"parallel", "binary") and "memory_style" ("auto", "logic", "lutram", "block"); these change cost and latency,
+never results.
 PE must divide the layer's output channels (MH) and SIMD its input elements (MW); for a convolution SIMD
 divides the input channels (the sliding window streams SIMD channels a word); a depthwise convolution is
 folded by PE (channels in parallel) and a max-pool by SIMD (channels a word). "max" means fully parallel.
@@ -18,16 +21,28 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ip_cores.activation import THRESHOLD_STYLES
+from ip_cores.mac_terms import MAC_RESOURCES
+from ip_cores.memories import STYLES as MEMORY_STYLES
+
 from .errors import RtlgenError
 from .graph import DepthwiseLayer, MaxPoolLayer, Network
 
 DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
 
 
+IMPLEMENTATION_OPTIONS = {
+    "mac_resource": MAC_RESOURCES,  # products in LUT logic or DSP48s ("auto": DSP from 5-bit operands on)
+    "threshold_style": THRESHOLD_STYLES,  # parallel comparators or binary search ("auto": by threshold count)
+    "memory_style": MEMORY_STYLES,  # weight/threshold memories in LUTs or block RAM ("auto": the cheaper)
+}
+
+
 @dataclass(frozen=True)
 class FoldingChoice:
     pe: int
     simd: int
+    options: tuple = ()  # (name, value) pairs of IMPLEMENTATION_OPTIONS given for the layer
 
 
 def _cheapest_fold(layer, target: int) -> FoldingChoice:
@@ -45,18 +60,30 @@ def _cheapest_fold(layer, target: int) -> FoldingChoice:
     return best[1]
 
 
+def fastest_cycles(layer) -> int:
+    """The fewest cycles per frame any folding of `layer` reaches (a sliding window's input rate can bind)."""
+    return min(layer.cycles_at(pe, simd) for pe in layer.pe_choices() for simd in layer.simd_choices())
+
+
 def target_folding(network: Network, target_cycles: int) -> dict[str, FoldingChoice]:
-    return {layer.name: _cheapest_fold(layer, target_cycles) for layer in network.layers}
+    """Every layer as cheap as possible at `target_cycles`, or at the slowest layer's best when that is slower:
+    no layer is folded faster than the network can run."""
+    target = max([target_cycles] + [fastest_cycles(layer) for layer in network.layers])
+    return {layer.name: _cheapest_fold(layer, target) for layer in network.layers}
 
 
 def default_folding(network: Network) -> tuple[dict[str, FoldingChoice], str]:
-    """Balanced folding: every layer as cheap as possible while no slower than the largest layer with 64 MACs."""
+    """Balanced folding: every layer as cheap as possible while no slower than the largest layer with 64 MACs
+    (or than the slowest layer at its fastest, when that binds)."""
     largest = max(layer.macs for layer in network.layers)
     target = math.ceil(largest / DEFAULT_MACS_FOR_LARGEST_LAYER)
     folding = target_folding(network, target)
     achieved = max(layer.cycles_at(folding[layer.name].pe, folding[layer.name].simd) for layer in network.layers)
-    return folding, (f"default folding: balanced for {achieved} cycles per frame (the largest layer gets "
-                     f"{DEFAULT_MACS_FOR_LARGEST_LAYER} multipliers; pass --folding FILE.json to choose)")
+    binding = max(network.layers, key=fastest_cycles)
+    reason = (f"the largest layer gets {DEFAULT_MACS_FOR_LARGEST_LAYER} multipliers" if achieved <= target else
+              f"{binding.name} cannot go faster")
+    return folding, (f"default folding: balanced for {achieved} cycles per frame ({reason}; "
+                     f"pass --folding FILE.json to choose)")
 
 
 def _parse_factor(value, choices: list[int], layer: str, key: str, what: str) -> int:
@@ -109,9 +136,10 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
         entry = {**defaults, **layers.get(layer.name, {})}
         if not isinstance(entry, dict):
             raise RtlgenError(f"{label}: entry for layer {layer.name} must be an object like {{\"PE\": 4, \"SIMD\": 8}}")
-        bad = set(entry) - {"PE", "SIMD"}
+        bad = set(entry) - {"PE", "SIMD", *IMPLEMENTATION_OPTIONS}
         if bad:
-            raise RtlgenError(f"{label}: layer {layer.name} has unknown key(s) {sorted(bad)}; use PE and SIMD")
+            raise RtlgenError(f"{label}: layer {layer.name} has unknown key(s) {sorted(bad)}; use PE, SIMD, "
+                              f"{', '.join(IMPLEMENTATION_OPTIONS)}")
         base = folding.get(layer.name, FoldingChoice(1, 1) if not defaults and layer.name not in layers and "target_cycles" not in spec else None)
         if base is None:
             base = FoldingChoice(1, 1)
@@ -120,8 +148,20 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
             base = FoldingChoice(1, previous.pe)  # unspecified pool: at its producer's width, no converter
         pe = _parse_factor(entry["PE"], layer.pe_choices(), layer.name, "PE", _pe_meaning(layer)) if "PE" in entry else base.pe
         simd = _parse_factor(entry["SIMD"], layer.simd_choices(), layer.name, "SIMD", _simd_meaning(layer)) if "SIMD" in entry else base.simd
-        folding[layer.name] = previous = FoldingChoice(pe, simd)
+        options = tuple((key, _parse_option(entry[key], key, layer)) for key in IMPLEMENTATION_OPTIONS
+                        if key in entry)
+        folding[layer.name] = previous = FoldingChoice(pe, simd, options)
     return folding, description
+
+
+def _parse_option(value, key: str, layer) -> str:
+    if isinstance(layer, MaxPoolLayer):
+        raise RtlgenError(f"folding: {key} does not apply to max-pool layer {layer.name}; give it to a "
+                          f"MatMul/Gemm/Conv layer")
+    allowed = IMPLEMENTATION_OPTIONS[key]
+    if value not in allowed:
+        raise RtlgenError(f"folding: {key} of layer {layer.name} is {value!r}; use one of {', '.join(allowed)}")
+    return value
 
 
 def _pe_meaning(layer) -> str:
@@ -143,6 +183,8 @@ def _simd_meaning(layer) -> str:
 def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> None:
     for layer in network.layers:
         choice = folding[layer.name]
+        for key, value in choice.options:
+            setattr(layer, key, value)
         if isinstance(layer, DepthwiseLayer):
             layer.pe = choice.pe
         elif isinstance(layer, MaxPoolLayer):

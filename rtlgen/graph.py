@@ -131,6 +131,10 @@ class _MacLayer:
     pe: int = 1
     sources: dict = field(default_factory=dict)  # ONNX node names this layer came from, for reports
     requant: Requantization | None = None
+    # How the layer is built (folding options; rtlgen/folding.py IMPLEMENTATION_OPTIONS): never changes results.
+    mac_resource: str = "auto"
+    threshold_style: str = "auto"
+    memory_style: str = "auto"
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

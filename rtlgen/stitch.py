@@ -119,16 +119,24 @@ def timing_model(stage: Stage):
     return core
 
 
+def _implementation(layer) -> dict:
+    """The layer's implementation options (folding file), as the MVTU/VVU keyword arguments."""
+    return {"mac_resource": layer.mac_resource, "threshold_style": layer.threshold_style,
+            "memory_style": layer.memory_style}
+
+
 def build_component(stage: Stage):
     layer = stage.layer
     if stage.kind == "mvtu":
         return MVTU(layer.weights, simd=layer.simd, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
                     acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
-                    out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant)
+                    out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant,
+                    **_implementation(layer))
     if stage.kind == "vvu":
         return VectorVectorUnit(layer.weights, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
                                 acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
-                                out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant)
+                                out_offset=layer.out_offset if layer.thresholds is not None else 0,
+                                requant=layer.requant, **_implementation(layer))
     if stage.kind == "swg":
         c = layer.conv
         return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,

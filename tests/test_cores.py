@@ -241,9 +241,31 @@ def mac_out_fmt(acc_width: int, n_thresholds: int, out_offset: int, bipolar_out:
     return U(unsigned_width_for(out_offset + n_thresholds))
 
 
+def affine_thresholds(rng: np.random.Generator, channels: int, n_thresholds: int, lo: int, hi: int,
+                      saturate: bool = False) -> np.ndarray:
+    """Thresholds of a uniform quantizer behind a per-channel scale and bias (ties to even, like ROUND), spread
+    over the accumulator range [lo, hi]; with `saturate`, one channel jumps to the top level early (the shape
+    some exports have). The exact multiply-shift of ip_cores/threshold_fit.py exists for these."""
+    t = np.empty((channels, n_thresholds), dtype=np.int64)
+    span = hi - lo
+    for c in range(channels):
+        step = rng.uniform(0.3, 1.2) * span / (n_thresholds + 1)
+        start = lo + rng.uniform(0.0, 0.3) * span
+        # level(a) = round_half_even((a - start) / step): level k from a >= start + (k - 0.5) * step (tie: even k)
+        for k in range(1, n_thresholds + 1):
+            edge = start + (k - 0.5) * step
+            first = int(np.ceil(edge))
+            t[c, k - 1] = first + 1 if (first == edge and k % 2 == 1) else first
+    if saturate:
+        t[0, n_thresholds // 2:] = t[0, n_thresholds // 2]
+    return t
+
+
 def mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, bipolar_out=False,
-                n_vectors=12, n_throughput=6, seed=0, p_gap=0.3, p_stall=0.4):
-    """Random weights (with the format's extremes) and sorted thresholds (some out of range)."""
+                n_vectors=12, n_throughput=6, seed=0, p_gap=0.3, p_stall=0.4, affine=False, saturate=False,
+                implementation=None):
+    """Random weights (with the format's extremes) and sorted thresholds (some out of range), or the thresholds
+    of an affine quantizer (`affine`); `implementation` holds the MVTU's mac_resource/threshold_style/memory_style."""
     rng = np.random.default_rng(seed)
     w = random_mac_weights(rng, mh, mw, w_fmt)
     if not w_fmt.is_bipolar:
@@ -252,7 +274,9 @@ def mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, 
     acc_width = signed_width_for(lo, hi)
     out_fmt = mac_out_fmt(acc_width, n_thresholds, out_offset, bipolar_out)
     thresholds = None
-    if n_thresholds:
+    if n_thresholds and affine:
+        thresholds = affine_thresholds(rng, mh, n_thresholds, lo, hi, saturate)
+    elif n_thresholds:
         t = rng.integers(lo - 3, hi + 4, size=(mh, n_thresholds))
         t[0, 0] = lo - 5                  # always reached
         t[-1, -1] = hi + 1                # never reached
@@ -263,7 +287,7 @@ def mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_thresholds, *, out_offset=0, 
         "simd": simd, "pe": pe, "in_fmt": _fmt_json(in_fmt), "w_fmt": _fmt_json(w_fmt),
         "out_fmt": _fmt_json(out_fmt), "acc_width": acc_width, "out_offset": out_offset,
         "n_vectors": n_vectors, "n_throughput": n_throughput, "seed": seed,
-        "p_gap": p_gap, "p_stall": p_stall,
+        "p_gap": p_gap, "p_stall": p_stall, "implementation": implementation or {},
     }
 
 
@@ -271,7 +295,7 @@ def mvtu_from_params(p: dict) -> MVTU:
     return MVTU(np.array(p["weights"]), p["simd"], p["pe"], ElementFormat(**p["in_fmt"]),
                 ElementFormat(**p["w_fmt"]), p["acc_width"],
                 None if p["thresholds"] is None else np.array(p["thresholds"]),
-                ElementFormat(**p["out_fmt"]), p["out_offset"])
+                ElementFormat(**p["out_fmt"]), p["out_offset"], **p.get("implementation", {}))
 
 
 def _simulate(case_id: str, component, bench: str, params: dict, toplevel: str = "dut"):
@@ -294,6 +318,19 @@ MVTU_CASES = {
     "u8xs8_thr7": (12, 8, 3, 4, U(8), S(8), 7, {}),
     "s2xu2_nf1_acc": (8, 8, 2, 8, S(2), U(2), 0, {}),
     "s8xs8_sf1_thr2": (6, 4, 6, 1, S(8), S(8), 2, {}),
+    # implementations: every style of activation, DSP and LUT products, LUT and block-RAM memories
+    "u8xs8_dsp_binary_block": (16, 8, 4, 2, U(8), S(8), 255, {"implementation": {
+        "mac_resource": "dsp", "threshold_style": "binary", "memory_style": "block"}}),
+    "u8xs8_lut_binary_logic": (16, 8, 4, 2, U(8), S(8), 255, {"implementation": {
+        "mac_resource": "lut", "threshold_style": "binary", "memory_style": "logic"}}),
+    "u4xs4_binary_deep_banked": (8, 128, 2, 1, U(4), S(4), 15, {"implementation": {"threshold_style": "binary"}}),
+    "u8xs3_affine_requant_fit": (24, 12, 6, 3, U(8), S(3), 255, {"affine": True, "out_offset": -128,
+                                                                  "implementation": {"threshold_style": "requant"}}),
+    "s4xs4_affine_saturating": (10, 6, 5, 2, S(4), S(4), 15, {"affine": True, "saturate": True,
+                                                              "implementation": {"threshold_style": "requant"}}),
+    "bipxbip_affine_requant_xnor": (32, 4, 8, 2, B(), B(), 7, {"affine": True,
+                                                              "implementation": {"threshold_style": "requant"}}),
+    "s8xs8_dsp_simd1_acc": (8, 4, 1, 4, S(8), S(8), 0, {"implementation": {"mac_resource": "dsp"}}),
 }
 
 
@@ -303,6 +340,9 @@ def test_mvtu_in_verilator(case_id):
     params = mvtu_params(mw, mh, simd, pe, in_fmt, w_fmt, n_t, seed=len(case_id), **extra)
     core = mvtu_from_params(params)
     params["latency"] = core.latency
+    wanted = params["implementation"].get("threshold_style")
+    if wanted in ("binary", "requant"):  # the core built what was asked for
+        assert ("multiply-shift" if wanted == "requant" else "binary search") in core.activation.describe()
     _simulate(f"mvtu_{case_id}", core, "mvtu_bench", params)
 
 

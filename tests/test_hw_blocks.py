@@ -1,0 +1,226 @@
+"""The building blocks of the compute cores, each against something written independently of it:
+
+- `product_terms` (ip_cores/mac_terms.py): for every pair of values of small formats, the terms plus the
+  constant equal the plain product;
+- `pipelined_sum`, `Timed` and `registered` (ip_cores/pipeline.py) in Amaranth's simulator: the sum arrives
+  exactly `sum_stages` cycles late, one a cycle; a pipeline register inside `m.If` is refused;
+- `fit_affine_thresholds` (ip_cores/threshold_fit.py): brute force over the whole accumulator range, for
+  thresholds of affine quantizers (ties to even, saturating channels) and a refusal for non-affine ones;
+- `plan_rom`/`plan_ram` (ip_cores/memories.py): block-RAM counts worked out by hand from the RAMB18E1 aspect
+  ratios, the LUT/BRAM choice at both ends, banked LUT tables read correctly.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
+
+from ip_cores.elements import ElementFormat
+from ip_cores.mac_terms import mac_resource_for, product_terms
+from ip_cores.memories import bram18_count, plan_ram, plan_rom, read_rom
+from ip_cores.pipeline import Timed, pipelined_sum, registered, sum_stages
+from ip_cores.threshold_fit import fit_affine_thresholds
+
+S, U, B = ElementFormat.signed, ElementFormat.unsigned, ElementFormat.bipolar
+
+
+def _values(fmt: ElementFormat) -> list[int]:
+    return [-1, 1] if fmt.is_bipolar else list(range(fmt.min, fmt.max + 1))
+
+
+def _clocked_module() -> Module:
+    """A module with a sync domain even when the block under test registers nothing (one term, a constant)."""
+    m = Module()
+    m.d.sync += Signal(name="tick").eq(1)
+    return m
+
+
+def _signal(fmt: ElementFormat) -> Signal:
+    return Signal(signed(fmt.width) if fmt.is_signed else unsigned(fmt.width))
+
+
+@pytest.mark.parametrize("fx, fw, resource", [
+    (S(4), S(4), "lut"), (U(2), S(3), "lut"), (S(5), B(), "lut"), (B(), S(4), "lut"), (B(), U(3), "lut"),
+    (U(8), S(3), "lut"), (S(3), U(8), "lut"), (S(2), U(2), "lut"), (S(1), S(4), "lut"), (U(1), S(2), "lut"),
+    (B(), B(), "lut"), (S(6), S(5), "dsp"), (U(5), S(6), "dsp")], ids=str)
+def test_product_terms_sum_to_the_product(fx, fw, resource):
+    m = Module()
+    x, w = _signal(fx), _signal(fw)
+    terms = product_terms(x, w, fx, fw, resource)
+    total = Signal(signed(32))
+    m.d.comb += total.eq(sum(terms.terms[1:], terms.terms[0]))
+    bad = []
+
+    async def bench(ctx):
+        for xv, wv in itertools.product(_values(fx), _values(fw)):
+            ctx.set(x, int(xv > 0) if fx.is_bipolar else xv)
+            ctx.set(w, int(wv > 0) if fw.is_bipolar else wv)
+            got = ctx.get(total) + terms.constant
+            want = (xv * wv + 1) // 2 if fx.is_bipolar and fw.is_bipolar else xv * wv  # XNOR: the popcount bit
+            if got != want:
+                bad.append((xv, wv, got, want))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, bad[:5]
+
+
+def test_mac_resource_choice():
+    assert mac_resource_for(U(8), S(8)) == "dsp" and mac_resource_for(U(8), S(3)) == "lut"
+    assert mac_resource_for(U(4), S(4)) == "lut" and mac_resource_for(S(5), S(5)) == "dsp"
+    assert mac_resource_for(U(4), S(4), "dsp") == "dsp" and mac_resource_for(U(8), S(8), "lut") == "lut"
+    assert mac_resource_for(B(), S(8), "dsp") == "lut"  # a bipolar product is a negation, never a multiply
+    with pytest.raises(ValueError, match="mac_resource"):
+        mac_resource_for(U(8), S(8), "fast")
+
+
+@pytest.mark.parametrize("n_terms, levels", [(1, 2), (2, 2), (5, 2), (16, 2), (17, 2), (7, 1), (64, 3)])
+def test_pipelined_sum_is_exact_and_late_by_its_stages(n_terms, levels):
+    rng = np.random.default_rng(n_terms)
+    m = _clocked_module()
+    inputs = [Signal(signed(5), name=f"t{k}") for k in range(n_terms)]
+    out = pipelined_sum(m, inputs, levels, "tree")
+    late = sum_stages(n_terms, levels)
+    assert late == -(-max(0, (n_terms - 1).bit_length()) // levels)
+    vectors = rng.integers(-16, 16, size=(12, n_terms))
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(vectors) + late):
+            if cycle < len(vectors):
+                for sig, v in zip(inputs, vectors[cycle]):
+                    ctx.set(sig, int(v))
+            if cycle >= late:
+                got.append(ctx.get(out))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [int(v) for v in vectors.sum(axis=1)]
+
+
+def test_timed_taps_and_registers_outside_conditions():
+    m = Module()
+    a = Signal(4)
+    t = Timed(m, a, 2, "a")
+    assert t.at(2) is a and t.at(5) is t.at(5)
+    with pytest.raises(ValueError, match="cycle 2"):
+        t.at(1)
+    en = Signal()
+    with m.If(en):
+        with pytest.raises(RuntimeError, match="conditional"):
+            registered(m, a, "inside")
+        with pytest.raises(RuntimeError, match="conditional"):
+            t.at(6)
+
+
+# --- exact multiply-shift for thresholds ----------------------------------------------------------------
+
+def _count(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return (acc[:, None] >= t[None, :]).sum(axis=1)
+
+
+def _affine_thresholds(rng, channels, n, lo, hi):
+    """Thresholds of round_half_even((a - b) / s) clipped to [0, n], found by scanning every a."""
+    a = np.arange(lo, hi + 1)
+    rows = []
+    for _ in range(channels):
+        s, b = rng.uniform(0.5, 3.0) * (hi - lo) / n / 2, rng.uniform(lo, lo + (hi - lo) / 3)
+        level = np.clip(np.round((a - b) / s), 0, n)  # numpy rounds half to even
+        rows.append([a[np.argmax(level >= k)] if level[-1] >= k else hi + 7 for k in range(1, n + 1)])
+    return np.array(rows, dtype=np.int64)
+
+
+@pytest.mark.parametrize("seed, n", [(0, 15), (1, 255), (2, 7), (3, 3)])
+def test_fitted_multiply_shift_equals_the_thresholds_everywhere(seed, n):
+    rng = np.random.default_rng(seed)
+    lo, hi = -3000, 5000
+    t = _affine_thresholds(rng, 6, n, lo, hi)
+    t[2, n // 3:] = t[2, n // 3]  # a saturating channel: the count jumps to n at one accumulator value
+    fit = fit_affine_thresholds(t, lo, hi)
+    assert fit is not None
+    assert fit.saturate_at[2] == t[2, -1] and all(fit.saturate_at[c] is None for c in (0, 1, 3, 4, 5))
+    acc = np.arange(lo, hi + 1, dtype=object)
+    for c in range(len(t)):
+        level = np.minimum(np.maximum((acc * fit.mult[c] + fit.offset[c]) // (1 << fit.shift), 0), n)
+        if fit.saturate_at[c] is not None:
+            level = np.where(acc >= fit.saturate_at[c], n, level)
+        assert np.array_equal(level.astype(np.int64), _count(acc.astype(np.int64), t[c])), c
+        assert fit.mult[c] > 0
+
+
+def test_no_fit_for_thresholds_no_affine_function_gives():
+    lo, hi = -100, 100
+    t = np.array([[-50, -49, 60]])  # steps of 1 then 109: no single slope
+    assert fit_affine_thresholds(t, lo, hi) is None
+    t = np.array([[0, 0, 50, 51]])  # a jump of two levels at the bottom, then steps of 50 and 1
+    assert fit_affine_thresholds(t, lo, hi) is None
+
+
+def test_thresholds_outside_the_range_do_not_constrain_the_fit():
+    lo, hi = 0, 40
+    t = np.array([[-10, 10, 20, 30, 500, 900]])  # -10 always reached; 500 and 900 never
+    fit = fit_affine_thresholds(t, lo, hi)
+    acc = np.arange(lo, hi + 1)
+    level = np.clip((acc * fit.mult[0] + fit.offset[0]) // (1 << fit.shift), 0, 6)
+    assert np.array_equal(level, _count(acc, t[0]))
+
+
+# --- memory shapes ----------------------------------------------------------------------------------------
+
+def test_block_ram_counts_from_the_aspect_ratios():
+    # RAMB18E1: 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18, 512x36 (simple dual port)
+    assert bram18_count(512, 32) == 1          # 512x36
+    assert bram18_count(2048, 20) == 3         # three 2Kx9
+    assert bram18_count(64, 64) == 2           # two 512x36 (or one RAMB36 72 wide)
+    assert bram18_count(4096, 46) == 12        # twelve 4Kx4 (or six 2Kx9 wide, two deep)
+    assert bram18_count(4096, 44) == 10        # five 2Kx9 wide, two deep (4Kx4 would take eleven)
+    assert bram18_count(65536, 8) == 32        # 512 kbit in 16-kbit blocks: 16Kx1, eight wide, four deep
+    assert bram18_count(1, 1) == 1
+
+
+def test_memory_plans_choose_luts_for_shallow_and_block_ram_for_deep():
+    shallow = plan_rom(64, 784)
+    assert (shallow.kind, shallow.luts, shallow.bram18, shallow.read_latency) == ("logic", 784, 0, 1)
+    deep = plan_rom(4096, 44)
+    assert (deep.kind, deep.bram18, deep.read_latency) == ("block", 10, 2) and deep.attrs == {"rom_style": "block"}
+    banked = plan_rom(256, 26)
+    assert (banked.kind, banked.banks, banked.read_latency, banked.luts) == ("logic", 4, 2, 26 * 5)
+    assert plan_rom(1, 30).kind == "const" and plan_rom(1, 30).read_latency == 0
+    assert plan_rom(64, 784, "block").kind == "block" and plan_rom(4096, 44, "logic").kind == "logic"
+    ram = plan_ram(32, 12)
+    assert (ram.kind, ram.luts, ram.attrs) == ("lutram", 8, {"ram_style": "distributed"})
+    with pytest.raises(ValueError, match="style"):
+        plan_rom(64, 8, "fast")
+
+
+@pytest.mark.parametrize("depth, style", [(64, "logic"), (200, "logic"), (300, "block"), (1, "auto")])
+def test_rom_reads_every_word_after_its_latency(depth, style):
+    rng = np.random.default_rng(depth)
+    words = [int(v) for v in rng.integers(0, 1 << 20, size=depth)]
+    plan = plan_rom(depth, 20, style)
+    m = _clocked_module()
+    addr = Signal(range(max(2, depth)))
+    data = read_rom(m, "rom", plan, words, addr)
+    order = list(rng.permutation(depth)) * 2
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(order) + plan.read_latency):
+            if cycle < len(order):
+                ctx.set(addr, int(order[cycle]))
+            if cycle >= plan.read_latency:
+                got.append(ctx.get(data))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [words[a] for a in order]
