@@ -44,6 +44,7 @@ class BuildOptions:
     version: str = "1.0"
     package_ip: bool = True
     input_tlast: bool = True  # False: no s_axis_tlast, the input is not framed (--ignore-input-tlast)
+    synth: bool = False  # Yosys xc7 synthesis per stage and of the top into report["synthesis"] (rtlgen.synth)
 
 
 def sanitize_name(text: str) -> str:
@@ -160,6 +161,9 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     _check_output_dir(out_dir, options.force)
     if options.fifo_depth is not None and options.fifo_depth < 1:
         raise RtlgenError(f"--fifo-depth {options.fifo_depth}: must be at least 1")
+    if options.synth:
+        from .synth import require_yosys
+        require_yosys()
 
     model = load_model(model_path)
     top_name = options.top_name or sanitize_name(model_path.stem)
@@ -195,6 +199,9 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         if options.package_ip:
             _package_ip(tmp, top_name, options, model_path)
         report["build_seconds"] = round(time.monotonic() - start, 3)
+        if options.synth:
+            from .synth import synthesize_build
+            report["synthesis"] = synthesize_build(tmp, top_name, report)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)

