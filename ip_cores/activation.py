@@ -25,13 +25,12 @@ memory per lane of NF * 2**(s-1) pair words.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
 from .elements import ElementFormat, pack_words, signed_width_for, word_element
 from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
+from .resources import Resources
 from .pipeline import Timed, registered
 from .requantize import REQUANTIZE_LATENCY, Requantization, requantize_pipeline
 from .threshold_fit import fit_affine_thresholds
@@ -64,18 +63,6 @@ def _output(m: Module, value, out_fmt: ElementFormat, name: str) -> Signal:
     return out
 
 
-@dataclass
-class Resources:
-    luts: int = 0
-    ffs: int = 0
-    bram18: int = 0
-    dsp: int = 0
-
-    def __add__(self, other: "Resources") -> "Resources":
-        return Resources(self.luts + other.luts, self.ffs + other.ffs, self.bram18 + other.bram18,
-                         self.dsp + other.dsp)
-
-
 class ActivationStage:
     """Base: `lanes` accumulators of one fold -> one word of `lanes` `out_fmt` elements."""
 
@@ -93,7 +80,7 @@ class ActivationStage:
     def resources(self) -> Resources:
         mem = Resources()
         for plan in self.memories():
-            mem = mem + Resources(plan.luts, 0, plan.bram18, 0)
+            mem = mem + Resources.of_memory(plan)
         return mem + self._logic_resources()
 
     def _logic_resources(self) -> Resources:

@@ -24,8 +24,9 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
 from .elements import ElementFormat, unsigned_width_for
-from .mac_terms import product_terms
+from .mac_terms import product_term_ranges, product_terms
 from .pipeline import OutputQueue, Timed, pipelined_sum, registered, sum_stages
+from .resources import Resources, adder_tree_cost, fifo_cost
 
 __all__ = ["MacEngine", "LEVELS_PER_STAGE"]
 
@@ -66,6 +67,20 @@ class MacEngine:
         if self.in_fmt.is_bipolar or self.w_fmt.is_bipolar:
             return 2 * self.terms_per_step
         return self.terms_per_step * min(self.in_fmt.width, self.w_fmt.width)
+
+    def resources(self) -> Resources:
+        """Analytic estimate of the datapath after the issue: trees, products, accumulators, activation, queue
+        and the control that travels beside the data."""
+        ranges = product_term_ranges(self.in_fmt, self.w_fmt, self.mac_resource) * self.terms_per_step
+        tree = adder_tree_cost(ranges, self.levels_per_stage).scaled(self.lanes)
+        dsp = self.lanes * self.terms_per_step if self.product_stages else 0
+        acc_w = self.accumulator_shape().width
+        accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)
+        out_w = self.lanes * self.activation.out_fmt.width
+        queue = fifo_cost(out_w, self.queue_depth + 1) + Resources(6, 2 * self.queue_depth.bit_length())
+        fold_bits = max(1, (self.n_folds - 1).bit_length())
+        control = Resources(4, 3 * (self.acc_cycle - 1) + self.write_cycle + fold_bits * self.write_cycle)
+        return tree + Resources(0, 0, 0, dsp) + accumulators + self.activation.resources() + queue + control
 
     def accumulator_shape(self):
         return unsigned(unsigned_width_for(self.n_terms)) if self.xnor else signed(self.acc_width)

@@ -25,7 +25,8 @@ from amaranth.hdl import Cat, Const, Mux
 
 from .elements import ElementFormat
 
-__all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "DSP_MIN_WIDTH"]
+__all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
+           "DSP_MIN_WIDTH"]
 
 MAC_RESOURCES = ("auto", "lut", "dsp")
 DSP_MIN_WIDTH = 5
@@ -78,3 +79,27 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
             term = Mux(b[j], a, 0)
             terms.append(term << j if j else term)
     return ProductTerms(terms, constant)
+
+
+def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> list[tuple[int, int]]:
+    """The value range of each term `product_terms` makes for one product (for the cost estimate)."""
+    def signed_range(fmt):  # the range of `_signed(v, fmt)` and of its complement ~v
+        return (fmt.min, fmt.max), (-fmt.max - 1, -fmt.min - 1)
+    if in_fmt.is_bipolar and w_fmt.is_bipolar:
+        return [(0, 1)]
+    if in_fmt.is_bipolar or w_fmt.is_bipolar:
+        fmt = w_fmt if in_fmt.is_bipolar else in_fmt
+        (lo, hi), (nlo, nhi) = signed_range(fmt)
+        return [(min(lo, nlo), max(hi, nhi)), (0, 1)]
+    if resource == "dsp":
+        corners = [a * b for a in (in_fmt.min, in_fmt.max) for b in (w_fmt.min, w_fmt.max)]
+        return [(min(corners), max(corners))]
+    a_fmt, b_fmt = (in_fmt, w_fmt) if in_fmt.width > w_fmt.width else (w_fmt, in_fmt)
+    ranges = []
+    for j in range(b_fmt.width):
+        if b_fmt.is_signed and j == b_fmt.width - 1:
+            lo, hi = -max(a_fmt.max, 0) - 1, -min(a_fmt.min, 0) - 1
+        else:
+            lo, hi = min(a_fmt.min, 0), max(a_fmt.max, 0)
+        ranges.append((lo << j, hi << j))
+    return ranges

@@ -34,6 +34,8 @@ from amaranth.lib.memory import Memory
 
 from .elements import ElementFormat
 from .feature_map import FeatureMapWindowCore, check_positive_ints
+from .memories import plan_ram
+from .resources import Resources
 
 __all__ = ["StreamingMaxPool", "maxpool_reference"]
 
@@ -81,8 +83,9 @@ class _PartialStore:
 
     def __init__(self, m: Module, name: str, width: int, depth: int):
         self.depth = depth
+        self.plan = plan_ram(depth, width) if depth > 1 else None
         if depth > 1:
-            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=self.plan.attrs)
             m.submodules[name] = mem
             self.wr = mem.write_port()
             self.rd = mem.read_port(transparent_for=(self.wr,))
@@ -146,6 +149,21 @@ class StreamingMaxPool(FeatureMapWindowCore):
         row = (self.out_h - 1) * self.stride_h + self.kernel_h - 1
         col = (self.out_w - 1) * self.stride_w + self.kernel_w - 1
         return (row * self.in_w + col) * self.cf + self.cf - 1
+
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py): the partial-maximum stores, a comparator and a multiplexer
+        per slot and element, the pipeline registers."""
+        word_w = self.simd * self.elem_fmt.width
+        stores = Resources()
+        for depth, slots in ((self.cf, self.h_slots), (self.out_w * self.cf, self.v_slots)):
+            width = slots * word_w
+            if depth > 1:
+                plan = plan_ram(depth, width)
+                stores += Resources.of_memory(plan) + Resources(width, width)  # bypass mux of the transparent read
+            else:
+                stores += Resources(0, width)
+        compare = (self.h_slots + self.v_slots) * word_w * 2
+        return stores + Resources(compare + 40, 3 * word_w + 40)
 
     # --- hardware ----------------------------------------------------------------------------------
 
@@ -234,7 +252,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
         h_store.read(m, cf, issue)
         h_active, h_start, h_ends, h_end_slot = self._plan_signals(m, iw, self.col_plan, NSW, "col")
 
-        x1 = Signal(word_w)
+        x1 = Signal(word_w, reset_less=True)
         cf1 = Signal.like(cf) if CF > 1 else Const(0, 1)
         active1, start1 = Signal(NSW), Signal(NSW)
         end_slot1 = Signal(range(NSW))
@@ -275,7 +293,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
         v_store.read(m, v_addr, pass_on)
         v_active, v_start, v_ends, v_end_slot = self._plan_signals(m, ih, self.row_plan, NSH, "row")
 
-        rm2 = Signal(word_w)
+        rm2 = Signal(word_w, reset_less=True)
         v_addr2 = Signal.like(v_addr) if OW * CF > 1 else Const(0, 1)
         active2, start2 = Signal(NSH), Signal(NSH)
         end_slot2 = Signal(range(NSH))
@@ -291,8 +309,10 @@ class StreamingMaxPool(FeatureMapWindowCore):
         v_new = self._update(m, v_store.data, rm2, active2, start2, NSH, "v_new")
         v_store.write(m, v_addr2, Cat(*v_new), s2_go)
         out_word = self._ending_slot(m, v_new, end_slot2, "out_word")
+        out_reg = Signal(word_w, reset_less=True)
+        m.d.comb += self.o.payload.eq(out_reg)
         with m.If(s2_go & ends2):
-            m.d.sync += [self.o.payload.eq(out_word), self.o.valid.eq(1)]
+            m.d.sync += [out_reg.eq(out_word), self.o.valid.eq(1)]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

@@ -26,6 +26,7 @@ from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_ram, plan_rom, read_rom
 from .pipeline import Timed, registered
+from .resources import Resources
 from .requantize import Requantization, requantize_reference
 from .thresholding import accumulator_range, check_mac_parameters
 
@@ -121,6 +122,18 @@ class MVTU(wiring.Component):
         """Cycles from the issue of a fold's last step to its output word on `o`: never stalled, N vectors
         take N*NF*SF + latency cycles from the first input transfer to the last output transfer."""
         return self.engine.latency
+
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py): issue stage, memories, input registers, the datapath."""
+        R = self.engine.input_latency
+        x_bits, w_bits = self.simd * self.in_fmt.width, self.pe * self.simd * self.w_fmt.width
+        memories = Resources.of_memory(self.weight_memory)
+        registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
+        if self.input_buffer is not None:
+            memories += Resources.of_memory(self.input_buffer) + Resources(x_bits, x_bits)
+        counters = 3 * max(1, (self.nf * self.sf).bit_length())
+        issue = Resources(2 * counters + 6, 2 * counters)
+        return issue + memories + Resources(0, registers) + self.engine.resources()
 
     # --- memory contents -------------------------------------------------------------------------
 

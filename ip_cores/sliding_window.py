@@ -48,6 +48,8 @@ from amaranth.lib.memory import Memory
 
 from .elements import ElementFormat, pack_words
 from .feature_map import FeatureMapWindowCore, check_positive_ints
+from .memories import plan_ram
+from .resources import Resources
 
 __all__ = ["SlidingWindow", "sliding_window_reference", "conv_output_size"]
 
@@ -142,6 +144,7 @@ class SlidingWindow(FeatureMapWindowCore):
         self.max_step = max(self.step_col, self.step_row, self.step_frame)
         self.window_words = KH * KW * CF
         self.buffer_depth = self.span + self.max_step + self.window_words
+        self.buffer_plan = plan_ram(self.buffer_depth, self.simd * self.elem_fmt.width)
 
 
     # --- figures for the compiler's timing model -------------------------------------------------
@@ -209,6 +212,17 @@ class SlidingWindow(FeatureMapWindowCore):
             t += 1
         return times
 
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py): the line buffer, its read register, the window counters
+        and address arithmetic."""
+        word_w = self.simd * self.elem_fmt.width
+        plan = self.buffer_plan
+        address_bits = max(1, self.buffer_depth.bit_length())
+        counters = address_bits * 6 + 12
+        read_register = word_w if plan.kind != "block" else 0
+        return Resources.of_memory(plan) + Resources(counters * 2 + (word_w if self.padded else 0),
+                                                     counters + read_register + 4)
+
     # --- hardware ----------------------------------------------------------------------------------
 
     def elaborate(self, platform):
@@ -218,7 +232,7 @@ class SlidingWindow(FeatureMapWindowCore):
         D = self.buffer_depth
         word_w = self.simd * self.elem_fmt.width
 
-        m.submodules.buffer = buf = Memory(shape=unsigned(word_w), depth=D, init=[])
+        m.submodules.buffer = buf = Memory(shape=unsigned(word_w), depth=D, init=[], attrs=self.buffer_plan.attrs)
         wr = buf.write_port()
         rd = buf.read_port()
 

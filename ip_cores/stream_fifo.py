@@ -10,6 +10,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .resources import Resources, fifo_cost
+
 __all__ = ["StreamFIFO"]
 
 
@@ -30,6 +32,12 @@ class StreamFIFO(wiring.Component):
         # Cycles from a word entering an empty FIFO to it being offered at the output.
         self.latency = 0 if self.depth == 0 else 1 if self.depth < 3 else 2
         super().__init__({"i": In(stream.Signature(self.width)), "o": Out(stream.Signature(self.width))})
+
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py)."""
+        if self.depth == 0:
+            return Resources()
+        return fifo_cost(self.width, self.depth)
 
     def elaborate(self, platform):
         m = Module()

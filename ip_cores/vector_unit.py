@@ -25,6 +25,7 @@ from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_rom, read_rom
 from .pipeline import Timed, registered
+from .resources import Resources
 from .requantize import Requantization, requantize_reference
 from .thresholding import accumulator_range, check_mac_parameters
 
@@ -129,6 +130,15 @@ class VectorVectorUnit(wiring.Component):
     def initial_latency(self) -> int:
         """Input words the unit must have before it sends its first output word (one fold: K)."""
         return self.k
+
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py): issue stage, weight memory, input registers, the datapath."""
+        R = self.engine.input_latency
+        x_bits, w_bits = self.pe * self.in_fmt.width, self.pe * self.w_fmt.width
+        memory = Resources.of_memory(self.weight_memory)
+        registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
+        counters = 3 * max(1, (self.cf * self.k).bit_length())
+        return Resources(2 * counters + 6, 2 * counters + registers) + memory + self.engine.resources()
 
     # --- memory contents -------------------------------------------------------------------------
 

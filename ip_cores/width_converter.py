@@ -11,6 +11,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .resources import Resources
+
 __all__ = ["StreamWidthConverter"]
 
 
@@ -35,6 +37,16 @@ class StreamWidthConverter(wiring.Component):
             "o": Out(stream.Signature(self.elem_width * self.out_elems)),
         })
 
+    def resources(self) -> Resources:
+        """Analytic estimate (ip_cores/resources.py): the word registers, the piece multiplexer of a split."""
+        in_w, out_w = self.elem_width * self.in_elems, self.elem_width * self.out_elems
+        if self.in_elems == self.out_elems:
+            return Resources()
+        counter = max(1, (max(self.in_elems, self.out_elems) // min(self.in_elems, self.out_elems)).bit_length())
+        if self.in_elems > self.out_elems:  # split: shift register of the input word
+            return Resources(in_w + 2 * counter + 3, in_w + counter + 2)
+        return Resources(2 * counter + 3, in_w * (self.out_elems // self.in_elems - 1) + out_w + counter + 2)
+
     def elaborate(self, platform):
         m = Module()
         if self.in_elems == self.out_elems:
@@ -50,39 +62,43 @@ class StreamWidthConverter(wiring.Component):
         return m
 
     def _split(self, m: Module, k: int) -> None:
-        """Hold one input word and shift out its k pieces, lowest first."""
+        """Hold one input word and shift out its k pieces, lowest first. `last` (the piece on the output is the
+        word's last) is a register of its own, so `i.ready` is two LUT levels from registers."""
         piece = len(self.o.payload)
-        word = Signal(len(self.i.payload))
+        word = Signal(len(self.i.payload), reset_less=True)
         index = Signal(range(k))
         full = Signal()
-        last = index == k - 1
+        last = Signal()
         m.d.comb += [
             self.o.payload.eq(word[:piece]),
             self.o.valid.eq(full),
             self.i.ready.eq(~full | (self.o.ready & last)),
         ]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [word.eq(self.i.payload), index.eq(0), full.eq(1)]
+            m.d.sync += [word.eq(self.i.payload), index.eq(0), full.eq(1), last.eq(k == 1)]
         with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [word.eq(word >> piece), index.eq(index + 1)]
+            m.d.sync += [word.eq(word >> piece), index.eq(index + 1), last.eq(index == k - 2)]
             with m.If(last):
                 m.d.sync += full.eq(0)
 
     def _gather(self, m: Module, k: int) -> None:
-        """Collect k-1 input words in a shift register; the k-th completes the registered output."""
+        """Collect k-1 input words in a shift register; the k-th completes the registered output. `last` (the
+        next input word completes an output) is a register of its own, so `i.ready` is one LUT from registers."""
         piece = len(self.i.payload)
-        collected = Signal(piece * (k - 1))
+        collected = Signal(piece * (k - 1), reset_less=True)
+        out_word = Signal(len(self.o.payload), reset_less=True)
         count = Signal(range(k))
-        last = count == k - 1
+        last = Signal()
         out_free = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(~last | out_free)
+        m.d.comb += [self.i.ready.eq(~last | out_free), self.o.payload.eq(out_word)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
                 collected.eq(Cat(collected[piece:], self.i.payload)),
                 count.eq(Mux(last, 0, count + 1)),
+                last.eq(count == k - 2),
             ]
             with m.If(last):
-                m.d.sync += [self.o.payload.eq(Cat(collected, self.i.payload)), self.o.valid.eq(1)]
+                m.d.sync += [out_word.eq(Cat(collected, self.i.payload)), self.o.valid.eq(1)]
             with m.Elif(self.o.ready):
                 m.d.sync += self.o.valid.eq(0)
         with m.Elif(self.o.ready):

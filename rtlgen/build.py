@@ -23,8 +23,10 @@ from .folding import default_folding, load_folding, parse_folding, apply_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
 from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
+from .memfiles import externalize_rom_contents
 from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
 from .timing import estimate, stage_cycles
+from ip_cores.resources import Resources
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default_digits_mlp.onnx"
 
@@ -106,6 +108,26 @@ def _activation(layer) -> str:
     return "thresholds" if layer.thresholds is not None else "none (accumulator out)"
 
 
+TOP_LEVEL_RESOURCES = Resources(30, 30)  # input framer, TLAST counter, reset and clock wiring
+
+
+def _resource_report(report: dict, stages) -> dict:
+    """The analytic estimate of every stage (each core's `resources()`), per layer (its blocks plus the FIFO and
+    width converters in front of it, as `rtlgen.synth` groups them) and for the design: milliseconds, no
+    synthesis; `--synth` measures."""
+    from .synth import layer_of_stages
+    per_stage = {s.name: timing_model(s).resources() for s in stages}
+    owner = layer_of_stages(report)
+    layers = {}
+    for name, res in per_stage.items():
+        layers[owner[name]] = layers.get(owner[name], Resources()) + res
+    total = sum(per_stage.values(), TOP_LEVEL_RESOURCES)
+    return {"model": "analytic estimate of Yosys xc7 counts from each core's structure (ip_cores/resources.py); "
+                     "bench/bench_hardware.py compares it with synthesis",
+            "stages": {n: r.as_dict() for n, r in per_stage.items()},
+            "layers": {n: r.as_dict() for n, r in layers.items()}, "total": total.as_dict()}
+
+
 def _implementation_report(stage) -> dict:
     """How a MAC layer's core is built: multipliers, activation style, memories and pipeline latency."""
     core = timing_model(stage)
@@ -180,6 +202,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     apply_folding(network, folding)
 
     verilog, stages = generate_verilog(network, top_name, options.fifo_depth, input_tlast=options.input_tlast)
+    verilog, memory_files = externalize_rom_contents(verilog)
     timing = estimate(stages)
     head, tail = build_head(lowered), build_tail(lowered)
 
@@ -193,11 +216,14 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         (tmp / "ip" / "hdl").mkdir(parents=True)
         (tmp / "host").mkdir()
         (tmp / "ip" / "hdl" / f"{top_name}.v").write_text(verilog)
+        for file_name, contents in memory_files.items():
+            (tmp / "ip" / "hdl" / file_name).write_text(contents)
         onnx.save(head, str(tmp / "host" / "head.onnx"))
         onnx.save(tail, str(tmp / "host" / "tail.onnx"))
         report = _report(model_path, lowered, stages, timing, folding_note, top_name, options)
+        report["resources"] = _resource_report(report, stages)
         if options.package_ip:
-            _package_ip(tmp, top_name, options, model_path)
+            _package_ip(tmp, top_name, options, model_path, sorted(memory_files))
         report["build_seconds"] = round(time.monotonic() - start, 3)
         if options.synth:
             from .synth import synthesize_build
@@ -217,7 +243,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     return report
 
 
-def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Path) -> None:
+def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Path, memory_files: list[str]) -> None:
     """The Vivado IP folder, with the port list read back from the emitted Verilog (never a hand-kept list)."""
     from .ipxact import IpOptions, write_ip_package
     from .verilog_ports import VerilogPortError, read_verilog_ports
@@ -226,7 +252,8 @@ def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Pat
         ports = read_verilog_ports(tmp / "ip" / "hdl" / f"{top_name}.v", top_name)
         ip_options = IpOptions(vendor=options.vendor, library=options.library, name=top_name, version=options.version,
                                part=options.part, clock_ns=options.clock_ns)
-        write_ip_package(tmp, top_name=top_name, ports=ports, hdl_files=[f"{top_name}.v"], options=ip_options,
+        write_ip_package(tmp, top_name=top_name, ports=ports, hdl_files=[f"{top_name}.v", *memory_files],
+                         options=ip_options,
                          description=f"rtlgen streaming accelerator for {model_path.name}")
     except VerilogPortError as exc:
         raise RtlgenError(f"could not read the ports of the generated Verilog: {exc}") from None

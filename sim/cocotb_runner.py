@@ -130,6 +130,10 @@ def run_cocotb(
     cache = Path(runtime_cache) if runtime_cache is not None else build_dir.parent / ".verilator_runtime"
     runner = _CachedRuntimeVerilator(cache.resolve() / _runtime_cache_key(waves))
 
+    for source in sources:  # `$readmemh` files (rtlgen/memfiles.py) are read from the simulator's folder
+        for data in Path(source).resolve().parent.glob("*.mem"):
+            shutil.copyfile(data, build_dir / data.name)
+
     env = dict(extra_env or {})
     if params is not None:
         params_path = build_dir / "params.json"

@@ -350,6 +350,7 @@ class CompiledHarness:
     compile_seconds: float = field(default=0.0)  # wall time of the build that produced the executable
     has_tlast: bool = False  # the design has s_axis_tlast (the harness drives it)
     has_error: bool = False  # the design has an `error` output (the harness watches it)
+    data_dir: Path | None = None  # the Verilog's folder: `$readmemh` files are read from there at run time
 
     @classmethod
     def build(
@@ -407,7 +408,7 @@ class CompiledHarness:
                 if meta.get("key") == key:
                     return cls(top, meta["in_w"], meta["out_w"], executable, build_dir,
                                time.monotonic() - start, True, trace, meta.get("compile_seconds", 0.0),
-                               meta["has_tlast"], meta["has_error"])
+                               meta["has_tlast"], meta["has_error"], verilog_files[0].parent)
 
             ports = read_top_ports(verilog_files, top, build_dir / "ports")
             in_w, out_w = ports.in_w, ports.out_w
@@ -459,7 +460,7 @@ class CompiledHarness:
                  "has_tlast": ports.has_tlast, "has_error": ports.has_error}
             ))
         return cls(top, in_w, out_w, executable, build_dir, seconds, False, trace, seconds, ports.has_tlast,
-                   ports.has_error)
+                   ports.has_error, verilog_files[0].parent)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -537,7 +538,8 @@ class CompiledHarness:
             ]
             start = time.monotonic()
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_seconds)
+                # `$readmemh` file names (weights, thresholds: rtlgen/memfiles.py) are relative to the Verilog
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_seconds, cwd=self.data_dir)
             except subprocess.TimeoutExpired:
                 raise SimulationError(
                     f"{self.top}: harness still running after {timeout_seconds} s ({n_out_words} words expected)"

@@ -1,0 +1,75 @@
+"""Analytic resource estimates: what a core will cost, in milliseconds, without synthesis.
+
+Every core of the library has a `resources()` method built from its own structure (the widths of its adders and
+registers, its memory plans from ip_cores/memories.py); the compiler adds them up per layer and for the design
+(report.json "resources"). They are estimates of Yosys' `synth_xilinx -family xc7` counts, calibrated on the
+benchmark designs (bench/bench_hardware.py prints both); `rtlgen build --synth` measures.
+
+Rules of thumb used throughout (7-series, Yosys mapping): an n-bit two-input adder or comparator is about n
+LUTs on a CARRY4 chain; a register is one FF a bit; a LUTRAM holds 32 x 6 bits in 4 LUTs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .elements import signed_width_for
+
+__all__ = ["Resources", "adder_tree_cost", "fifo_cost"]
+
+
+@dataclass
+class Resources:
+    luts: float = 0  # logic LUTs (LUT ROMs included)
+    ffs: float = 0
+    bram18: float = 0  # RAMB18E1 equivalents
+    dsp: float = 0
+    lutram: float = 0  # LUTs used as distributed RAM (Yosys and Vivado count them apart from logic LUTs)
+
+    @classmethod
+    def of_memory(cls, plan) -> "Resources":
+        """A memory planned by ip_cores/memories.py: its LUTs as logic or as LUTRAM, its block RAMs."""
+        if plan.kind == "lutram":
+            return cls(lutram=plan.luts, bram18=plan.bram18)
+        return cls(luts=plan.luts, bram18=plan.bram18)
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(self.luts + other.luts, self.ffs + other.ffs, self.bram18 + other.bram18,
+                         self.dsp + other.dsp, self.lutram + other.lutram)
+
+    def scaled(self, k: float) -> "Resources":
+        return Resources(self.luts * k, self.ffs * k, self.bram18 * k, self.dsp * k, self.lutram * k)
+
+    def as_dict(self) -> dict:
+        return {"luts": round(self.luts), "lutram": round(self.lutram), "ffs": round(self.ffs),
+                "bram36": round(self.bram18 / 2, 1), "dsp": round(self.dsp)}
+
+
+def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int) -> Resources:
+    """LUTs and FFs of `pipelined_sum` over terms with these value ranges (one LUT per result bit of each adder,
+    one FF per bit at each register level), following the same pairing as the tree itself."""
+    luts = ffs = 0
+    level = 0
+    while len(ranges) > 1:
+        paired = []
+        for k in range(0, len(ranges) - 1, 2):
+            lo, hi = ranges[k][0] + ranges[k + 1][0], ranges[k][1] + ranges[k + 1][1]
+            luts += signed_width_for(lo, hi)
+            paired.append((lo, hi))
+        if len(ranges) % 2:
+            paired.append(ranges[-1])
+        ranges = paired
+        level += 1
+        if level % levels_per_stage == 0 or len(ranges) == 1:
+            ffs += sum(signed_width_for(lo, hi) for lo, hi in ranges)
+    return Resources(luts, ffs)
+
+
+def fifo_cost(width: int, depth: int) -> Resources:
+    """A SyncFIFOBuffered of `depth` words: LUTRAM below 64 words, block RAM from 512 words, the output
+    register and the pointers' control."""
+    from .memories import plan_ram
+    if depth <= 1:
+        return Resources(4, width + 2)
+    plan = plan_ram(depth - 1, width)
+    pointers = 2 * max(1, (depth - 1).bit_length())
+    return Resources.of_memory(plan) + Resources(pointers * 2 + 4, width + pointers + 4)
