@@ -60,13 +60,9 @@ class MacEngine:
 
     @property
     def tree_terms_per_lane(self) -> int:
-        """Terms a lane's adder tree sums in one step (a LUT product contributes one per bit of its
-        narrower operand, a bipolar-by-integer product two, XNOR and DSP products one)."""
-        if self.xnor or self.product_stages:
-            return self.terms_per_step
-        if self.in_fmt.is_bipolar or self.w_fmt.is_bipolar:
-            return 2 * self.terms_per_step
-        return self.terms_per_step * min(self.in_fmt.width, self.w_fmt.width)
+        """Terms a lane's adder tree sums in one step (ip_cores/mac_terms.py: one per product for XNOR, DSP and
+        small table products, two for a bipolar-by-integer one, one per bit of the narrower operand else)."""
+        return self.terms_per_step * len(product_term_ranges(self.in_fmt, self.w_fmt, self.mac_resource))
 
     def resources(self) -> Resources:
         """Analytic estimate of the datapath after the issue: trees, products, accumulators, activation, queue

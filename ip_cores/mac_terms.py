@@ -8,6 +8,8 @@ adder of its own and no register of its own:
                2*pc - n where a signed value is needed)
     bipolar x  x ? w : -w  =  (x ? w : ~w) + ~x       (~v = -v - 1 in two's complement)
     bipolar w  w ? x : -x  =  (w ? x : ~x) + ~w
+    table      x and w together 6 bits or fewer (bipolar counting 1): the product itself, each of its bits one
+               LUT6 of the operands' bits (a product narrower than 9 bits never becomes a DSP48 in Yosys)
     LUT        shift-and-add over the narrower operand b (n bits): x*w = sum_j (b_j ? a : 0) << j, the top
                term of a signed b negated: -(v << (n-1)) = (~v << (n-1)) + 2**(n-1), the 2**(n-1) going
                into the constant; no `*` reaches synthesis, so Yosys never maps it to a DSP48
@@ -30,6 +32,7 @@ __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms",
 
 MAC_RESOURCES = ("auto", "lut", "dsp")
 DSP_MIN_WIDTH = 5
+TABLE_MAX_INPUT_BITS = 6  # a product of this many operand bits is one LUT6 per result bit
 
 
 def mac_resource_for(in_fmt: ElementFormat, w_fmt: ElementFormat, choice: str = "auto") -> str:
@@ -58,6 +61,14 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     """Terms of x * w for element values `x` (in `in_fmt`) and `w` (in `w_fmt`), as `word_element` gives them."""
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return ProductTerms([~(x ^ w)], 0)
+    if _is_table(in_fmt, w_fmt, resource):
+        if in_fmt.is_bipolar:
+            ws = _signed(w, w_fmt)
+            return ProductTerms([Mux(x, ws, -ws)], 0)
+        if w_fmt.is_bipolar:
+            xs = _signed(x, in_fmt)
+            return ProductTerms([Mux(w, xs, -xs)], 0)
+        return ProductTerms([x * w], 0)
     if in_fmt.is_bipolar:
         ws = _signed(w, w_fmt)
         return ProductTerms([Mux(x, ws, ~ws), ~x], 0)
@@ -81,12 +92,22 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     return ProductTerms(terms, constant)
 
 
+def _is_table(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> bool:
+    return resource == "lut" and in_fmt.width + w_fmt.width <= TABLE_MAX_INPUT_BITS
+
+
 def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> list[tuple[int, int]]:
     """The value range of each term `product_terms` makes for one product (for the cost estimate)."""
     def signed_range(fmt):  # the range of `_signed(v, fmt)` and of its complement ~v
         return (fmt.min, fmt.max), (-fmt.max - 1, -fmt.min - 1)
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return [(0, 1)]
+    if _is_table(in_fmt, w_fmt, resource):
+        corners = [a * b for a in (in_fmt.min, in_fmt.max) for b in (w_fmt.min, w_fmt.max)]
+        if in_fmt.is_bipolar or w_fmt.is_bipolar:
+            other = w_fmt if in_fmt.is_bipolar else in_fmt
+            corners = [other.min, other.max, -other.min, -other.max]
+        return [(min(corners), max(corners))]
     if in_fmt.is_bipolar or w_fmt.is_bipolar:
         fmt = w_fmt if in_fmt.is_bipolar else in_fmt
         (lo, hi), (nlo, nhi) = signed_range(fmt)

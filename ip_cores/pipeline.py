@@ -46,11 +46,18 @@ class Timed:
         self._taps = {self.cycle: value}
 
     def at(self, cycle: int):
-        cycle = int(cycle)
+        """The value at `cycle`. A tap that logic reads is kept a flip-flop (`keep`): Yosys would otherwise fold
+        the delay line into an SRL16E, whose 1.5 ns clock-to-out lands on the reading logic's path."""
+        tap = self._tap(int(cycle))
+        if int(cycle) != self.cycle:
+            tap.attrs["keep"] = 1
+        return tap
+
+    def _tap(self, cycle: int):
         if cycle < self.cycle:
             raise ValueError(f"{self.name} is known from cycle {self.cycle}, not at cycle {cycle}")
         if cycle not in self._taps:
-            previous = self.at(cycle - 1)
+            previous = self._tap(cycle - 1)
             self._taps[cycle] = registered(self.m, previous, f"{self.name}_c{cycle}", reset_less=self.reset_less)
         return self._taps[cycle]
 

@@ -43,8 +43,8 @@ class StreamWidthConverter(wiring.Component):
         if self.in_elems == self.out_elems:
             return Resources()
         counter = max(1, (max(self.in_elems, self.out_elems) // min(self.in_elems, self.out_elems)).bit_length())
-        if self.in_elems > self.out_elems:  # split: shift register of the input word
-            return Resources(in_w + 2 * counter + 3, in_w + counter + 2)
+        if self.in_elems > self.out_elems:  # split: the shifting word and the waiting next word
+            return Resources(2 * in_w + 2 * counter + 3, 2 * in_w + counter + 3)
         return Resources(2 * counter + 3, in_w * (self.out_elems // self.in_elems - 1) + out_w + counter + 2)
 
     def elaborate(self, platform):
@@ -62,35 +62,49 @@ class StreamWidthConverter(wiring.Component):
         return m
 
     def _split(self, m: Module, k: int) -> None:
-        """Hold one input word and shift out its k pieces, lowest first. `last` (the piece on the output is the
-        word's last) is a register of its own, so `i.ready` is two LUT levels from registers."""
+        """Shift out the current word's k pieces, lowest first, while the next word waits in a second register.
+        `i.ready` is that register's empty flag and `last` (the piece on the output is the word's last) a register
+        of its own: no path from `o.ready` to `i.ready`, and a word a k cycles when never stalled."""
         piece = len(self.o.payload)
         word = Signal(len(self.i.payload), reset_less=True)
+        nxt = Signal(len(self.i.payload), reset_less=True)
         index = Signal(range(k))
-        full = Signal()
-        last = Signal()
+        full, last, nxt_full = Signal(), Signal(), Signal()
+        take = Signal()
+        finish = full & self.o.ready & last
         m.d.comb += [
             self.o.payload.eq(word[:piece]),
             self.o.valid.eq(full),
-            self.i.ready.eq(~full | (self.o.ready & last)),
+            self.i.ready.eq(~nxt_full),
+            take.eq(self.i.valid & ~nxt_full),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [word.eq(self.i.payload), index.eq(0), full.eq(1), last.eq(k == 1)]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [word.eq(word >> piece), index.eq(index + 1), last.eq(index == k - 2)]
-            with m.If(last):
+        with m.If(~full | finish):  # the current word is done (or there is none): refill it
+            with m.If(nxt_full):
+                m.d.sync += [word.eq(nxt), index.eq(0), last.eq(0), full.eq(1), nxt_full.eq(take)]
+                with m.If(take):
+                    m.d.sync += nxt.eq(self.i.payload)
+            with m.Elif(take):
+                m.d.sync += [word.eq(self.i.payload), index.eq(0), last.eq(0), full.eq(1)]
+            with m.Else():
                 m.d.sync += full.eq(0)
+        with m.Else():
+            with m.If(self.o.ready):
+                m.d.sync += [word.eq(word >> piece), index.eq(index + 1), last.eq(index == k - 2)]
+            with m.If(take):
+                m.d.sync += [nxt.eq(self.i.payload), nxt_full.eq(1)]
 
     def _gather(self, m: Module, k: int) -> None:
         """Collect k-1 input words in a shift register; the k-th completes the registered output. `last` (the
-        next input word completes an output) is a register of its own, so `i.ready` is one LUT from registers."""
+        next input word completes an output) is a register of its own, so `i.ready` is one LUT from registers and
+        does not depend on `o.ready`."""
         piece = len(self.i.payload)
         collected = Signal(piece * (k - 1), reset_less=True)
         out_word = Signal(len(self.o.payload), reset_less=True)
         count = Signal(range(k))
         last = Signal()
-        out_free = ~self.o.valid | self.o.ready
-        m.d.comb += [self.i.ready.eq(~last | out_free), self.o.payload.eq(out_word)]
+        # The completing word waits for an empty output register, not for one emptying this cycle: with k >= 2
+        # input words per output the register has always emptied by then when the consumer keeps up.
+        m.d.comb += [self.i.ready.eq(~last | ~self.o.valid), self.o.payload.eq(out_word)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
                 collected.eq(Cat(collected[piece:], self.i.payload)),

@@ -1,7 +1,8 @@
 """The building blocks of the compute cores, each against something written independently of it:
 
 - `product_terms` (ip_cores/mac_terms.py): for every pair of values of small formats, the terms plus the
-  constant equal the plain product;
+  constant equal the plain product (XNOR, table, bipolar, shift-and-add and DSP forms), and
+  `product_term_ranges` holds every term's values;
 - `pipelined_sum`, `Timed` and `registered` (ip_cores/pipeline.py) in Amaranth's simulator: the sum arrives
   exactly `sum_stages` cycles late, one a cycle; a pipeline register inside `m.If` is refused;
 - `fit_affine_thresholds` (ip_cores/threshold_fit.py): brute force over the whole accumulator range, for
@@ -19,7 +20,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from ip_cores.elements import ElementFormat
-from ip_cores.mac_terms import mac_resource_for, product_terms
+from ip_cores.mac_terms import mac_resource_for, product_term_ranges, product_terms
 from ip_cores.memories import bram18_count, plan_ram, plan_rom, read_rom
 from ip_cores.pipeline import Timed, pipelined_sum, registered, sum_stages
 from ip_cores.threshold_fit import fit_affine_thresholds
@@ -45,11 +46,16 @@ def _signal(fmt: ElementFormat) -> Signal:
 @pytest.mark.parametrize("fx, fw, resource", [
     (S(4), S(4), "lut"), (U(2), S(3), "lut"), (S(5), B(), "lut"), (B(), S(4), "lut"), (B(), U(3), "lut"),
     (U(8), S(3), "lut"), (S(3), U(8), "lut"), (S(2), U(2), "lut"), (S(1), S(4), "lut"), (U(1), S(2), "lut"),
-    (B(), B(), "lut"), (S(6), S(5), "dsp"), (U(5), S(6), "dsp")], ids=str)
+    (B(), B(), "lut"), (S(6), S(5), "dsp"), (U(5), S(6), "dsp"), (B(), S(6), "lut"), (S(7), B(), "lut"),
+    (U(3), S(3), "lut"), (S(4), S(2), "lut")], ids=str)
 def test_product_terms_sum_to_the_product(fx, fw, resource):
     m = Module()
     x, w = _signal(fx), _signal(fw)
     terms = product_terms(x, w, fx, fw, resource)
+    ranges = product_term_ranges(fx, fw, resource)
+    assert len(ranges) == len(terms.terms)
+    term_signals = [Signal(signed(40), name=f"term{k}") for k in range(len(terms.terms))]
+    m.d.comb += [sig.eq(t) for sig, t in zip(term_signals, terms.terms)]
     total = Signal(signed(32))
     m.d.comb += total.eq(sum(terms.terms[1:], terms.terms[0]))
     bad = []
@@ -58,6 +64,9 @@ def test_product_terms_sum_to_the_product(fx, fw, resource):
         for xv, wv in itertools.product(_values(fx), _values(fw)):
             ctx.set(x, int(xv > 0) if fx.is_bipolar else xv)
             ctx.set(w, int(wv > 0) if fw.is_bipolar else wv)
+            for sig, (lo, hi) in zip(term_signals, ranges):
+                if not lo <= ctx.get(sig) <= hi:
+                    bad.append(("range", xv, wv, ctx.get(sig), lo, hi))
             got = ctx.get(total) + terms.constant
             want = (xv * wv + 1) // 2 if fx.is_bipolar and fw.is_bipolar else xv * wv  # XNOR: the popcount bit
             if got != want:
