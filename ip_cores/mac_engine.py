@@ -111,7 +111,12 @@ class MacEngine:
         accs = []
         for p, (step_sum, constant) in enumerate(zip(sums, constants)):
             acc = Signal(self.accumulator_shape(), name=f"acc{p}", reset_less=True)
-            step_valid, step_first = valid.at(step_cycle), first.at(step_cycle)
+            # Each lane has its own copy of the step's valid and first bits: one copy for PE lanes of ~20 bits
+            # would load a single net with hundreds of LUTs.
+            step_valid = registered(m, valid.at(step_cycle - 1), f"acc{p}_valid", reset_less=False)
+            step_first = registered(m, first.at(step_cycle - 1), f"acc{p}_first")
+            if self.lanes > 1:
+                step_valid.attrs["keep"] = step_first.attrs["keep"] = 1  # not merged back into one register
             with m.If(step_valid):
                 m.d.sync += acc.eq(Mux(step_first, constant, acc) + step_sum)
             accs.append(Timed(m, acc, self.acc_cycle, f"acc{p}"))

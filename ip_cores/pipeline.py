@@ -8,11 +8,10 @@ the `valid` bits and the counters do.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 
-__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed"]
+__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed", "WrapCounter"]
 
 
 def registered(m: Module, value, name: str, *, reset_less: bool = True) -> Signal:
@@ -62,6 +61,28 @@ class Timed:
         return self._taps[cycle]
 
 
+class WrapCounter:
+    """A counter over range(n) that steps when `en` and wraps to 0, with `first` (value == 0) and `last`
+    (value == n - 1) kept as registers: the issue logic that reads them stays one LUT deep instead of
+    comparing a counter on its path. With n == 1 the value is a constant 0 and both flags are constant 1.
+    """
+
+    def __init__(self, m: Module, n: int, name: str, en):
+        self.n = int(n)
+        if self.n == 1:
+            self.value, self.first, self.last = Const(0, 1), Const(1, 1), Const(1, 1)
+            return
+        self.value = Signal(range(self.n), name=name)
+        self.first = Signal(name=f"{name}_first", init=1)
+        self.last = Signal(name=f"{name}_last", init=self.n == 1)
+        with m.If(en):
+            m.d.sync += [
+                self.value.eq(Mux(self.last, 0, self.value + 1)),
+                self.first.eq(self.last),
+                self.last.eq(~self.last & (self.value == self.n - 2)),
+            ]
+
+
 def sum_stages(n_terms: int, levels_per_stage: int) -> int:
     """Register stages of `pipelined_sum` over `n_terms` terms: ceil(tree depth / levels_per_stage)."""
     depth = max(0, (int(n_terms) - 1).bit_length())
@@ -100,7 +121,7 @@ class OutputQueue:
     while the consumer is always ready, so the queue costs no throughput; `depth_for` computes it.
     """
 
-    read_latency = 2  # SyncFIFOBuffered: written at t, offered from t + 2
+    read_latency = 2  # StreamFIFO: written at t, offered from t + 2
 
     def __init__(self, width: int, depth: int):
         self.width, self.depth = int(width), max(2, int(depth))
@@ -113,19 +134,25 @@ class OutputQueue:
 
     def elaborate_into(self, m: Module, name: str, o_stream, write_data, write_en, reserve) -> Signal:
         """Build the queue in `m`; returns `may_reserve`."""
-        # One word more than the credits allow: SyncFIFOBuffered moves a word from its memory to its output
-        # register in a cycle of its own, during which it would refuse a write with `depth` words of room.
-        m.submodules[name] = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth + 1)
+        from .stream_fifo import StreamFIFO
+        # One word more than the credits allow, so a write never meets a full queue whatever its timing.
+        m.submodules[name] = fifo = StreamFIFO(self.width, self.depth + 1)
         pending = Signal(range(self.depth + 1), name=f"{name}_pending")
-        may_reserve = Signal(name=f"{name}_may_reserve")
+        may_reserve = Signal(name=f"{name}_may_reserve", init=1)  # pending < depth, as a register
+        below_last = Signal(name=f"{name}_below_last", init=self.depth > 1)  # pending < depth - 1
         leave = o_stream.valid & o_stream.ready
         m.d.comb += [
-            fifo.w_data.eq(write_data),
-            fifo.w_en.eq(write_en),
-            o_stream.payload.eq(fifo.r_data),
-            o_stream.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(o_stream.ready),
-            may_reserve.eq(pending < self.depth),
+            fifo.i.payload.eq(write_data),
+            fifo.i.valid.eq(write_en),
+            o_stream.payload.eq(fifo.o.payload),
+            o_stream.valid.eq(fifo.o.valid),
+            fifo.o.ready.eq(o_stream.ready),
         ]
-        m.d.sync += pending.eq(pending + reserve - leave)
+        # The next count and its flags for each (reserve, leave) case, from registers; the late inputs only pick.
+        with m.Switch(Cat(leave, reserve)):
+            with m.Case(0b10):  # a credit taken
+                m.d.sync += [pending.eq(pending + 1), may_reserve.eq(below_last),
+                             below_last.eq(pending < self.depth - 2)]
+            with m.Case(0b01):  # a word left
+                m.d.sync += [pending.eq(pending - 1), may_reserve.eq(1), below_last.eq(may_reserve)]
         return may_reserve

@@ -27,10 +27,17 @@ class Resources:
 
     @classmethod
     def of_memory(cls, plan) -> "Resources":
-        """A memory planned by ip_cores/memories.py: its LUTs as logic or as LUTRAM, its block RAMs."""
+        """A memory planned by ip_cores/memories.py: its LUTs as logic or as LUTRAM, its block RAMs, and its
+        registers (a LUT table's address copies and data register, a block RAM's output register)."""
         if plan.kind == "lutram":
             return cls(lutram=plan.luts, bram18=plan.bram18)
-        return cls(luts=plan.luts, bram18=plan.bram18)
+        if plan.kind == "logic":
+            address = max(1, (plan.depth - 1).bit_length())
+            banking = plan.width * (1 + plan.banks) if plan.banks > 1 else plan.width
+            return cls(luts=plan.luts, ffs=plan.column_groups * address + banking)
+        if plan.kind == "block":
+            return cls(ffs=plan.width, bram18=plan.bram18)
+        return cls()
 
     def __add__(self, other: "Resources") -> "Resources":
         return Resources(self.luts + other.luts, self.ffs + other.ffs, self.bram18 + other.bram18,
@@ -65,8 +72,8 @@ def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int) -> Res
 
 
 def fifo_cost(width: int, depth: int) -> Resources:
-    """A SyncFIFOBuffered of `depth` words: LUTRAM below 64 words, block RAM from 512 words, the output
-    register and the pointers' control."""
+    """A StreamFIFO of `depth` words: a memory of depth - 1 words (LUTRAM or block RAM by size), the output
+    register, the pointers and the registered flags."""
     from .memories import plan_ram
     if depth <= 1:
         return Resources(4, width + 2)

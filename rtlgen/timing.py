@@ -10,7 +10,7 @@ the same rules as the hardware (docs/CONTRACTS.md):
 - vector unit: one input word a cycle, a word out `latency` cycles after each fold's last input word;
 - max-pool: one input word a cycle, an output word `StreamingMaxPool.latency` cycles after the input word
   that completes its window;
-- FIFO: its latency, then one word a cycle; width converter: one word a cycle.
+- FIFO: its latency (`StreamFIFO.latency`), then one word a cycle; width converter: one word a cycle.
 Several frames are pushed through back to back (input always valid, output always ready) to get the
 steady-state interval. The model is feed-forward: it assumes the FIFOs between layers absorb every burst,
 which the one-frame FIFOs do; the measured interval is checked against it in the tests.
@@ -23,7 +23,6 @@ from ip_cores.maxpool import StreamingMaxPool
 
 from .stitch import Stage, timing_model
 
-FIFO_LATENCY = 1
 DWC_LATENCY = 1
 FRAMES = 3
 
@@ -126,7 +125,7 @@ def estimate(stages: list[Stage]) -> TimingEstimate:
         elif stage.kind == "maxpool":
             arrivals = _maxpool(stage, arrivals)
         elif stage.kind == "fifo":
-            arrivals = _passthrough(arrivals, FIFO_LATENCY)
+            arrivals = _passthrough(arrivals, timing_model(stage).latency)
         else:
             arrivals = _dwc(stage, arrivals)
     words_out = stages[-1].words_out

@@ -196,11 +196,12 @@ def test_block_ram_counts_from_the_aspect_ratios():
 
 def test_memory_plans_choose_luts_for_shallow_and_block_ram_for_deep():
     shallow = plan_rom(64, 784)
-    assert (shallow.kind, shallow.luts, shallow.bram18, shallow.read_latency) == ("logic", 784, 0, 1)
+    assert (shallow.kind, shallow.luts, shallow.bram18, shallow.read_latency) == ("logic", 784, 0, 2)
+    assert shallow.column_groups == 13  # an address copy per 64 columns
     deep = plan_rom(4096, 44)
     assert (deep.kind, deep.bram18, deep.read_latency) == ("block", 10, 2) and deep.attrs == {"rom_style": "block"}
     banked = plan_rom(256, 26)
-    assert (banked.kind, banked.banks, banked.read_latency, banked.luts) == ("logic", 4, 2, 26 * 5)
+    assert (banked.kind, banked.banks, banked.read_latency, banked.luts) == ("logic", 4, 3, 26 * 5)
     assert plan_rom(1, 30).kind == "const" and plan_rom(1, 30).read_latency == 0
     assert plan_rom(64, 784, "block").kind == "block" and plan_rom(4096, 44, "logic").kind == "logic"
     ram = plan_ram(32, 12)
@@ -209,11 +210,12 @@ def test_memory_plans_choose_luts_for_shallow_and_block_ram_for_deep():
         plan_rom(64, 8, "fast")
 
 
-@pytest.mark.parametrize("depth, style", [(64, "logic"), (200, "logic"), (300, "block"), (1, "auto")])
-def test_rom_reads_every_word_after_its_latency(depth, style):
+@pytest.mark.parametrize("depth, width, style", [(64, 20, "logic"), (200, 20, "logic"), (300, 20, "block"),
+                                                 (1, 20, "auto"), (40, 150, "logic"), (130, 70, "logic")])
+def test_rom_reads_every_word_after_its_latency(depth, width, style):
     rng = np.random.default_rng(depth)
-    words = [int(v) for v in rng.integers(0, 1 << 20, size=depth)]
-    plan = plan_rom(depth, 20, style)
+    words = [int.from_bytes(rng.bytes(-(-width // 8)), "little") % (1 << width) for _ in range(depth)]
+    plan = plan_rom(depth, width, style)
     m = _clocked_module()
     addr = Signal(range(max(2, depth)))
     data = read_rom(m, "rom", plan, words, addr)
