@@ -22,9 +22,11 @@ own write port: the read of the next word and the write-back of the current one 
 address in the same cycle (CF = 1, or OW*CF = 1), and the read then sees the new value.
 
 Pipeline: issue (read horizontal partials) -> S1 (horizontal update, write-back, read vertical partials)
--> S2 (vertical update, write-back) -> output register; one input word a cycle, a global stall per
-stage as in the MVTU. Never stalled, a frame takes H*W*CF cycles (`cycles_per_frame`), and an output
-word leaves `latency` = 3 cycles after the input word that completes it.
+-> S2 (vertical update, write-back) -> output word register -> output queue; one input word a cycle,
+free-running like the MVTU
+(an input word that completes an output word takes a credit of the queue, so back-pressure stops only the
+input). Never stalled, a frame takes H*W*CF cycles (`cycles_per_frame`), and an output word is offered
+`latency` = 5 cycles after the input word that completes it.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from amaranth.lib.memory import Memory
 from .elements import ElementFormat
 from .feature_map import FeatureMapWindowCore, check_positive_ints
 from .memories import plan_ram
-from .resources import Resources
+from .pipeline import OutputQueue, WrapCounter, registered
+from .resources import Resources, fifo_cost
 
 __all__ = ["StreamingMaxPool", "maxpool_reference"]
 
@@ -91,7 +94,7 @@ class _PartialStore:
             self.rd = mem.read_port(transparent_for=(self.wr,))
             self.data = self.rd.data
         else:
-            self.reg = Signal(width, name=name)
+            self.reg = Signal(width, name=name, reset_less=True)
             self.data = self.reg
 
     def read(self, m: Module, addr, en) -> None:
@@ -113,7 +116,8 @@ class StreamingMaxPool(FeatureMapWindowCore):
     OH*OW*C/SIMD words a frame), both channels-last.
     """
 
-    latency = 3
+    QUEUE_WRITE_CYCLE = 3  # issue, S1, S2, the output word's register writes the output queue
+    latency = QUEUE_WRITE_CYCLE + OutputQueue.read_latency
     """Cycles from the acceptance of the input word that completes an output word to its transfer."""
 
     def __init__(self, elem_fmt: ElementFormat, channels: int, in_h: int, in_w: int, kernel_h: int, kernel_w: int,
@@ -163,7 +167,8 @@ class StreamingMaxPool(FeatureMapWindowCore):
             else:
                 stores += Resources(0, width)
         compare = (self.h_slots + self.v_slots) * word_w * 2
-        return stores + Resources(compare + 40, 3 * word_w + 40)
+        queue = fifo_cost(word_w, OutputQueue.depth_for(self.QUEUE_WRITE_CYCLE, 1) + 1)
+        return stores + queue + Resources(compare + 40, 4 * word_w + 50)
 
     # --- hardware ----------------------------------------------------------------------------------
 
@@ -219,100 +224,58 @@ class StreamingMaxPool(FeatureMapWindowCore):
         return active, start, ends, end_slot
 
     def elaborate(self, platform):
+        """Issue (position counters, horizontal partials read), S1 (horizontal update, write-back, vertical
+        partials read), S2 (vertical update, write-back), the output word's register, the output queue: a
+        free-running pipeline
+        like the MVTU's. Only an input word that completes an output word needs a credit of the output queue,
+        so back-pressure stops the input without a path from `o.ready` into the stages."""
         m = Module()
         CF, OW = self.cf, self.out_w
         word_w = self.simd * self.elem_fmt.width
         NSW, NSH = self.h_slots, self.v_slots
 
-        # Stage-free terms. S1 and S2 items that do not end a window only write back, so they always leave.
-        v1, v2 = Signal(), Signal()
-        ends1, ends2 = Signal(), Signal()
-        s3_free = ~self.o.valid | self.o.ready
-        s2_go = Signal()
-        s1_go = Signal()
-        m.d.comb += s2_go.eq(v2 & (~ends2 | s3_free))
-        s2_free = ~v2 | s2_go
-        m.d.comb += s1_go.eq(v1 & (~ends1 | s2_free))
-        s1_free = ~v1 | s1_go
+        # --- issue: the input word's position; it completes an output word when it ends a window both ways ---
+        may_reserve = Signal()
         issue = Signal()
-        m.d.comb += [self.i.ready.eq(s1_free), issue.eq(self.i.valid & s1_free)]
-
-        # --- issue: position of the input word; read the horizontal partials of its channel fold ---
-        cf = Signal(range(CF)) if CF > 1 else Const(0, 1)
-        iw = Signal(range(self.in_w)) if self.in_w > 1 else Const(0, 1)
-        cf_last = (cf == CF - 1) if CF > 1 else Const(1)
-        iw_last = (iw == self.in_w - 1) if self.in_w > 1 else Const(1)
-        with m.If(issue):
-            if CF > 1:
-                m.d.sync += cf.eq(Mux(cf_last, 0, cf + 1))
-            if self.in_w > 1:
-                with m.If(cf_last):
-                    m.d.sync += iw.eq(Mux(iw_last, 0, iw + 1))
+        cf = WrapCounter(m, CF, "cf", issue)
+        iw = WrapCounter(m, self.in_w, "iw", issue & cf.last)
+        ih = WrapCounter(m, self.in_h, "ih", issue & cf.last & iw.last)
+        h_active, h_start, h_ends, h_end_slot = self._plan_signals(m, iw.value, self.col_plan, NSW, "col")
+        v_active, v_start, v_ends, v_end_slot = self._plan_signals(m, ih.value, self.row_plan, NSH, "row")
+        completes = h_ends & v_ends
+        m.d.comb += [self.i.ready.eq(~completes | may_reserve), issue.eq(self.i.valid & self.i.ready)]
         h_store = _PartialStore(m, "row_partials", NSW * word_w, CF)
-        h_store.read(m, cf, issue)
-        h_active, h_start, h_ends, h_end_slot = self._plan_signals(m, iw, self.col_plan, NSW, "col")
+        h_store.read(m, cf.value, 1)
 
-        x1 = Signal(word_w, reset_less=True)
-        cf1 = Signal.like(cf) if CF > 1 else Const(0, 1)
-        active1, start1 = Signal(NSW), Signal(NSW)
-        end_slot1 = Signal(range(NSW))
-        with m.If(issue):
-            m.d.sync += [v1.eq(1), x1.eq(self.i.payload), active1.eq(h_active), start1.eq(h_start),
-                         ends1.eq(h_ends), end_slot1.eq(h_end_slot)]
-            if CF > 1:
-                m.d.sync += cf1.eq(cf)
-        with m.Elif(s1_go):
-            m.d.sync += v1.eq(0)
+        v1 = registered(m, issue, "v1", reset_less=False)
+        x1 = registered(m, self.i.payload, "x1")
+        cf1 = registered(m, cf.value, "cf1")
+        active1, start1 = registered(m, h_active, "active1"), registered(m, h_start, "start1")
+        ends1, end_slot1 = registered(m, h_ends, "ends1"), registered(m, h_end_slot, "end_slot1")
+        row1 = [registered(m, sig, f"{sig.name}1") for sig in (v_active, v_start, v_ends, v_end_slot)]
 
         # --- S1: horizontal update and write-back; the ending window's row maximum goes on ---
         h_new = self._update(m, h_store.data, x1, active1, start1, NSW, "h_new")
-        h_store.write(m, cf1, Cat(*h_new), s1_go)
+        h_store.write(m, cf1, Cat(*h_new), v1)
         row_max = self._ending_slot(m, h_new, end_slot1, "row_max")
-
-        # Vertical position of the row maxima: (ih, ow, cf), advanced with each one passed on.
-        pass_on = s1_go & ends1
-        cf_v = Signal(range(CF)) if CF > 1 else Const(0, 1)
-        ow_v = Signal(range(OW)) if OW > 1 else Const(0, 1)
-        ih = Signal(range(self.in_h)) if self.in_h > 1 else Const(0, 1)
-        cf_v_last = (cf_v == CF - 1) if CF > 1 else Const(1)
-        ow_v_last = (ow_v == OW - 1) if OW > 1 else Const(1)
-        ih_last = (ih == self.in_h - 1) if self.in_h > 1 else Const(1)
-        v_addr = Signal(range(OW * CF)) if OW * CF > 1 else Const(0, 1)
-        with m.If(pass_on):
-            if CF > 1:
-                m.d.sync += cf_v.eq(Mux(cf_v_last, 0, cf_v + 1))
-            if OW > 1:
-                with m.If(cf_v_last):
-                    m.d.sync += ow_v.eq(Mux(ow_v_last, 0, ow_v + 1))
-            if self.in_h > 1:
-                with m.If(cf_v_last & ow_v_last):
-                    m.d.sync += ih.eq(Mux(ih_last, 0, ih + 1))
-            if OW * CF > 1:
-                m.d.sync += v_addr.eq(Mux(cf_v_last & ow_v_last, 0, v_addr + 1))
+        pass_on = Signal()
+        m.d.comb += pass_on.eq(v1 & ends1)
+        # The line buffer's address (ow, cf) of the row maxima, advanced with each one passed on.
+        v_addr = WrapCounter(m, OW * CF, "v_addr", pass_on)
         v_store = _PartialStore(m, "line_partials", NSH * word_w, OW * CF)
-        v_store.read(m, v_addr, pass_on)
-        v_active, v_start, v_ends, v_end_slot = self._plan_signals(m, ih, self.row_plan, NSH, "row")
+        v_store.read(m, v_addr.value, 1)
 
-        rm2 = Signal(word_w, reset_less=True)
-        v_addr2 = Signal.like(v_addr) if OW * CF > 1 else Const(0, 1)
-        active2, start2 = Signal(NSH), Signal(NSH)
-        end_slot2 = Signal(range(NSH))
-        with m.If(pass_on):
-            m.d.sync += [v2.eq(1), rm2.eq(row_max), active2.eq(v_active), start2.eq(v_start),
-                         ends2.eq(v_ends), end_slot2.eq(v_end_slot)]
-            if OW * CF > 1:
-                m.d.sync += v_addr2.eq(v_addr)
-        with m.Elif(s2_go):
-            m.d.sync += v2.eq(0)
+        v2 = registered(m, pass_on, "v2", reset_less=False)
+        rm2 = registered(m, row_max, "rm2")
+        v_addr2 = registered(m, v_addr.value, "v_addr2")
+        active2, start2, ends2, end_slot2 = (registered(m, sig, f"{sig.name}2") for sig in row1)
 
-        # --- S2: vertical update and write-back; the ending output row's maximum is the output ---
+        # --- S2: vertical update and write-back; the ending output row's maximum is the output word ---
         v_new = self._update(m, v_store.data, rm2, active2, start2, NSH, "v_new")
-        v_store.write(m, v_addr2, Cat(*v_new), s2_go)
-        out_word = self._ending_slot(m, v_new, end_slot2, "out_word")
-        out_reg = Signal(word_w, reset_less=True)
-        m.d.comb += self.o.payload.eq(out_reg)
-        with m.If(s2_go & ends2):
-            m.d.sync += [out_reg.eq(out_word), self.o.valid.eq(1)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        v_store.write(m, v_addr2, Cat(*v_new), v2)
+        out_word = registered(m, self._ending_slot(m, v_new, end_slot2, "out_word"), "out_word3")
+        out_valid = registered(m, v2 & ends2, "out_valid3", reset_less=False)
+        queue = OutputQueue(word_w, OutputQueue.depth_for(self.QUEUE_WRITE_CYCLE, 1))
+        m.d.comb += may_reserve.eq(queue.elaborate_into(m, "out_queue", self.o, out_word, out_valid,
+                                                        issue & completes))
         return m

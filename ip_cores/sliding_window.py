@@ -26,8 +26,9 @@ the writer and the reader apart, in units of stream words:
            image (its bottom-right corner clipped to the image) + 1, and then sends all its words, one a
            cycle as the output takes them. Finishing a window moves L to the next window's corner.
 
-D = span + max_step + KH*KW*CF, where span = ((KH-1)*W + KW)*CF is a whole window and max_step the
-largest move of L between consecutive windows (along a row, to the next row, to the next frame): enough
+D >= span + max_step + KH*KW*CF, where span = ((KH-1)*W + KW)*CF is a whole window and max_step the
+largest move of L between consecutive windows (along a row, to the next row, to the next frame), rounded up
+to a power of two so that addresses wrap for free: enough
 that neither side ever waits for the other in steady state, frame after frame (checked over random
 geometries in tests/test_conv_cores.py). In rows of W*CF words: (KH-1) rows and a few words for a padded
 ('same') stride-1 convolution; about KH rows for stride 2; up to (2*KH + sh - 2) rows when the bottom
@@ -49,6 +50,7 @@ from amaranth.lib.memory import Memory
 from .elements import ElementFormat, pack_words
 from .feature_map import FeatureMapWindowCore, check_positive_ints
 from .memories import plan_ram
+from .pipeline import WrapCounter
 from .resources import Resources
 
 __all__ = ["SlidingWindow", "sliding_window_reference", "conv_output_size"]
@@ -87,14 +89,6 @@ def sliding_window_reference(x_hwc, kernel_h: int, kernel_w: int, stride_h: int 
         windows = windows.reshape(n, oh, ow, kernel_h, kernel_w, c // simd, simd).transpose(0, 1, 2, 5, 3, 4, 6)
     out = windows.reshape(n, oh, ow, kernel_h * kernel_w * c)
     return out if batched else out[0]
-
-
-def _counter(n: int, name: str):
-    """A wrapping counter signal over range(n) and its `is last` term (constants when n == 1)."""
-    if n == 1:
-        return Const(0, 1), Const(1, 1)
-    sig = Signal(range(n), name=name)
-    return sig, sig == n - 1
 
 
 class SlidingWindow(FeatureMapWindowCore):
@@ -143,7 +137,9 @@ class SlidingWindow(FeatureMapWindowCore):
         self.step_frame = (H * W - (OH - 1) * sh * W - (OW - 1) * sw) * CF
         self.max_step = max(self.step_col, self.step_row, self.step_frame)
         self.window_words = KH * KW * CF
-        self.buffer_depth = self.span + self.max_step + self.window_words
+        # Rounded up to a power of two: buffer addresses wrap by dropping their top bit, no comparison on a path.
+        self.min_buffer_depth = self.span + self.max_step + self.window_words
+        self.buffer_depth = 1 << (self.min_buffer_depth - 1).bit_length()
         self.buffer_plan = plan_ram(self.buffer_depth, self.simd * self.elem_fmt.width)
 
 
@@ -225,11 +221,26 @@ class SlidingWindow(FeatureMapWindowCore):
 
     # --- hardware ----------------------------------------------------------------------------------
 
+    def initial_occupancy(self) -> int:
+        """occ at reset: the padding words above and left of the first window's corner count as written."""
+        return (self.pad_top * self.in_w + self.pad_left) * self.cf
+
+    def window_need(self, oh: int, ow: int) -> int:
+        """Words from window (oh, ow)'s corner to its last word inside the image, + 1 (see `window_needs`)."""
+        H, W, KH, KW, CF = self.in_h, self.in_w, self.kernel_h, self.kernel_w, self.cf
+        row0, col0 = oh * self.stride_h - self.pad_top, ow * self.stride_w - self.pad_left
+        return (min(KH - 1, H - 1 - row0) * W + min(KW - 1, W - 1 - col0) + 1) * CF
+
     def elaborate(self, platform):
+        """The controller of the module docstring, built so that no path does arithmetic on a comparison's
+        result: the buffer depth is a power of two (addresses wrap for free), the words the next window needs
+        and the next read address are registers computed a window or a word ahead, counters keep registered
+        `last` flags. Cycle for cycle the same behaviour as `output_times`."""
         m = Module()
         H, W, KH, KW, CF = self.in_h, self.in_w, self.kernel_h, self.kernel_w, self.cf
         OH, OW, sh, sw = self.out_h, self.out_w, self.stride_h, self.stride_w
         D = self.buffer_depth
+        abits = max(1, (D - 1).bit_length())
         word_w = self.simd * self.elem_fmt.width
 
         m.submodules.buffer = buf = Memory(shape=unsigned(word_w), depth=D, init=[], attrs=self.buffer_plan.attrs)
@@ -237,137 +248,143 @@ class SlidingWindow(FeatureMapWindowCore):
         rd = buf.read_port()
 
         # occ = words written - stream index of the current window's corner (see module docstring).
-        occ = Signal(range(-self.max_step, D + 1), init=(self.pad_top * W + self.pad_left) * CF)
+        occ = Signal(range(-self.max_step, D + 2), init=self.initial_occupancy())
         write = Signal()
         release = Signal(range(self.max_step + 1))
 
         # --- writer: input words in arrival order around the circular buffer ---
-        w_addr = Signal(range(D))
+        w_addr = Signal(abits)
         m.d.comb += [
             self.i.ready.eq(occ < D),
             write.eq(self.i.valid & self.i.ready),
             wr.addr.eq(w_addr), wr.data.eq(self.i.payload), wr.en.eq(write),
         ]
         with m.If(write):
-            m.d.sync += w_addr.eq(Mux(w_addr == D - 1, 0, w_addr + 1))
+            m.d.sync += w_addr.eq(w_addr + 1)
         m.d.sync += occ.eq(occ + write - release)
 
-        # --- reader: window counters, position of the current word, address ---
-        cf, cf_last = _counter(CF, "cf")
-        kw, kw_last = _counter(KW, "kw")
-        kh, kh_last = _counter(KH, "kh")
-        ow, ow_last = _counter(OW, "ow")
-        oh, oh_last = _counter(OH, "oh")
-        window_done = cf_last & kw_last & kh_last
-        row0 = Signal(range(-self.pad_top, H), init=-self.pad_top)   # corner row oh*sh - pad_top
-        col0 = Signal(range(-self.pad_left, W), init=-self.pad_left)  # corner column ow*sw - pad_left
-        base = Signal(range(D), init=(-(self.pad_top * W + self.pad_left) * CF) % D)  # corner address
-        offset = Signal(range(self.span))  # current word's offset from the corner, in stream words
-        mid = Signal()  # inside a window: its first word has been sent
-
-        # Words needed before a window may start: up to its bottom-right corner clipped to the image.
-        if self.pad_bottom:
-            rows_used = Mux(row0 > H - KH, H - 1 - row0, KH - 1)
-        else:
-            rows_used = KH - 1
-        if self.pad_right:
-            cols_used = Mux(col0 > W - KW, W - 1 - col0, KW - 1)
-        else:
-            cols_used = KW - 1
-        need = Signal(range(self.span + 1))
-        m.d.comb += need.eq(rows_used * (W * CF) + (cols_used + 1) * CF)
-
-        # Output register: `valid`, and the memory's read data (held while not enabled) or padding.
-        v1 = Signal()
-        pad1 = Signal()
+        # --- reader: window counters, innermost first in stream order ---
+        v1, pad1 = Signal(), Signal()
         s1_free = ~v1 | self.o.ready
         issue = Signal()
-        m.d.comb += issue.eq(s1_free & (mid | (occ >= need)))
+        names = ("kh", "kw", "cf") if not self.depthwise else ("cf", "kh", "kw")
+        sizes = {"kh": KH, "kw": KW, "cf": CF}
+        counters, en = {}, issue
+        for name in reversed(names):  # innermost steps on every issue, the others when all inner ones wrap
+            counters[name] = WrapCounter(m, sizes[name], name, en)
+            en = en & counters[name].last
+        window_done = Signal()
+        m.d.comb += window_done.eq(counters["kh"].last & counters["kw"].last & counters["cf"].last)
+        ow = WrapCounter(m, OW, "ow", issue & window_done)
+        oh = WrapCounter(m, OH, "oh", issue & window_done & ow.last)
+        mid = Signal()  # inside a window: its first word has been sent
 
-        m.d.comb += [rd.addr.eq(_mod_sum(base, offset, D)), rd.en.eq(issue)]
+        # Words the current window needs (a register), and the next window's, from per-position tables.
+        need = Signal(range(self.span + 1), init=self.window_need(0, 0))
+        row_base = _position_table([self.window_need(o, 0) for o in range(OH)], oh.value)
+        next_row_base = _position_table([self.window_need(min(o + 1, OH - 1), 0) for o in range(OH)], oh.value)
+        col_offset_next = _position_table([self.window_need(0, min(w + 1, OW - 1)) - self.window_need(0, 0)
+                                           for w in range(OW)], ow.value)
+        need_next = Signal.like(need)
+        with m.If(~ow.last):
+            m.d.comb += need_next.eq(row_base + col_offset_next)
+        with m.Elif(~oh.last):
+            m.d.comb += need_next.eq(next_row_base)
+        with m.Else():
+            m.d.comb += need_next.eq(self.window_need(0, 0))
+        step = Mux(~ow.last, self.step_col, Mux(~oh.last, self.step_row, self.step_frame))
+        done = Signal()
+        m.d.comb += done.eq(issue & window_done)
+        with m.If(done):
+            m.d.sync += need.eq(need_next)
+        m.d.comb += release.eq(Mux(done, step, 0))
 
+        # ready_to_start == (occ >= need) at every cycle. With windows of two words or more it is a register,
+        # its next value chosen from comparisons of registers only: occ + 1 (`occ_p1`, for a word written this
+        # cycle) and, for a window ending this cycle, against the next window's need plus the corner's move
+        # (`after`, recomputed every cycle from the position, so valid from a window's second cycle on).
+        ready_to_start = Signal(init=self.initial_occupancy() >= self.window_need(0, 0))
+        if self.window_words >= 2:
+            occ_p1 = Signal.like(occ, init=occ.init + 1)
+            m.d.sync += occ_p1.eq(occ_p1 + write - release)
+            after = Signal(range(self.span + self.max_step + 1))
+            m.d.sync += after.eq(need_next + step)
+            with m.If(done):
+                m.d.sync += ready_to_start.eq(Mux(write, occ_p1 >= after, occ >= after))
+            with m.Else():
+                m.d.sync += ready_to_start.eq(Mux(write, occ_p1 >= need, ready_to_start))
+        else:
+            m.d.comb += ready_to_start.eq(occ >= need)
+        m.d.comb += issue.eq(s1_free & (mid | ready_to_start))
+
+        # Read address: the current word's, a register; the corner's (`base`) too.
+        base = Signal(abits, init=(-(self.pad_top * W + self.pad_left) * CF) % D)
+        raddr = Signal(abits, init=base.init)
+        fold_base = Signal(abits, init=base.init)  # depthwise: the current channel fold's first word
+        next_base = Signal(abits)
+        m.d.comb += next_base.eq(base + step)
+        kh_c, kw_c, cf_c = counters["kh"], counters["kw"], counters["cf"]
+        with m.If(issue):
+            with m.If(window_done):
+                m.d.sync += [raddr.eq(next_base), base.eq(next_base), fold_base.eq(next_base)]
+            elif_steps = [(~kw_c.last, CF), (~kh_c.last, (W - KW + 1) * CF)] if self.depthwise else \
+                [(~(cf_c.last & kw_c.last), 1), (~kh_c.last, (W - KW) * CF + 1)]
+            for cond, delta in elif_steps:
+                with m.Elif(cond):
+                    m.d.sync += raddr.eq(raddr + delta)
+            if self.depthwise:
+                with m.Else():  # the next channel fold starts at its corner word
+                    m.d.sync += [raddr.eq(fold_base + 1), fold_base.eq(fold_base + 1)]
+        m.d.comb += [rd.addr.eq(raddr), rd.en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += mid.eq(~window_done)
+
+        # Padding: the current word's image row and column, registers kept beside the counters.
         if self.padded:
-            row = row0 + kh
-            col = col0 + kw
+            row = Signal(range(-self.pad_top, H + KH), init=-self.pad_top)
+            col = Signal(range(-self.pad_left, W + KW), init=-self.pad_left)
+            row0 = Signal.like(row, init=-self.pad_top)   # the window corner's
+            col0 = Signal.like(col, init=-self.pad_left)
             pad = (row < 0) | (row >= H) | (col < 0) | (col >= W)
+            next_row0 = Mux(~ow.last, row0, Mux(~oh.last, row0 + sh, -self.pad_top))
+            next_col0 = Mux(~ow.last, col0 + sw, -self.pad_left)
+            with m.If(issue):
+                with m.If(window_done):
+                    m.d.sync += [row0.eq(next_row0), col0.eq(next_col0), row.eq(next_row0), col.eq(next_col0)]
+                if self.depthwise:
+                    with m.Elif(~kw_c.last):
+                        m.d.sync += col.eq(col + 1)
+                    with m.Elif(~kh_c.last):
+                        m.d.sync += [col.eq(col0), row.eq(row + 1)]
+                    with m.Else():
+                        m.d.sync += [col.eq(col0), row.eq(row0)]
+                else:
+                    with m.Elif(~(cf_c.last & kw_c.last)):
+                        with m.If(cf_c.last):
+                            m.d.sync += col.eq(col + 1)
+                    with m.Elif(~kh_c.last):
+                        m.d.sync += [col.eq(col0), row.eq(row + 1)]
         else:
             pad = Const(0, 1)
+
+        # Output register: `valid`, and the memory's read data (held while not enabled) or padding.
         with m.If(issue):
             m.d.sync += [v1.eq(1), pad1.eq(pad)]
         with m.Elif(self.o.ready):
             m.d.sync += v1.eq(0)
         pad_word = pack_words([self.pad_value] * self.simd, self.elem_fmt, self.simd)[0] if self.padded else 0
         m.d.comb += [self.o.valid.eq(v1), self.o.payload.eq(Mux(pad1, pad_word, rd.data))]
-
-        # Advance the inner counters in stream order, and the offset with them.
-        inner = [(kh, kh_last, KH), (kw, kw_last, KW), (cf, cf_last, CF)]
-        if self.depthwise:
-            inner = [(cf, cf_last, CF), (kh, kh_last, KH), (kw, kw_last, KW)]
-        with m.If(issue):
-            m.d.sync += mid.eq(~window_done)
-            _step_nested(m, inner)
-            if self.depthwise:
-                with m.If(~kw_last):
-                    m.d.sync += offset.eq(offset + CF)
-                with m.Elif(~kh_last):
-                    m.d.sync += offset.eq(offset + (W - KW + 1) * CF)
-                with m.Elif(~cf_last):
-                    m.d.sync += offset.eq(cf + 1)
-                with m.Else():
-                    m.d.sync += offset.eq(0)
-            else:
-                with m.If(~(cf_last & kw_last)):
-                    m.d.sync += offset.eq(offset + 1)
-                with m.Elif(~kh_last):
-                    m.d.sync += offset.eq(offset + (W - KW) * CF + 1)
-                with m.Else():
-                    m.d.sync += offset.eq(0)
-
-        # Finishing a window moves the corner on: along the row, to the next row, to the next frame.
-        with m.If(issue & window_done):
-            with m.If(~ow_last):
-                m.d.comb += release.eq(self.step_col)
-                m.d.sync += [col0.eq(col0 + sw), base.eq(_mod_sum(base, self.step_col % D, D))]
-                if OW > 1:
-                    m.d.sync += ow.eq(ow + 1)
-            with m.Elif(~oh_last):
-                m.d.comb += release.eq(self.step_row)
-                m.d.sync += [col0.eq(-self.pad_left), row0.eq(row0 + sh), base.eq(_mod_sum(base, self.step_row % D, D))]
-                if OW > 1:
-                    m.d.sync += ow.eq(0)
-                if OH > 1:
-                    m.d.sync += oh.eq(oh + 1)
-            with m.Else():
-                m.d.comb += release.eq(self.step_frame)
-                m.d.sync += [col0.eq(-self.pad_left), row0.eq(-self.pad_top),
-                             base.eq(_mod_sum(base, self.step_frame % D, D))]
-                if OW > 1:
-                    m.d.sync += ow.eq(0)
-                if OH > 1:
-                    m.d.sync += oh.eq(0)
         return m
 
 
-def _mod_sum(a, b, modulus: int):
-    """(a + b) mod `modulus` for a, b in [0, modulus)."""
-    total = a + b
-    return Mux(total >= modulus, total - modulus, total)
+def _position_table(values: list[int], index):
+    """values[index] for a counter `index`: the common value, with the few positions that differ (windows
+    clipped by padding at the image's end) picked by comparisons, not a multiplexer over every position."""
+    common = max(set(values), key=values.count)
+    result = Const(common)
+    for position, value in enumerate(values):
+        if value != common:
+            result = Mux(index == position, value, result)
+    return result
 
 
-def _step_nested(m: Module, counters) -> None:
-    """Advance nested wrapping counters (outermost first) by one step of the innermost."""
-    def step(level: int):
-        sig, last, n = counters[level]
-        if level == 0:
-            if n > 1:
-                m.d.sync += sig.eq(Mux(last, 0, sig + 1))
-            return
-        if n > 1:
-            with m.If(last):
-                m.d.sync += sig.eq(0)
-                step(level - 1)
-            with m.Else():
-                m.d.sync += sig.eq(sig + 1)
-        else:
-            step(level - 1)
-    step(len(counters) - 1)

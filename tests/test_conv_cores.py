@@ -183,7 +183,9 @@ def test_sliding_window_timing_figures_over_random_geometries():
         assert [b - a for a, b in zip(ends, ends[1:])] == [swg.cycles_per_frame()] * (frames - 1), g
         assert times[0] == swg.initial_latency() - 1 + swg.latency, g
         rows = 2 * g["kernel_h"] + g["stride_h"] - 2  # the bound the module docstring states
-        assert swg.buffer_depth <= (rows * g["in_w"] + g["kernel_w"]) * g["channels"] + swg.window_words, g
+        assert swg.min_buffer_depth <= (rows * g["in_w"] + g["kernel_w"]) * g["channels"] + swg.window_words, g
+        assert swg.min_buffer_depth <= swg.buffer_depth < 2 * swg.min_buffer_depth, g  # the next power of two
+        assert swg.buffer_depth & (swg.buffer_depth - 1) == 0, g
 
 
 def test_sliding_window_model_follows_input_gaps():
