@@ -32,7 +32,7 @@ from .elements import ElementFormat, pack_words, signed_width_for, word_element
 from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
 from .resources import Resources
 from .pipeline import Timed, registered
-from .requantize import REQUANTIZE_LATENCY, Requantization, requantize_pipeline
+from .requantize import Requantization, lut_product_stages, requantize_pipeline
 from .threshold_fit import fit_affine_thresholds
 
 __all__ = ["ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
@@ -70,7 +70,8 @@ class ActivationStage:
     latency = 1
 
     def __init__(self, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: bool, n_terms: int,
-                 acc_width: int):
+                 acc_width: int, memory_style: str = "auto"):
+        self.memory_style = memory_style  # of the per-fold tables (ip_cores/memories.py)
         self.lanes, self.n_folds, self.out_fmt = int(lanes), int(n_folds), out_fmt
         self.xnor, self.n_terms, self.acc_width = bool(xnor), int(n_terms), int(acc_width)
 
@@ -118,8 +119,8 @@ class _ThresholdStage(ActivationStage):
     """What both threshold activations share: the table in the compared domain and the output offset."""
 
     def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, thresholds: np.ndarray,
-                 out_offset: int, t_fmt: ElementFormat, table: np.ndarray):
-        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
+                 out_offset: int, t_fmt: ElementFormat, table: np.ndarray, memory_style: str = "auto"):
+        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width, memory_style)
         self.thresholds = thresholds
         self.out_offset = int(out_offset)
         self.t_fmt, self.table = t_fmt, table  # (channels, NT) in the domain the accumulator is compared in
@@ -136,7 +137,7 @@ class ParallelThresholds(_ThresholdStage):
     name = "thresholds (parallel comparators)"
 
     def memories(self):
-        return [plan_rom(self.n_folds, self.lanes * self.n_t * self.t_fmt.width)]
+        return [plan_rom(self.n_folds, self.lanes * self.n_t * self.t_fmt.width, self.memory_style)]
 
     def _logic_resources(self):
         comparators = self.lanes * self.n_t * (self.t_fmt.width + 1) // 2
@@ -159,13 +160,12 @@ class BinarySearchThresholds(_ThresholdStage):
 
     name = "thresholds (binary search)"
 
-    def __init__(self, *args, memory_style: str = "auto", **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.bits = max(1, int(self.n_t).bit_length())  # B: counts 0 .. 2**B - 1 hold 0 .. NT
         padded = np.full((self.table.shape[0], (1 << self.bits) - 1), self.t_fmt.max, dtype=object)
         padded[:, :self.n_t] = self.table
         self.padded = padded
-        self.memory_style = memory_style
         self.plans = self._plan()
         self.compare_cycles = self._schedule()
         self.latency = self.compare_cycles[-1] + 2  # compare, register the bit, add the offset
@@ -273,22 +273,28 @@ class Requantizer(ActivationStage):
     level, clipped output (ip_cores/requantize.py has the rounding table)."""
 
     name = "requantize"
-    latency = REQUANTIZE_LATENCY
 
     def __init__(self, lanes, n_folds, out_fmt, xnor, n_terms, acc_width, requant: Requantization,
-                 saturate_at: tuple[int, ...] | None = None, fitted_from_thresholds: bool = True):
-        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
+                 saturate_at: tuple[int, ...] | None = None, fitted_from_thresholds: bool = True,
+                 memory_style: str = "auto", multiplier: str = "dsp"):
+        super().__init__(lanes, n_folds, out_fmt, xnor, n_terms, acc_width, memory_style)
         self.rq = requant
+        self.multiplier = multiplier  # "dsp", or "lut" where the layer's own products are LUT logic
         self.saturate_at = saturate_at  # per channel: accumulator value from which the output is rq.hi
         self.fitted = fitted_from_thresholds or saturate_at is not None
         self.sat_fmt = ElementFormat.signed(self.acc_width + 1)
         self.mult_fmt = ElementFormat.signed(signed_width_for(min(requant.mult), max(requant.mult)))
         self.offset_fmt = ElementFormat.signed(signed_width_for(min(requant.offset), max(requant.offset)))
+        # The value multiplied: the accumulator as a signed sum (an XNOR popcount becomes 2*pc - n).
+        self.value_fmt = ElementFormat.signed(signed_width_for(-n_terms, n_terms) if xnor else self.acc_width)
+        self.product_stages = 1 if multiplier == "dsp" else max(
+            lut_product_stages(self.value_fmt, m, self.mult_fmt) for m in self._lane_mults())
+        self.latency = self.product_stages + 3
 
     def _table(self, values, fmt: ElementFormat) -> MemoryPlan | None:
         if len(set(values)) == 1 or self.n_folds == 1:
             return None
-        return plan_rom(self.n_folds, self.lanes * fmt.width)
+        return plan_rom(self.n_folds, self.lanes * fmt.width, self.memory_style)
 
     def memories(self):
         tables = [self._table(self.rq.mult, self.mult_fmt), self._table(self.rq.offset, self.offset_fmt)]
@@ -300,9 +306,25 @@ class Requantizer(ActivationStage):
         what = "thresholds as an exact multiply-shift" if self.fitted else self.name
         return f"{what}: clip({self.rq.rounding}((acc*mult + offset) / 2^{self.rq.shift}), {self.rq.lo}, {self.rq.hi})"
 
+    def _lane_mults(self) -> list:
+        """Each lane's multiplier as the hardware sees it: a constant (one fold, or the same for all channels)
+        or None (read from a table)."""
+        if len(set(self.rq.mult)) == 1:
+            return [self.rq.mult[0]] * self.lanes
+        if self.n_folds == 1:
+            return list(self.rq.mult)
+        return [None] * self.lanes
+
     def _logic_resources(self):
         acc_w, m_w = self.acc_width + 1, self.mult_fmt.width
         dsp_per_lane = min(-(-acc_w // 25) * -(-m_w // 18), -(-acc_w // 18) * -(-m_w // 25))
+        if self.multiplier == "lut":  # shift-and-add: an adder of the product's width per term
+            dsp_per_lane = 0
+            terms = max(max(1, bin(abs(m)).count("1")) if m is not None else min(acc_w, m_w)
+                        for m in self._lane_mults())
+            width = acc_w + m_w
+            return Resources(self.lanes * (terms * width + 2 * self.out_fmt.width),
+                             self.lanes * (terms * width // 2 + 2 * width + self.out_fmt.width))
         width = acc_w + m_w
         compare = (self.acc_width // 2 + 4) if self.saturate_at is not None else 0
         return Resources(self.lanes * (width // 2 + 2 * self.out_fmt.width + compare),
@@ -314,21 +336,25 @@ class Requantizer(ActivationStage):
             return [Const(values[0], signed(fmt.width))] * self.lanes
         if self.n_folds == 1:
             return [Const(v, signed(fmt.width)) for v in values]
-        plan = plan_rom(self.n_folds, self.lanes * fmt.width)
+        plan = plan_rom(self.n_folds, self.lanes * fmt.width, self.memory_style)
         word = self._fold_table(m, name, plan, pack_words(values, fmt, self.lanes), fold, cycle)
         return [word_element(word, p, fmt) for p in range(self.lanes)]
 
     def build(self, m, accs, fold):
         a0 = accs[0].cycle
         mults = self._parameter(m, "requant_mult", self.rq.mult, self.mult_fmt, fold, a0)
-        offsets = self._parameter(m, "requant_offset", self.rq.offset, self.offset_fmt, fold, a0 + 1)
+        offsets = self._parameter(m, "requant_offset", self.rq.offset, self.offset_fmt, fold, a0 + self.product_stages)
         saturate = [None] * self.lanes
         if self.saturate_at is not None:
             saturate = self._parameter(m, "requant_saturate", self.saturate_at, self.sat_fmt, fold, a0)
         outs = []
         for p, acc in enumerate(accs):
-            value = signed_sum(acc.value, self.xnor, self.n_terms)
-            level = requantize_pipeline(m, value, mults[p], offsets[p], self.rq, f"rq{p}", saturate_at=saturate[p])
+            value = Signal(signed(self.value_fmt.width), name=f"rq{p}_value")
+            m.d.comb += value.eq(signed_sum(acc.value, self.xnor, self.n_terms))
+            lut = (self.value_fmt, self.mult_fmt) if self.multiplier == "lut" else None
+            mult = mults[p] if lut is None or not isinstance(mults[p], Const) else mults[p].value
+            level = requantize_pipeline(m, value, mult, offsets[p], self.rq, f"rq{p}", saturate_at=saturate[p],
+                                        lut_formats=lut, product_stages=self.product_stages)
             outs.append(_output(m, level, self.out_fmt, f"out{p}"))
         return Timed(m, Cat(*outs), a0 + self.latency, "act_out")
 
@@ -345,23 +371,25 @@ def style_cost(resources: Resources) -> int:
 def make_activation(*, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: bool, n_terms: int, acc_width: int,
                     thresholds: np.ndarray | None, out_offset: int, requant: Requantization | None,
                     acc_range: tuple[int, int] | None = None, threshold_style: str = "auto",
-                    memory_style: str = "auto") -> ActivationStage:
+                    memory_style: str = "auto", mac_resource: str = "dsp") -> ActivationStage:
     """The activation stage for a core's parameters (already checked by `check_mac_parameters`).
 
     Thresholds are built as `threshold_style` says; "auto" takes parallel comparators for up to 3 thresholds,
     else the cheaper (`style_cost`) of a binary search and an exact multiply-shift fitted to the thresholds
-    (`fit_affine_thresholds`, over `acc_range`, the accumulator's extremes), when one exists.
+    (`fit_affine_thresholds`, over `acc_range`, the accumulator's extremes), when one exists. A
+    requantizer multiplies in a DSP48 where the layer's products do (`mac_resource` "dsp"), in LUTs otherwise.
     """
     common = (lanes, n_folds, out_fmt, xnor, n_terms, acc_width)
     if requant is not None:
-        return Requantizer(*common, requant, fitted_from_thresholds=False)
+        return Requantizer(*common, requant, fitted_from_thresholds=False, memory_style=memory_style,
+                           multiplier=mac_resource)
     if thresholds is None:
         return AccumulatorOut(*common)
     from .thresholding import threshold_table
     t_fmt, table = threshold_table(thresholds, xnor, n_terms, acc_width)
     style = threshold_style_for(table.shape[1], threshold_style)
     if style == "parallel":
-        return ParallelThresholds(*common, thresholds, out_offset, t_fmt, table)
+        return ParallelThresholds(*common, thresholds, out_offset, t_fmt, table, memory_style=memory_style)
     candidates = []
     if style in ("binary", "auto"):
         candidates.append(BinarySearchThresholds(*common, thresholds, out_offset, t_fmt, table,
@@ -375,7 +403,8 @@ def make_activation(*, lanes: int, n_folds: int, out_fmt: ElementFormat, xnor: b
             never = acc_range[1] + 1
             saturate = None if all(v is None for v in fit.saturate_at) else \
                 tuple(never if v is None else v for v in fit.saturate_at)
-            candidates.append(Requantizer(*common, rq, saturate_at=saturate))
+            candidates.append(Requantizer(*common, rq, saturate_at=saturate, memory_style=memory_style,
+                                          multiplier=mac_resource))
     if not candidates:
         raise ValueError("threshold_style 'requant': these thresholds are not an affine function of the "
                          "accumulator (no exact multiply-shift exists); use 'binary' or 'auto'")

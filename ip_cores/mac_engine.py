@@ -24,13 +24,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
 from .elements import ElementFormat, unsigned_width_for
-from .mac_terms import product_term_ranges, product_terms
-from .pipeline import OutputQueue, Timed, pipelined_sum, registered, sum_stages
+from .mac_terms import is_table_product, product_term_ranges, product_terms
+from .pipeline import LEVELS_PER_STAGE, OutputQueue, Timed, pipelined_sum, registered, sum_stages
 from .resources import Resources, adder_tree_cost, fifo_cost
 
 __all__ = ["MacEngine", "LEVELS_PER_STAGE"]
 
-LEVELS_PER_STAGE = 2  # adder-tree levels between registers
 
 
 class MacEngine:
@@ -51,8 +50,11 @@ class MacEngine:
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
         self.input_latency = max(1, int(input_latency))
         self.levels_per_stage = int(levels_per_stage)
-        self.product_stages = 1 if mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar) else 0
-        self.tree_stages = sum_stages(self.tree_terms_per_lane, self.levels_per_stage)
+        # DSP48 products are registered twice (its MREG and PREG: the P output then leaves in 0.3 ns); a table
+        # product is a LUT of its own, so its tree registers after one adder level.
+        self.product_stages = 2 if mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar) else 0
+        self.first_stage_levels = 1 if is_table_product(in_fmt, w_fmt, mac_resource) else levels_per_stage
+        self.tree_stages = sum_stages(self.tree_terms_per_lane, self.levels_per_stage, self.first_stage_levels)
         self.acc_cycle = self.input_latency + self.product_stages + self.tree_stages + 1  # A0
         self.write_cycle = self.acc_cycle + activation.latency
         self.latency = self.write_cycle + OutputQueue.read_latency
@@ -68,7 +70,7 @@ class MacEngine:
         """Analytic estimate of the datapath after the issue: trees, products, accumulators, activation, queue
         and the control that travels beside the data."""
         ranges = product_term_ranges(self.in_fmt, self.w_fmt, self.mac_resource) * self.terms_per_step
-        tree = adder_tree_cost(ranges, self.levels_per_stage).scaled(self.lanes)
+        tree = adder_tree_cost(ranges, self.levels_per_stage, self.first_stage_levels).scaled(self.lanes)
         dsp = self.lanes * self.terms_per_step if self.product_stages else 0
         acc_w = self.accumulator_shape().width
         accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)
@@ -100,9 +102,9 @@ class MacEngine:
                 t = product_terms(x, w, self.in_fmt, self.w_fmt, self.mac_resource)
                 terms += t.terms
                 constant += t.constant
-            if self.product_stages:
-                terms = [registered(m, t, f"prod{p}_{k}") for k, t in enumerate(terms)]
-            sums.append(pipelined_sum(m, terms, self.levels_per_stage, f"tree{p}"))
+            for stage in range(self.product_stages):
+                terms = [registered(m, t, f"prod{p}_{k}_r{stage}") for k, t in enumerate(terms)]
+            sums.append(pipelined_sum(m, terms, self.levels_per_stage, f"tree{p}", self.first_stage_levels))
             constants.append(constant * self.steps_per_output)
         step_cycle = R + self.product_stages + self.tree_stages
 

@@ -28,7 +28,7 @@ from amaranth.hdl import Cat, Const, Mux
 from .elements import ElementFormat
 
 __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
-           "DSP_MIN_WIDTH"]
+           "is_table_product", "DSP_MIN_WIDTH"]
 
 MAC_RESOURCES = ("auto", "lut", "dsp")
 DSP_MIN_WIDTH = 5
@@ -61,7 +61,7 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     """Terms of x * w for element values `x` (in `in_fmt`) and `w` (in `w_fmt`), as `word_element` gives them."""
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return ProductTerms([~(x ^ w)], 0)
-    if _is_table(in_fmt, w_fmt, resource):
+    if is_table_product(in_fmt, w_fmt, resource):
         if in_fmt.is_bipolar:
             ws = _signed(w, w_fmt)
             return ProductTerms([Mux(x, ws, -ws)], 0)
@@ -92,8 +92,11 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     return ProductTerms(terms, constant)
 
 
-def _is_table(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> bool:
-    return resource == "lut" and in_fmt.width + w_fmt.width <= TABLE_MAX_INPUT_BITS
+def is_table_product(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> bool:
+    """Whether `product_terms` makes the product one table term (a LUT per result bit)."""
+    return (resource == "lut" and in_fmt.width + w_fmt.width <= TABLE_MAX_INPUT_BITS
+            and not (in_fmt.is_bipolar and w_fmt.is_bipolar))
+
 
 
 def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> list[tuple[int, int]]:
@@ -102,7 +105,7 @@ def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
         return (fmt.min, fmt.max), (-fmt.max - 1, -fmt.min - 1)
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return [(0, 1)]
-    if _is_table(in_fmt, w_fmt, resource):
+    if is_table_product(in_fmt, w_fmt, resource):
         corners = [a * b for a in (in_fmt.min, in_fmt.max) for b in (w_fmt.min, w_fmt.max)]
         if in_fmt.is_bipolar or w_fmt.is_bipolar:
             other = w_fmt if in_fmt.is_bipolar else in_fmt

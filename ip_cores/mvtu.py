@@ -99,7 +99,7 @@ class MVTU(wiring.Component):
             lanes=self.pe, n_folds=self.nf, out_fmt=self.out_fmt, xnor=self.xnor, n_terms=self.mw,
             acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
             acc_range=accumulator_range(self.weights, in_fmt), threshold_style=threshold_style,
-            memory_style=memory_style)
+            memory_style=memory_style, mac_resource=self.mac_resource)
         input_latency = max(self.weight_memory.read_latency,
                             self.input_buffer.read_latency if self.input_buffer is not None else 1)
         self.engine = MacEngine(lanes=self.pe, terms_per_step=self.simd, in_fmt=in_fmt, w_fmt=w_fmt,

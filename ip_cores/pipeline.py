@@ -11,7 +11,10 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 
-__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed", "WrapCounter"]
+__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed", "WrapCounter",
+           "LEVELS_PER_STAGE"]
+
+LEVELS_PER_STAGE = 2  # adder-tree levels between registers
 
 
 def registered(m: Module, value, name: str, *, reset_less: bool = True) -> Signal:
@@ -83,19 +86,27 @@ class WrapCounter:
             ]
 
 
-def sum_stages(n_terms: int, levels_per_stage: int) -> int:
-    """Register stages of `pipelined_sum` over `n_terms` terms: ceil(tree depth / levels_per_stage)."""
+def sum_stages(n_terms: int, levels_per_stage: int, first_stage_levels: int | None = None) -> int:
+    """Register stages of `pipelined_sum` over `n_terms` terms: the first after `first_stage_levels` levels (by
+    default `levels_per_stage`), then one every `levels_per_stage` levels and one after the last (0 for one term)."""
     depth = max(0, (int(n_terms) - 1).bit_length())
-    return -(-depth // levels_per_stage)
+    first = levels_per_stage if first_stage_levels is None else first_stage_levels
+    if depth == 0:
+        return 0
+    if depth <= first:
+        return 1
+    return 1 + -(-(depth - first) // levels_per_stage)
 
 
-def pipelined_sum(m: Module, terms: list, levels_per_stage: int, name: str):
-    """The sum of `terms` through a balanced adder tree with a register after every `levels_per_stage`
-    levels; the result is `sum_stages(len(terms), levels_per_stage)` cycles late (0 for one term).
+def pipelined_sum(m: Module, terms: list, levels_per_stage: int, name: str, first_stage_levels: int | None = None):
+    """The sum of `terms` through a balanced adder tree with a register after `first_stage_levels` levels (by
+    default `levels_per_stage`: terms that are LUTs of their own, like table products, take 1) and then after
+    every `levels_per_stage` levels; the result is `sum_stages(...)` cycles late (0 for one term).
 
     Pairs are added in order, an odd term out is carried to the next level, so the tree has exactly
     ceil(log2(n)) levels. Amaranth widens each sum by one bit, so no intermediate value can overflow.
     """
+    first = levels_per_stage if first_stage_levels is None else first_stage_levels
     terms = list(terms)
     level = 0
     while len(terms) > 1:
@@ -104,7 +115,7 @@ def pipelined_sum(m: Module, terms: list, levels_per_stage: int, name: str):
             paired.append(terms[-1])
         terms = paired
         level += 1
-        if level % levels_per_stage == 0 or len(terms) == 1:
+        if level == first or (level > first and (level - first) % levels_per_stage == 0) or len(terms) == 1:
             terms = [registered(m, t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
     return terms[0]
 

@@ -170,13 +170,49 @@ def _round_shifted(n: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     return q + up.astype(np.int64).astype(object)
 
 
-REQUANTIZE_LATENCY = 4
+REQUANTIZE_LATENCY = 4  # with a DSP48 multiplier: product, sum, level, clip
+MULTIPLIERS = ("dsp", "lut")
+
+
+def _lut_product(m: Module, value, value_fmt, mult, mult_fmt, name: str):
+    """value * mult in LUT logic: shift-and-add terms (ip_cores/mac_terms.py; a constant `mult` only adds the
+    shifted value at its set bits) through a registered adder tree. Returns (product without its constant,
+    the constant, stages)."""
+    from .mac_terms import product_terms
+    from .pipeline import pipelined_sum, sum_stages, LEVELS_PER_STAGE
+    if isinstance(mult, int):
+        magnitude = abs(mult)
+        terms = [(value << j if j else value) for j in range(magnitude.bit_length()) if magnitude >> j & 1] or [Const(0)]
+        if mult < 0:
+            terms = [-t for t in terms]
+        constant = 0
+    else:
+        t = product_terms(value, mult, value_fmt, mult_fmt, "lut")
+        terms, constant = t.terms, t.constant
+    stages = max(1, sum_stages(len(terms), LEVELS_PER_STAGE))
+    product = pipelined_sum(m, terms, LEVELS_PER_STAGE, f"{name}_product")
+    if sum_stages(len(terms), LEVELS_PER_STAGE) == 0:  # one term: register it once
+        reg = Signal(product.shape(), name=f"{name}_product", reset_less=True)
+        m.d.sync += reg.eq(product)
+        product = reg
+    return product, constant, stages
+
+
+def lut_product_stages(value_fmt, mult, mult_fmt) -> int:
+    """Register stages of a LUT-logic requantization product (see `_lut_product`)."""
+    from .mac_terms import product_term_ranges
+    from .pipeline import sum_stages, LEVELS_PER_STAGE
+    if isinstance(mult, int):
+        n = max(1, bin(abs(mult)).count("1"))
+    else:
+        n = len(product_term_ranges(value_fmt, mult_fmt, "lut"))
+    return max(1, sum_stages(n, LEVELS_PER_STAGE))
 
 
 def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq", *,
-                        saturate_at=None) -> Signal:
+                        saturate_at=None, lut_formats=None, product_stages: int | None = None) -> Signal:
     """One lane's requantization as a free-running pipeline: the clipped level, `REQUANTIZE_LATENCY` cycles
-    after `value` and `mult` (and one cycle after `offset`).
+    after `value` and `mult` (and one cycle after `offset`) with a DSP48 multiplier.
 
     Four registered steps, so no stage does a multiply-round-clip at once: product (a DSP48's MREG), sum with
     the offset (its PREG), the rounded level q + up, the clip. `value` is the lane's signed accumulator value
@@ -184,15 +220,24 @@ def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name
     values (fields of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are read from `rq`.
     With `saturate_at` (a value like `mult`), `value >= saturate_at` gives `rq.hi` whatever the arithmetic
     says: a threshold activation whose top levels are all reached at one accumulator value
-    (ip_cores/threshold_fit.py). The registers carry no reset: they are datapath.
+    (ip_cores/threshold_fit.py). With `lut_formats` = (value format, mult format) the product is LUT logic
+    (`_lut_product`, `lut_product_stages` registers instead of one, or `product_stages` when more, so lanes
+    with different constant multipliers keep in step; `offset` then that many cycles after `value`), for
+    designs that keep DSP48s for nothing else. The registers carry no reset: they are datapath.
     """
     def register(v, suffix):
         reg = Signal(v.shape(), name=f"{name}_{suffix}", reset_less=True)
         m.d.sync += reg.eq(v)
         return reg
 
-    product = register(value * mult, "product")
-    total = register(product + offset, "n")
+    if lut_formats is None:
+        product, constant, stages = register(value * mult, "product"), 0, 1
+    else:
+        product, constant, stages = _lut_product(m, value, lut_formats[0], mult, lut_formats[1], name)
+        for k in range((product_stages or stages) - stages):
+            product = register(product, f"product_pad{k}")
+        stages = product_stages or stages
+    total = register(product + (offset + constant if constant else offset), "n")
     # Signed, and at least shift + 1 bits, so that q and r are plain slices/shifts of N.
     n = Signal(signed(max(len(total) + (0 if total.shape().signed else 1), rq.shift + 1)), name=f"{name}_n_ext")
     m.d.comb += n.eq(total)
@@ -204,7 +249,7 @@ def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name
     clipped = Mux(level < rq.lo, rq.lo, Mux(level > rq.hi, rq.hi, level))
     if saturate_at is not None:
         saturated = value >= saturate_at
-        for k in range(REQUANTIZE_LATENCY - 1):  # travels beside the value to the last step
+        for k in range(stages + 2):  # travels beside the value to the last step
             saturated = register(saturated, f"saturated{k}")
         clipped = Mux(saturated, rq.hi, clipped)
     out = Signal(signed(signed_width_for(rq.lo, rq.hi)), name=f"{name}_level", reset_less=True)

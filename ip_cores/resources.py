@@ -51,9 +51,11 @@ class Resources:
                 "bram36": round(self.bram18 / 2, 1), "dsp": round(self.dsp)}
 
 
-def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int) -> Resources:
+def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int, first_stage_levels: int | None = None
+                    ) -> Resources:
     """LUTs and FFs of `pipelined_sum` over terms with these value ranges (one LUT per result bit of each adder,
-    one FF per bit at each register level), following the same pairing as the tree itself."""
+    one FF per bit at each register level), following the same pairing and registers as the tree itself."""
+    first = levels_per_stage if first_stage_levels is None else first_stage_levels
     luts = ffs = 0
     level = 0
     while len(ranges) > 1:
@@ -66,7 +68,7 @@ def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int) -> Res
             paired.append(ranges[-1])
         ranges = paired
         level += 1
-        if level % levels_per_stage == 0 or len(ranges) == 1:
+        if level == first or (level > first and (level - first) % levels_per_stage == 0) or len(ranges) == 1:
             ffs += sum(signed_width_for(lo, hi) for lo, hi in ranges)
     return Resources(luts, ffs)
 

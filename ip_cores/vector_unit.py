@@ -100,7 +100,7 @@ class VectorVectorUnit(wiring.Component):
             lanes=self.pe, n_folds=self.cf, out_fmt=self.out_fmt, xnor=self.xnor, n_terms=self.k,
             acc_width=self.acc_width, thresholds=self.thresholds, out_offset=self.out_offset, requant=requant,
             acc_range=accumulator_range(self.weights, in_fmt), threshold_style=threshold_style,
-            memory_style=memory_style)
+            memory_style=memory_style, mac_resource=self.mac_resource)
         self.engine = MacEngine(lanes=self.pe, terms_per_step=1, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.k, steps_per_output=self.k,
                                 n_folds=self.cf, activation=self.activation, mac_resource=self.mac_resource,

