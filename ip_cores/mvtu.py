@@ -105,7 +105,8 @@ class MVTU(wiring.Component):
         self.engine = MacEngine(lanes=self.pe, terms_per_step=self.simd, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.mw, steps_per_output=self.sf,
                                 n_folds=self.nf, activation=self.activation, mac_resource=self.mac_resource,
-                                input_latency=input_latency)
+                                input_latency=input_latency,
+                                channel_constants=self._channel_constants())
 
         super().__init__({
             "i": In(stream.Signature(self.simd * in_fmt.width)),
@@ -134,6 +135,13 @@ class MVTU(wiring.Component):
         counters = 3 * max(1, (self.nf * self.sf).bit_length())
         issue = Resources(2 * counters + 6, 2 * counters)
         return issue + memories + Resources(0, registers) + self.engine.resources()
+
+    def _channel_constants(self) -> list[int] | None:
+        """Per output channel, minus the sum of its weights: the accumulator's start with a bipolar input
+        (ip_cores/mac_terms.py), in channel order; None otherwise."""
+        if not (self.in_fmt.is_bipolar and not self.w_fmt.is_bipolar):
+            return None
+        return [-int(v) for v in self.weights.astype(object).sum(axis=1)]
 
     # --- memory contents -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 
-__all__ = ["delay", "registered", "pipelined_sum", "sum_stages", "OutputQueue", "Timed", "WrapCounter",
+__all__ = ["delay", "registered", "pipelined_sum", "tree_register_levels", "OutputQueue", "Timed", "WrapCounter",
            "LEVELS_PER_STAGE"]
 
 LEVELS_PER_STAGE = 2  # adder-tree levels between registers
@@ -86,37 +86,60 @@ class WrapCounter:
             ]
 
 
-def sum_stages(n_terms: int, levels_per_stage: int, first_stage_levels: int | None = None) -> int:
-    """Register stages of `pipelined_sum` over `n_terms` terms: the first after `first_stage_levels` levels (by
-    default `levels_per_stage`), then one every `levels_per_stage` levels and one after the last (0 for one term)."""
-    depth = max(0, (int(n_terms) - 1).bit_length())
-    first = levels_per_stage if first_stage_levels is None else first_stage_levels
-    if depth == 0:
-        return 0
-    if depth <= first:
-        return 1
-    return 1 + -(-(depth - first) // levels_per_stage)
+TWO_LEVEL_MAX_BITS = 20  # two adder levels share a pipeline stage while their widths add up to this
 
 
-def pipelined_sum(m: Module, terms: list, levels_per_stage: int, name: str, first_stage_levels: int | None = None):
-    """The sum of `terms` through a balanced adder tree with a register after `first_stage_levels` levels (by
-    default `levels_per_stage`: terms that are LUTs of their own, like table products, take 1) and then after
-    every `levels_per_stage` levels; the result is `sum_stages(...)` cycles late (0 for one term).
+def _paired_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    paired = [(ranges[k][0] + ranges[k + 1][0], ranges[k][1] + ranges[k + 1][1]) for k in range(0, len(ranges) - 1, 2)]
+    return paired + ([ranges[-1]] if len(ranges) % 2 else [])
+
+
+def _width(lo: int, hi: int) -> int:
+    from .elements import signed_width_for
+    return signed_width_for(lo, hi)
+
+
+def tree_register_levels(ranges: list[tuple[int, int]], first_stage_levels: int = LEVELS_PER_STAGE) -> list[bool]:
+    """Where the adder tree over terms with these value ranges gets its registers: for each level (pairs added
+    in order, an odd term carried on), whether a register follows it.
+
+    A stage holds at most two levels, and two only while their adders are narrow (widths adding up to
+    `TWO_LEVEL_MAX_BITS`: two carry chains and their LUTs in one clock); the first stage holds
+    `first_stage_levels` (1 when the terms are LUTs of their own, like table products); the last level is
+    always registered. One term: no level, no register."""
+    widths = []
+    while len(ranges) > 1:
+        ranges = _paired_ranges(ranges)
+        widths.append(max(_width(lo, hi) for lo, hi in ranges))
+    registers = [False] * len(widths)
+    in_stage, stage_bits, first = 0, 0, True
+    for level, width in enumerate(widths):
+        limit = first_stage_levels if first else LEVELS_PER_STAGE
+        if in_stage and (in_stage >= limit or stage_bits + width > TWO_LEVEL_MAX_BITS):
+            registers[level - 1] = True
+            in_stage, stage_bits, first = 0, 0, False
+        in_stage += 1
+        stage_bits += width
+    if registers:
+        registers[-1] = True
+    return registers
+
+
+def pipelined_sum(m: Module, terms: list, register_after: list[bool], name: str):
+    """The sum of `terms` through a balanced adder tree with a register after each level `register_after` (from
+    `tree_register_levels`) says; the result is `sum(register_after)` cycles late (0 for one term).
 
     Pairs are added in order, an odd term out is carried to the next level, so the tree has exactly
     ceil(log2(n)) levels. Amaranth widens each sum by one bit, so no intermediate value can overflow.
     """
-    first = levels_per_stage if first_stage_levels is None else first_stage_levels
     terms = list(terms)
-    level = 0
-    while len(terms) > 1:
+    if len(register_after) != max(0, (len(terms) - 1).bit_length()):
+        raise ValueError(f"{name}: {len(register_after)} register flags for a tree over {len(terms)} terms")
+    for level, register in enumerate(register_after):
         paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            paired.append(terms[-1])
-        terms = paired
-        level += 1
-        if level == first or (level > first and (level - first) % levels_per_stage == 0) or len(terms) == 1:
-            terms = [registered(m, t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
+        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
+        if register:
+            terms = [registered(m, t, f"{name}_l{level + 1}_{k}") for k, t in enumerate(terms)]
     return terms[0]
 
 

@@ -178,8 +178,8 @@ def _lut_product(m: Module, value, value_fmt, mult, mult_fmt, name: str):
     """value * mult in LUT logic: shift-and-add terms (ip_cores/mac_terms.py; a constant `mult` only adds the
     shifted value at its set bits) through a registered adder tree. Returns (product without its constant,
     the constant, stages)."""
-    from .mac_terms import product_terms
-    from .pipeline import pipelined_sum, sum_stages, LEVELS_PER_STAGE
+    from .mac_terms import product_term_ranges, product_terms
+    from .pipeline import pipelined_sum, tree_register_levels
     if isinstance(mult, int):
         magnitude = abs(mult)
         terms = [(value << j if j else value) for j in range(magnitude.bit_length()) if magnitude >> j & 1] or [Const(0)]
@@ -189,24 +189,30 @@ def _lut_product(m: Module, value, value_fmt, mult, mult_fmt, name: str):
     else:
         t = product_terms(value, mult, value_fmt, mult_fmt, "lut")
         terms, constant = t.terms, t.constant
-    stages = max(1, sum_stages(len(terms), LEVELS_PER_STAGE))
-    product = pipelined_sum(m, terms, LEVELS_PER_STAGE, f"{name}_product")
-    if sum_stages(len(terms), LEVELS_PER_STAGE) == 0:  # one term: register it once
+    registers = tree_register_levels(_product_ranges(value_fmt, mult, mult_fmt))
+    stages = max(1, sum(registers))
+    product = pipelined_sum(m, terms, registers, f"{name}_product")
+    if not registers:  # one term: register it once
         reg = Signal(product.shape(), name=f"{name}_product", reset_less=True)
         m.d.sync += reg.eq(product)
         product = reg
     return product, constant, stages
 
 
+def _product_ranges(value_fmt, mult, mult_fmt) -> list[tuple[int, int]]:
+    """Value ranges of the terms `_lut_product` adds."""
+    from .mac_terms import product_term_ranges
+    if not isinstance(mult, int):
+        return product_term_ranges(value_fmt, mult_fmt, "lut")
+    bits = [j for j in range(abs(mult).bit_length()) if abs(mult) >> j & 1] or [0]
+    lo, hi = value_fmt.min, value_fmt.max
+    return [(min(lo << j, -(hi << j)), max(hi << j, -(lo << j))) for j in bits]
+
+
 def lut_product_stages(value_fmt, mult, mult_fmt) -> int:
     """Register stages of a LUT-logic requantization product (see `_lut_product`)."""
-    from .mac_terms import product_term_ranges
-    from .pipeline import sum_stages, LEVELS_PER_STAGE
-    if isinstance(mult, int):
-        n = max(1, bin(abs(mult)).count("1"))
-    else:
-        n = len(product_term_ranges(value_fmt, mult_fmt, "lut"))
-    return max(1, sum_stages(n, LEVELS_PER_STAGE))
+    from .pipeline import tree_register_levels
+    return max(1, sum(tree_register_levels(_product_ranges(value_fmt, mult, mult_fmt))))
 
 
 def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq", *,

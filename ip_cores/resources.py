@@ -51,24 +51,18 @@ class Resources:
                 "bram36": round(self.bram18 / 2, 1), "dsp": round(self.dsp)}
 
 
-def adder_tree_cost(ranges: list[tuple[int, int]], levels_per_stage: int, first_stage_levels: int | None = None
-                    ) -> Resources:
+def adder_tree_cost(ranges: list[tuple[int, int]], register_after: list[bool]) -> Resources:
     """LUTs and FFs of `pipelined_sum` over terms with these value ranges (one LUT per result bit of each adder,
     one FF per bit at each register level), following the same pairing and registers as the tree itself."""
-    first = levels_per_stage if first_stage_levels is None else first_stage_levels
     luts = ffs = 0
-    level = 0
-    while len(ranges) > 1:
+    for register in register_after:
         paired = []
         for k in range(0, len(ranges) - 1, 2):
             lo, hi = ranges[k][0] + ranges[k + 1][0], ranges[k][1] + ranges[k + 1][1]
             luts += signed_width_for(lo, hi)
             paired.append((lo, hi))
-        if len(ranges) % 2:
-            paired.append(ranges[-1])
-        ranges = paired
-        level += 1
-        if level == first or (level > first and (level - first) % levels_per_stage == 0) or len(ranges) == 1:
+        ranges = paired + ([ranges[-1]] if len(ranges) % 2 else [])
+        if register:
             ffs += sum(signed_width_for(lo, hi) for lo, hi in ranges)
     return Resources(luts, ffs)
 

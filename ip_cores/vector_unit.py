@@ -104,7 +104,8 @@ class VectorVectorUnit(wiring.Component):
         self.engine = MacEngine(lanes=self.pe, terms_per_step=1, in_fmt=in_fmt, w_fmt=w_fmt,
                                 acc_width=self.acc_width, n_terms=self.k, steps_per_output=self.k,
                                 n_folds=self.cf, activation=self.activation, mac_resource=self.mac_resource,
-                                input_latency=self.weight_memory.read_latency)
+                                input_latency=self.weight_memory.read_latency,
+                                channel_constants=self._channel_constants())
 
         super().__init__({
             "i": In(stream.Signature(self.pe * in_fmt.width)),
@@ -139,6 +140,13 @@ class VectorVectorUnit(wiring.Component):
         registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
         counters = 3 * max(1, (self.cf * self.k).bit_length())
         return Resources(2 * counters + 6, 2 * counters + registers) + memory + self.engine.resources()
+
+    def _channel_constants(self) -> list[int] | None:
+        """Per output channel, minus the sum of its weights: the accumulator's start with a bipolar input
+        (ip_cores/mac_terms.py), in channel order; None otherwise."""
+        if not (self.in_fmt.is_bipolar and not self.w_fmt.is_bipolar):
+            return None
+        return [-int(v) for v in self.weights.astype(object).sum(axis=1)]
 
     # --- memory contents -------------------------------------------------------------------------
 

@@ -85,7 +85,8 @@ def default_fifo_depth(consumer, frame_elems: int, fifo_elems: int) -> int:
 
 
 def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> list[Stage]:
-    """The chain of blocks, with one FIFO and any width converters between consecutive layers.
+    """The chain of blocks: an input FIFO, then the layers with one FIFO and any width converters between
+    consecutive layers.
 
     An MVTU reads its input stream only during its first neuron fold, in a burst of one word a cycle, while its
     producer trickles words out over the whole frame. So the FIFO must sit where it can hand over a buffered
@@ -93,7 +94,11 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -
     a splitting one; a gathering converter behind a FIFO would pace the burst at one element a cycle). One frame
     of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's cycles.
     """
-    stages: list[Stage] = []
+    first = network.layers[0]
+    # A two-word FIFO right behind the input framer: the AXI-Stream input (a DMA's TVALID and TDATA) reaches
+    # registers only, never the first layer's issue logic.
+    stages: list[Stage] = [Stage("fifo", "input_fifo", first.in_elems_per_word, first.in_elems_per_word,
+                                 first.in_fmt.width, first.in_fmt.width, first.in_elems, first.in_elems, depth=2)]
     for index, layer in enumerate(network.layers):
         if index:
             prev = network.layers[index - 1]

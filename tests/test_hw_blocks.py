@@ -1,10 +1,12 @@
 """The building blocks of the compute cores, each against something written independently of it:
 
 - `product_terms` (ip_cores/mac_terms.py): for every pair of values of small formats, the terms plus the
-  constant equal the plain product (XNOR, table, bipolar, shift-and-add and DSP forms), and
+  constant equal the plain product (XNOR, table, bipolar, shift-and-add and DSP forms; with a bipolar input
+  twice the terms minus the weight), and
   `product_term_ranges` holds every term's values;
-- `pipelined_sum`, `Timed` and `registered` (ip_cores/pipeline.py) in Amaranth's simulator: the sum arrives
-  exactly `sum_stages` cycles late, one a cycle; a pipeline register inside `m.If` is refused;
+- `tree_register_levels`, `pipelined_sum`, `Timed` and `registered` (ip_cores/pipeline.py): where the adder tree
+  registers (worked out by hand), and in Amaranth's simulator that the sum arrives exactly as many cycles late,
+  one a cycle; a pipeline register inside `m.If` is refused;
 - `fit_affine_thresholds` (ip_cores/threshold_fit.py): brute force over the whole accumulator range, for
   thresholds of affine quantizers (ties to even, saturating channels) and a refusal for non-affine ones;
 - `plan_rom`/`plan_ram` (ip_cores/memories.py): block-RAM counts worked out by hand from the RAMB18E1 aspect
@@ -22,7 +24,7 @@ from amaranth.sim import Simulator
 from ip_cores.elements import ElementFormat
 from ip_cores.mac_terms import mac_resource_for, product_term_ranges, product_terms
 from ip_cores.memories import bram18_count, plan_ram, plan_rom, read_rom
-from ip_cores.pipeline import Timed, pipelined_sum, registered, sum_stages
+from ip_cores.pipeline import Timed, pipelined_sum, registered, tree_register_levels
 from ip_cores.threshold_fit import fit_affine_thresholds
 
 S, U, B = ElementFormat.signed, ElementFormat.unsigned, ElementFormat.bipolar
@@ -68,6 +70,8 @@ def test_product_terms_sum_to_the_product(fx, fw, resource):
                 if not lo <= ctx.get(sig) <= hi:
                     bad.append(("range", xv, wv, ctx.get(sig), lo, hi))
             got = ctx.get(total) + terms.constant
+            if terms.doubled:  # a bipolar input: the product is 2 * (x ? w : 0) - w
+                got = 2 * got - wv
             want = (xv * wv + 1) // 2 if fx.is_bipolar and fw.is_bipolar else xv * wv  # XNOR: the popcount bit
             if got != want:
                 bad.append((xv, wv, got, want))
@@ -87,19 +91,25 @@ def test_mac_resource_choice():
         mac_resource_for(U(8), S(8), "fast")
 
 
-@pytest.mark.parametrize("n_terms, levels, first", [(1, 2, None), (2, 2, None), (5, 2, None), (16, 2, None),
-                                                    (17, 2, None), (7, 1, None), (64, 3, None), (16, 2, 1),
-                                                    (2, 2, 1), (9, 2, 1)])
-def test_pipelined_sum_is_exact_and_late_by_its_stages(n_terms, levels, first):
+def test_tree_registers_two_narrow_levels_or_one_wide():
+    bits4 = [(-8, 7)] * 16          # 4 levels of 5, 6, 7, 8-bit adders: two levels a stage
+    assert tree_register_levels(bits4) == [False, True, False, True]
+    assert tree_register_levels(bits4, first_stage_levels=1) == [True, False, True, True]
+    bits10 = [(-512, 511)] * 8      # 11 + 12 > 20 bits: a register after every level
+    assert tree_register_levels(bits10) == [True, True, True]
+    assert tree_register_levels([(0, 1)] * 5) == [False, True, True]  # 2, 3 bits, then a level of its own
+    assert tree_register_levels([(0, 1)]) == []  # one term: nothing to add
+
+
+@pytest.mark.parametrize("n_terms, width", [(1, 5), (2, 5), (5, 5), (16, 5), (17, 5), (64, 3), (9, 11), (33, 8)])
+def test_pipelined_sum_is_exact_and_late_by_its_registers(n_terms, width):
     rng = np.random.default_rng(n_terms)
     m = _clocked_module()
-    inputs = [Signal(signed(5), name=f"t{k}") for k in range(n_terms)]
-    out = pipelined_sum(m, inputs, levels, "tree", first)
-    late = sum_stages(n_terms, levels, first)
-    depth = max(0, (n_terms - 1).bit_length())  # adder levels
-    first = levels if first is None else first
-    assert late == (0 if depth == 0 else 1 + -(-max(0, depth - first) // levels))
-    vectors = rng.integers(-16, 16, size=(12, n_terms))
+    inputs = [Signal(signed(width), name=f"t{k}") for k in range(n_terms)]
+    registers = tree_register_levels([(-(1 << (width - 1)), (1 << (width - 1)) - 1)] * n_terms)
+    out = pipelined_sum(m, inputs, registers, "tree")
+    late = sum(registers)
+    vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(12, n_terms))
     got = []
 
     async def bench(ctx):

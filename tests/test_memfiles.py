@@ -75,7 +75,8 @@ def test_built_design_reads_its_tables_from_files(tmp_path):
     # The hardware uses the files: one word of weights changed -> hardware differs from the golden model.
     verify = [sys.executable, "-m", "rtlgen.cli", "verify", str(DEFAULT_MODEL), str(out), "--inputs", str(DEFAULT_INPUTS)]
     assert subprocess.run(verify, capture_output=True, text=True).returncode == 0
-    weights = next(hdl / name for name in mem_files if "stage0_weights" in name)  # (its first column group)
+    stage = next(k for k, st in enumerate(report["stages"]) if st["name"] == "Gemm_0")
+    weights = next(hdl / name for name in mem_files if f"stage{stage}_weights" in name)  # its first column group
     rows = weights.read_text().splitlines()
     rows[0] = "0" * len(rows[0])  # the first output channel's first weights all zero
     weights.write_text("\n".join(rows) + "\n")
