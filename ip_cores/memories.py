@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
-__all__ = ["MemoryPlan", "plan_rom", "plan_ram", "read_rom", "bram18_count", "LUTS_PER_BRAM18"]
+__all__ = ["MemoryPlan", "plan_rom", "plan_ram", "read_rom", "bram18_count", "varying_columns", "LUTS_PER_BRAM18"]
 
 LUTS_PER_BRAM18 = 190
 LOGIC_BANK_WORDS = 64  # words of a LUT-logic table bank: one LUT6 per bit
@@ -142,6 +142,13 @@ def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
     out = Signal(plan.width, name=f"{name}_q", reset_less=True)
     m.d.sync += out.eq(port.data)
     return out
+
+
+def varying_columns(words: list[int], width: int) -> int:
+    """Columns of a table that a LUT table must hold: the bits that differ between words, each distinct column
+    once (`_logic_rom` makes the others constants or shares them)."""
+    columns = {tuple((w >> bit) & 1 for w in words) for bit in range(width)}
+    return sum(1 for column in columns if len(set(column)) > 1)
 
 
 def _logic_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):

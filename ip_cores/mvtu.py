@@ -128,7 +128,7 @@ class MVTU(wiring.Component):
         """Analytic estimate (ip_cores/resources.py): issue stage, memories, input registers, the datapath."""
         R = self.engine.input_latency
         x_bits, w_bits = self.simd * self.in_fmt.width, self.pe * self.simd * self.w_fmt.width
-        memories = Resources.of_memory(self.weight_memory)
+        memories = Resources.of_memory(self.weight_memory, self.weight_words())
         registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
         if self.input_buffer is not None:
             memories += Resources.of_memory(self.input_buffer) + Resources(x_bits, x_bits)

@@ -26,15 +26,19 @@ class Resources:
     lutram: float = 0  # LUTs used as distributed RAM (Yosys and Vivado count them apart from logic LUTs)
 
     @classmethod
-    def of_memory(cls, plan) -> "Resources":
+    def of_memory(cls, plan, words: list[int] | None = None) -> "Resources":
         """A memory planned by ip_cores/memories.py: its LUTs as logic or as LUTRAM, its block RAMs, and its
-        registers (a LUT table's address copies and data register, a block RAM's output register)."""
+        registers (a LUT table's address copies and data register, a block RAM's output register). With the
+        contents of a LUT table, only its varying, distinct columns count (`varying_columns`)."""
         if plan.kind == "lutram":
             return cls(lutram=plan.luts, bram18=plan.bram18)
         if plan.kind == "logic":
-            address = max(1, (plan.depth - 1).bit_length())
-            banking = plan.width * (1 + plan.banks) if plan.banks > 1 else plan.width
-            return cls(luts=plan.luts, ffs=plan.column_groups * address + banking)
+            from .memories import LOGIC_COLUMN_BITS, varying_columns
+            columns = plan.width if words is None else varying_columns(words, plan.width)
+            luts = plan.luts * columns // max(1, plan.width)
+            address = max(1, (plan.depth - 1).bit_length()) * -(-columns // LOGIC_COLUMN_BITS)
+            banking = columns * (1 + plan.banks) if plan.banks > 1 else columns
+            return cls(luts=luts, ffs=address + banking)
         if plan.kind == "block":
             return cls(ffs=plan.width, bram18=plan.bram18)
         return cls()

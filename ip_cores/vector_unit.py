@@ -136,7 +136,7 @@ class VectorVectorUnit(wiring.Component):
         """Analytic estimate (ip_cores/resources.py): issue stage, weight memory, input registers, the datapath."""
         R = self.engine.input_latency
         x_bits, w_bits = self.pe * self.in_fmt.width, self.pe * self.w_fmt.width
-        memory = Resources.of_memory(self.weight_memory)
+        memory = Resources.of_memory(self.weight_memory, self.weight_words())
         registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
         counters = 3 * max(1, (self.cf * self.k).bit_length())
         return Resources(2 * counters + 6, 2 * counters + registers) + memory + self.engine.resources()
