@@ -32,6 +32,8 @@ from .thresholding import accumulator_range, check_mac_parameters
 
 __all__ = ["MVTU", "mvtu_reference", "accumulator_range"]
 
+LANES_PER_INPUT_COPY = 8  # lanes that share one copy of the registered input word
+
 
 def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, out_fmt=None,
                    requant: Requantization | None = None) -> np.ndarray:
@@ -130,6 +132,7 @@ class MVTU(wiring.Component):
         x_bits, w_bits = self.simd * self.in_fmt.width, self.pe * self.simd * self.w_fmt.width
         memories = Resources.of_memory(self.weight_memory, self.weight_words())
         registers = x_bits * R + w_bits * (R - self.weight_memory.read_latency)
+        registers += x_bits * (-(-self.pe // LANES_PER_INPUT_COPY)) if self.pe > LANES_PER_INPUT_COPY else 0
         if self.input_buffer is not None:
             memories += Resources.of_memory(self.input_buffer) + Resources(x_bits, x_bits)
         counters = 3 * max(1, (self.nf * self.sf).bit_length())
@@ -189,9 +192,16 @@ class MVTU(wiring.Component):
             x_word = Timed(m, Mux(stream_step.at(rb), x_word.at(rb), replay), rb, "x_word")
 
         R = self.engine.input_latency
-        x, w = x_word.at(R), w_word.at(R)
-        pairs = [[(word_element(x, s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt)) for s in range(SIMD)]
-                 for p in range(PE)]
+        w = w_word.at(R)
+        # The input word feeds every lane: a copy of its register per LANES_PER_INPUT_COPY lanes keeps each
+        # copy's fanout to a few dozen product LUTs.
+        copies = [x_word.at(R)]
+        if PE > LANES_PER_INPUT_COPY and R - 1 >= x_word.cycle:
+            copies = [registered(m, x_word.at(R - 1), f"x_word_g{g}") for g in range(-(-PE // LANES_PER_INPUT_COPY))]
+            for copy in copies:
+                copy.attrs["keep"] = 1
+        pairs = [[(word_element(copies[p // LANES_PER_INPUT_COPY], s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt))
+                  for s in range(SIMD)] for p in range(PE)]
         self.engine.build(m, self.o, pairs, valid=issue, first=sf.first, last=sf.last,
                           fold=Timed(m, nf.value, 0, "fold"), reserve=issue & sf.last, may_reserve=may_reserve)
         return m

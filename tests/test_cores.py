@@ -331,6 +331,7 @@ MVTU_CASES = {
     "bipxbip_affine_requant_xnor": (32, 4, 8, 2, B(), B(), 7, {"affine": True,
                                                               "implementation": {"threshold_style": "requant"}}),
     "s8xs8_dsp_simd1_acc": (8, 4, 1, 4, S(8), S(8), 0, {"implementation": {"mac_resource": "dsp"}}),
+    "u3xs3_pe20_input_copies": (8, 40, 4, 20, U(3), S(3), 7, {}),  # 3 copies of the input word for 20 lanes
 }
 
 
