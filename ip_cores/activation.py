@@ -76,12 +76,16 @@ class ActivationStage:
         self.xnor, self.n_terms, self.acc_width = bool(xnor), int(n_terms), int(acc_width)
 
     def memories(self) -> list[MemoryPlan]:
+        return [plan for plan, _ in self.tables()]
+
+    def tables(self) -> list[tuple[MemoryPlan, list[int]]]:
+        """The per-fold tables as (plan, contents): what `build` reads and what the estimate counts."""
         return []
 
     def resources(self) -> Resources:
         mem = Resources()
-        for plan in self.memories():
-            mem = mem + Resources.of_memory(plan)
+        for plan, words in self.tables():
+            mem = mem + Resources.of_memory(plan, words)
         return mem + self._logic_resources()
 
     def _logic_resources(self) -> Resources:
@@ -136,8 +140,11 @@ class ParallelThresholds(_ThresholdStage):
 
     name = "thresholds (parallel comparators)"
 
-    def memories(self):
-        return [plan_rom(self.n_folds, self.lanes * self.n_t * self.t_fmt.width, self.memory_style)]
+    def _words(self) -> list[int]:
+        return pack_words(self.table.reshape(-1), self.t_fmt, self.lanes * self.n_t)
+
+    def tables(self):
+        return [(plan_rom(self.n_folds, self.lanes * self.n_t * self.t_fmt.width, self.memory_style), self._words())]
 
     def _logic_resources(self):
         comparators = self.lanes * self.n_t * (self.t_fmt.width + 1) // 2
@@ -145,8 +152,7 @@ class ParallelThresholds(_ThresholdStage):
 
     def build(self, m, accs, fold):
         a0 = accs[0].cycle
-        words = pack_words(self.table.reshape(-1), self.t_fmt, self.lanes * self.n_t)
-        t_word = self._fold_table(m, "thresholds", self.memories()[0], words, fold, a0)
+        t_word = self._fold_table(m, "thresholds", self.memories()[0], self._words(), fold, a0)
         outs = []
         for p, acc in enumerate(accs):
             bits = [acc.value >= word_element(t_word, p * self.n_t + j, self.t_fmt) for j in range(self.n_t)]
@@ -203,8 +209,18 @@ class BinarySearchThresholds(_ThresholdStage):
                 cycles.append(max(cycles[s - 1] + 1, cycles[s - 2] + 1 + plan.read_latency))
         return cycles
 
-    def memories(self):
-        return [plan if s < 2 else plan for s, plan in enumerate(self.plans) for _ in range(1 if s < 2 else self.lanes)]
+    def _shared_words(self, s: int) -> list[int]:
+        """Stage s < 2's table: word nf holds the lanes' thresholds (stage 1: pairs) of fold nf."""
+        return pack_words(self._stage_values(s).reshape(-1), self.t_fmt, self.lanes * (1 << s))
+
+    def _lane_words(self, s: int, p: int) -> list[int]:
+        """Stage s >= 2's table of lane p: word fold * 2**(s-1) + j' holds the pair (2j', 2j'+1)."""
+        channels = [nf * self.lanes + p for nf in range(self.n_folds)]
+        return pack_words(self._stage_values(s)[channels].reshape(-1), self.t_fmt, 2)
+
+    def tables(self):
+        shared = [(self.plans[s], self._shared_words(s)) for s in range(min(self.bits, 2))]
+        return shared + [(self.plans[s], self._lane_words(s, p)) for s in range(2, self.bits) for p in range(self.lanes)]
 
     def _logic_resources(self):
         t_w = self.t_fmt.width
@@ -226,10 +242,7 @@ class BinarySearchThresholds(_ThresholdStage):
         # Shared tables of stages 0 and 1 (they depend on the fold only).
         shared = []
         for s in range(min(B, 2)):
-            values = self._stage_values(s)  # (channels, 2**s)
-            per_word = lanes * (1 << s)
-            words = pack_words(values.reshape(-1), self.t_fmt, per_word)
-            shared.append(self._fold_table(m, f"thr_s{s}", self.plans[s], words, fold, cyc[s]))
+            shared.append(self._fold_table(m, f"thr_s{s}", self.plans[s], self._shared_words(s), fold, cyc[s]))
 
         outs = []
         for p, acc in enumerate(accs):
@@ -260,9 +273,7 @@ class BinarySearchThresholds(_ThresholdStage):
     def _lane_pair(self, m, p: int, s: int, fold: Timed, older: Timed, cycle: int):
         """Stage s's pair word for lane p, valid at `cycle`: address fold * 2**(s-1) + bits 0 .. s-2 (`older`)."""
         plan = self.plans[s]
-        values = self._stage_values(s)  # (channels, 2**s): pairs are columns (2j', 2j'+1)
-        channels = [nf * self.lanes + p for nf in range(self.n_folds)]
-        words = pack_words(values[channels].reshape(-1), self.t_fmt, 2)
+        words = self._lane_words(s, p)
         read_at = cycle - plan.read_latency
         addr = Cat(older.at(read_at), fold.at(read_at)) if self.n_folds > 1 else older.at(read_at)
         return read_rom(m, f"thr_p{p}_s{s}", plan, words, addr)
@@ -291,16 +302,21 @@ class Requantizer(ActivationStage):
             lut_product_stages(self.value_fmt, m, self.mult_fmt) for m in self._lane_mults())
         self.latency = self.product_stages + 3
 
-    def _table(self, values, fmt: ElementFormat) -> MemoryPlan | None:
-        if len(set(values)) == 1 or self.n_folds == 1:
-            return None
-        return plan_rom(self.n_folds, self.lanes * fmt.width, self.memory_style)
-
-    def memories(self):
-        tables = [self._table(self.rq.mult, self.mult_fmt), self._table(self.rq.offset, self.offset_fmt)]
+    def _parameters(self) -> list[tuple[str, list[int], ElementFormat]]:
+        """The per-channel parameters as (name, values, format): multiplier, offset and saturation point."""
+        params = [("requant_mult", list(self.rq.mult), self.mult_fmt),
+                  ("requant_offset", list(self.rq.offset), self.offset_fmt)]
         if self.saturate_at is not None:
-            tables.append(self._table(self.saturate_at, self.sat_fmt))
-        return [p for p in tables if p is not None]
+            params.append(("requant_saturate", list(self.saturate_at), self.sat_fmt))
+        return params
+
+    def _needs_table(self, values) -> bool:
+        """A parameter is a table only when it varies between channels that share a lane (several folds)."""
+        return len(set(values)) > 1 and self.n_folds > 1
+
+    def tables(self):
+        return [(plan_rom(self.n_folds, self.lanes * fmt.width, self.memory_style), pack_words(values, fmt, self.lanes))
+                for _, values, fmt in self._parameters() if self._needs_table(values)]
 
     def describe(self):
         what = "thresholds as an exact multiply-shift" if self.fitted else self.name
@@ -334,7 +350,7 @@ class Requantizer(ActivationStage):
         """Lane p's value of a per-channel parameter at `cycle`: one constant, per-lane constants, or a table."""
         if len(set(values)) == 1:
             return [Const(values[0], signed(fmt.width))] * self.lanes
-        if self.n_folds == 1:
+        if not self._needs_table(values):
             return [Const(v, signed(fmt.width)) for v in values]
         plan = plan_rom(self.n_folds, self.lanes * fmt.width, self.memory_style)
         word = self._fold_table(m, name, plan, pack_words(values, fmt, self.lanes), fold, cycle)

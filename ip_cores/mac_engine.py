@@ -24,7 +24,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
 from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for, word_element
-from .mac_terms import doubled_product, is_table_product, product_term_ranges, product_terms
+from .mac_terms import doubled_product, is_table_product, product_term_ranges, product_term_shifts, product_terms
 from .memories import plan_rom, read_rom
 from .pipeline import LEVELS_PER_STAGE, OutputQueue, Timed, pipelined_sum, registered, tree_register_levels
 from .resources import Resources, adder_tree_cost, fifo_cost
@@ -81,7 +81,8 @@ class MacEngine:
     def resources(self) -> Resources:
         """Analytic estimate of the datapath after the issue: trees, products, accumulators, activation, queue
         and the control that travels beside the data."""
-        tree = adder_tree_cost(self.term_ranges, self.tree_registers).scaled(self.lanes)
+        shifts = product_term_shifts(self.in_fmt, self.w_fmt, self.mac_resource) * self.terms_per_step
+        tree = adder_tree_cost(self.term_ranges, self.tree_registers, shifts, self.product_stages > 0).scaled(self.lanes)
         dsp = self.lanes * self.terms_per_step if self.product_stages else 0
         acc_w = self.accumulator_shape().width
         accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)

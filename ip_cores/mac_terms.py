@@ -29,7 +29,7 @@ from amaranth.hdl import Cat, Const, Mux
 from .elements import ElementFormat
 
 __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
-           "is_table_product", "doubled_product", "DSP_MIN_WIDTH"]
+           "is_table_product", "doubled_product", "product_term_shifts", "DSP_MIN_WIDTH"]
 
 MAC_RESOURCES = ("auto", "lut", "dsp")
 DSP_MIN_WIDTH = 5
@@ -130,3 +130,11 @@ def product_term_ranges(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
             lo, hi = min(a_fmt.min, 0), max(a_fmt.max, 0)
         ranges.append((lo << j, hi << j))
     return ranges
+
+
+def product_term_shifts(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: str) -> list[int]:
+    """Low bits known to be zero in each term of `product_terms` (a shift-and-add term `v << j` has j)."""
+    n = len(product_term_ranges(in_fmt, w_fmt, resource))
+    shift_add = (resource == "lut" and not (in_fmt.is_bipolar or w_fmt.is_bipolar)
+                 and not is_table_product(in_fmt, w_fmt, resource))
+    return list(range(n)) if shift_add else [0] * n

@@ -55,19 +55,36 @@ class Resources:
                 "bram36": round(self.bram18 / 2, 1), "dsp": round(self.dsp)}
 
 
-def adder_tree_cost(ranges: list[tuple[int, int]], register_after: list[bool]) -> Resources:
-    """LUTs and FFs of `pipelined_sum` over terms with these value ranges (one LUT per result bit of each adder,
-    one FF per bit at each register level), following the same pairing and registers as the tree itself."""
+NARROW_ADDER_LUTS = ((1, 0.35), (2, 0.5), (4, 0.7))  # (widest input bits, LUTs a result bit): measured on popcounts and
+                                          # sums of 2-bit terms, where the LUT mapper merges adder levels
+
+
+def adder_tree_cost(ranges: list[tuple[int, int]], register_after: list[bool],
+                    shifts: list[int] | None = None, dsp_products: bool = False) -> Resources:
+    """LUTs and FFs of `pipelined_sum` over terms with these value ranges (about one LUT per result bit of
+    each adder, fewer for adders of very narrow inputs; one FF per bit at each register level), following the
+    same pairing and registers as the tree itself. `shifts`: low bits known zero in each term (shift-and-add
+    partial products), which need neither a LUT nor a flip-flop. With `dsp_products` the first level's adders
+    and registers go into the DSP48s (Yosys packs them into the post-adder and the P register)."""
+    zeros = list(shifts) if shifts is not None else [0] * len(ranges)
     luts = ffs = 0
-    for register in register_after:
-        paired = []
+    for level, register in enumerate(register_after):
+        in_dsp = dsp_products and level == 0
+        paired, paired_zeros = [], []
         for k in range(0, len(ranges) - 1, 2):
             lo, hi = ranges[k][0] + ranges[k + 1][0], ranges[k][1] + ranges[k + 1][1]
-            luts += signed_width_for(lo, hi)
+            tz = min(zeros[k], zeros[k + 1])
+            widest = max(signed_width_for(*ranges[k]), signed_width_for(*ranges[k + 1]))
+            factor = next((f for bits, f in NARROW_ADDER_LUTS if widest <= bits), 1.0)
+            luts += 0 if in_dsp else factor * (signed_width_for(lo, hi) - tz)
             paired.append((lo, hi))
-        ranges = paired + ([ranges[-1]] if len(ranges) % 2 else [])
-        if register:
-            ffs += sum(signed_width_for(lo, hi) for lo, hi in ranges)
+            paired_zeros.append(tz)
+        if len(ranges) % 2:
+            paired.append(ranges[-1])
+            paired_zeros.append(zeros[-1])
+        ranges, zeros = paired, paired_zeros
+        if register and not in_dsp:
+            ffs += sum(signed_width_for(lo, hi) - tz for (lo, hi), tz in zip(ranges, zeros))
     return Resources(luts, ffs)
 
 
