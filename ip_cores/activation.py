@@ -30,9 +30,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
 from .elements import ElementFormat, pack_words, signed_width_for, word_element
 from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
-from .resources import Resources
-from .pipeline import Timed, registered
-from .requantize import Requantization, lut_product_stages, requantize_pipeline
+from .resources import Resources, adder_tree_cost
+from .pipeline import Timed, registered, tree_register_levels
+from .requantize import Requantization, dsp_partial_ranges, dsp_product_stages, lut_product_stages, requantize_pipeline
 from .threshold_fit import fit_affine_thresholds
 
 __all__ = ["ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
@@ -298,8 +298,11 @@ class Requantizer(ActivationStage):
         self.offset_fmt = ElementFormat.signed(signed_width_for(min(requant.offset), max(requant.offset)))
         # The value multiplied: the accumulator as a signed sum (an XNOR popcount becomes 2*pc - n).
         self.value_fmt = ElementFormat.signed(signed_width_for(-n_terms, n_terms) if xnor else self.acc_width)
-        self.product_stages = 1 if multiplier == "dsp" else max(
-            lut_product_stages(self.value_fmt, m, self.mult_fmt) for m in self._lane_mults())
+        if multiplier == "dsp":
+            self.product_stages = max(dsp_product_stages(self.value_fmt.width, self._mult_width(m))
+                                      for m in self._lane_mults())
+        else:
+            self.product_stages = max(lut_product_stages(self.value_fmt, m, self.mult_fmt) for m in self._lane_mults())
         self.latency = self.product_stages + 3
 
     def _parameters(self) -> list[tuple[str, list[int], ElementFormat]]:
@@ -331,9 +334,12 @@ class Requantizer(ActivationStage):
             return list(self.rq.mult)
         return [None] * self.lanes
 
+    def _mult_width(self, mult) -> int:
+        """Bits of a lane's multiplier: its constant's, or the table field's (None)."""
+        return self.mult_fmt.width if mult is None else signed_width_for(mult, mult)
+
     def _logic_resources(self):
         acc_w, m_w = self.acc_width + 1, self.mult_fmt.width
-        dsp_per_lane = min(-(-acc_w // 25) * -(-m_w // 18), -(-acc_w // 18) * -(-m_w // 25))
         if self.multiplier == "lut":  # shift-and-add: an adder of the product's width per term
             dsp_per_lane = 0
             terms = max(max(1, bin(abs(m)).count("1")) if m is not None else min(acc_w, m_w)
@@ -343,8 +349,13 @@ class Requantizer(ActivationStage):
                              self.lanes * (terms * width // 2 + 2 * width + self.out_fmt.width))
         width = acc_w + m_w
         compare = (self.acc_width // 2 + 4) if self.saturate_at is not None else 0
-        return Resources(self.lanes * (width // 2 + 2 * self.out_fmt.width + compare),
-                         self.lanes * (2 * width + self.out_fmt.width), 0, self.lanes * dsp_per_lane)
+        total = Resources(width // 2 + 2 * self.out_fmt.width + compare, 2 * width + self.out_fmt.width).scaled(self.lanes)
+        for mult in self._lane_mults():  # a product wider than one DSP48: partial products and their sum
+            partials = dsp_partial_ranges(self.value_fmt.width, self._mult_width(mult))
+            total += Resources(dsp=len(partials))
+            if len(partials) > 1:
+                total += adder_tree_cost(partials, tree_register_levels(partials)) + Resources(ffs=width)
+        return total
 
     def _parameter(self, m, name, values, fmt, fold, cycle) -> list:
         """Lane p's value of a per-channel parameter at `cycle`: one constant, per-lane constants, or a table."""

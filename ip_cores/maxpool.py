@@ -223,6 +223,25 @@ class StreamingMaxPool(FeatureMapWindowCore):
                     ]
         return active, start, ends, end_slot
 
+    @staticmethod
+    def _ends_flag(m: Module, counter: WrapCounter, ends: list[bool], step, name: str):
+        """A register equal to ends[counter.value]: on each `step` it loads the flag of the counter's next
+        position, so nothing on the ready path decodes the counter."""
+        if len(ends) == 1:
+            return Const(int(ends[0]), 1)
+        flag = Signal(name=f"{name}_ends_now", init=int(ends[0]))
+        following = Signal(name=f"{name}_ends_next")
+        nxt = Mux(counter.last, 0, counter.value + 1)
+        m.d.comb += following.eq(0)
+        with m.Switch(nxt):
+            for pos, end in enumerate(ends):
+                if end:
+                    with m.Case(pos):
+                        m.d.comb += following.eq(1)
+        with m.If(step):
+            m.d.sync += flag.eq(following)
+        return flag
+
     def elaborate(self, platform):
         """Issue (position counters, horizontal partials read), S1 (horizontal update, write-back, vertical
         partials read), S2 (vertical update, write-back), the output word's register, the output queue: a
@@ -242,7 +261,12 @@ class StreamingMaxPool(FeatureMapWindowCore):
         ih = WrapCounter(m, self.in_h, "ih", issue & cf.last & iw.last)
         h_active, h_start, h_ends, h_end_slot = self._plan_signals(m, iw.value, self.col_plan, NSW, "col")
         v_active, v_start, v_ends, v_end_slot = self._plan_signals(m, ih.value, self.row_plan, NSH, "row")
-        completes = h_ends & v_ends
+        # Whether the input word completes an output word, kept as registered flags of the counters' positions
+        # (not decoded from them): i.ready is then one LUT of registers.
+        col_ends = self._ends_flag(m, iw, [end is not None for _, _, end in self.col_plan], issue & cf.last, "col")
+        row_ends = self._ends_flag(m, ih, [end is not None for _, _, end in self.row_plan],
+                                   issue & cf.last & iw.last, "row")
+        completes = col_ends & row_ends
         m.d.comb += [self.i.ready.eq(~completes | may_reserve), issue.eq(self.i.valid & self.i.ready)]
         h_store = _PartialStore(m, "row_partials", NSW * word_w, CF)
         h_store.read(m, cf.value, 1)

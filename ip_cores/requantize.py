@@ -34,11 +34,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
 from .elements import signed_width_for
 
-__all__ = ["ROUNDING_MODES", "Requantization", "requantize_reference", "requantize_pipeline", "REQUANTIZE_LATENCY"]
+__all__ = ["ROUNDING_MODES", "Requantization", "requantize_reference", "requantize_pipeline", "REQUANTIZE_LATENCY",
+           "dsp_product_stages", "dsp_partial_ranges", "dsp_split", "lut_product_stages"]
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 """qonnx's rounding modes: `rtlgen.quantizers.ROUNDING_MODES` (ip_cores does not import rtlgen)."""
@@ -170,8 +171,90 @@ def _round_shifted(n: np.ndarray, shift: int, rounding: str) -> np.ndarray:
     return q + up.astype(np.int64).astype(object)
 
 
-REQUANTIZE_LATENCY = 4  # with a DSP48 multiplier: product, sum, level, clip
+REQUANTIZE_LATENCY = 4  # with one DSP48 multiplier: product, sum, level, clip
 MULTIPLIERS = ("dsp", "lut")
+DSP_PORT_BITS = (25, 18)  # a DSP48E1 multiplies a signed 25-bit A by a signed 18-bit B
+
+
+def _chunk_count(width: int, port_bits: int) -> int:
+    """Slices of a signed `width`-bit value for a signed `port_bits`-bit port: unsigned low slices of
+    port_bits - 1 bits and a signed top slice of at most port_bits bits."""
+    return max(1, -(-(width - 1) // (port_bits - 1)))
+
+
+def dsp_split(value_width: int, mult_width: int) -> tuple[int, int]:
+    """Slice widths (value, mult) of a value * mult that does not fit one DSP48: the orientation with fewer
+    partial products. A product that fits gives the operands' own widths (one DSP, no slicing)."""
+    a, b = DSP_PORT_BITS
+    if (value_width <= a and mult_width <= b) or (value_width <= b and mult_width <= a):
+        return value_width, mult_width
+    value_on_a = _chunk_count(value_width, a) * _chunk_count(mult_width, b)
+    value_on_b = _chunk_count(value_width, b) * _chunk_count(mult_width, a)
+    return (a - 1, b - 1) if value_on_a <= value_on_b else (b - 1, a - 1)
+
+
+def _slices(width: int, chunk: int) -> list[tuple[int, int, bool]]:
+    """(start, stop, signed) of the slices of a signed `width`-bit value into `chunk`-bit pieces."""
+    if chunk >= width:
+        return [(0, width, True)]
+    count = max(1, -(-(width - 1) // chunk))
+    return [(k * chunk, width if k == count - 1 else (k + 1) * chunk, k == count - 1) for k in range(count)]
+
+
+def _slice_range(width: int, start: int, stop: int, is_signed: bool) -> tuple[int, int]:
+    bits = stop - start
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if is_signed else (0, (1 << bits) - 1)
+
+
+def dsp_partial_ranges(value_width: int, mult_width: int) -> list[tuple[int, int]]:
+    """Value ranges of the shifted partial products `_dsp_product` sums (one term when the product fits)."""
+    cv, cm = dsp_split(value_width, mult_width)
+    ranges = []
+    for v in _slices(value_width, cv):
+        for w in _slices(mult_width, cm):
+            (vlo, vhi), (wlo, whi) = _slice_range(value_width, *v), _slice_range(mult_width, *w)
+            corners = [vlo * wlo, vlo * whi, vhi * wlo, vhi * whi]
+            ranges.append((min(corners) << (v[0] + w[0]), max(corners) << (v[0] + w[0])))
+    return ranges
+
+
+def dsp_product_stages(value_width: int, mult_width: int) -> int:
+    """Register stages of a DSP48 requantization product: 1 when it fits one DSP48; else each partial product
+    registered twice (MREG, PREG) and their pipelined sum."""
+    from .pipeline import tree_register_levels
+    ranges = dsp_partial_ranges(value_width, mult_width)
+    return 1 if len(ranges) == 1 else 2 + sum(tree_register_levels(ranges))
+
+
+def _dsp_product(m: Module, value, mult, name: str):
+    """value * mult in DSP48s: one registered product when it fits one; else 25x18 partial products of
+    slices (each registered twice, as the DSP48 registers them) summed by a pipelined adder tree, instead
+    of the cascade of DSP48s and fabric adders in one cycle that a wide `*` becomes. Returns (product,
+    stages)."""
+    from .pipeline import pipelined_sum, tree_register_levels
+    value_width, mult_width = len(value), len(mult)
+    cv, cm = dsp_split(value_width, mult_width)
+    ranges = dsp_partial_ranges(value_width, mult_width)
+    if len(ranges) == 1:
+        reg = Signal(signed(value_width + mult_width), name=f"{name}_product", reset_less=True)
+        m.d.sync += reg.eq(value * mult)
+        return reg, 1
+
+    def piece(x, start, stop, is_signed):
+        part = x[start:stop]
+        return part.as_signed() if is_signed else part.as_unsigned()
+
+    terms = []
+    for v in _slices(value_width, cv):
+        for w in _slices(mult_width, cm):
+            partial = piece(value, *v) * piece(mult, *w)
+            for stage in ("m", "p"):
+                reg = Signal(signed(len(partial) + 1), name=f"{name}_pp{len(terms)}_{stage}", reset_less=True)
+                m.d.sync += reg.eq(partial)
+                partial = reg
+            terms.append(partial << (v[0] + w[0]) if v[0] + w[0] else partial)
+    registers = tree_register_levels(ranges)
+    return pipelined_sum(m, terms, registers, f"{name}_product"), 2 + sum(registers)
 
 
 def _lut_product(m: Module, value, value_fmt, mult, mult_fmt, name: str):
@@ -218,10 +301,12 @@ def lut_product_stages(value_fmt, mult, mult_fmt) -> int:
 def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name: str = "rq", *,
                         saturate_at=None, lut_formats=None, product_stages: int | None = None) -> Signal:
     """One lane's requantization as a free-running pipeline: the clipped level, `REQUANTIZE_LATENCY` cycles
-    after `value` and `mult` (and one cycle after `offset`) with a DSP48 multiplier.
+    after `value` and `mult` (and one cycle after `offset`) when the product fits one DSP48.
 
     Four registered steps, so no stage does a multiply-round-clip at once: product (a DSP48's MREG), sum with
-    the offset (its PREG), the rounded level q + up, the clip. `value` is the lane's signed accumulator value
+    the offset (its PREG), the rounded level q + up, the clip. A product wider than one DSP48 takes
+    `dsp_product_stages` steps instead of one (partial products and their pipelined sum), and `offset` is
+    then read that many cycles after `value`. `value` is the lane's signed accumulator value
     (an unsigned one is taken as non-negative); `mult` and `offset` are Python ints (constants) or Amaranth
     values (fields of a memory word). Only `rq.shift`, `rq.rounding`, `rq.lo` and `rq.hi` are read from `rq`.
     With `saturate_at` (a value like `mult`), `value >= saturate_at` gives `rq.hi` whatever the arithmetic
@@ -237,12 +322,16 @@ def requantize_pipeline(m: Module, value, mult, offset, rq: Requantization, name
         return reg
 
     if lut_formats is None:
-        product, constant, stages = register(value * mult, "product"), 0, 1
+        if isinstance(mult, int):
+            mult = Const(mult, signed(signed_width_for(mult, mult)))
+        if not value.shape().signed:
+            value = Cat(value, Const(0, 1)).as_signed()
+        (product, stages), constant = _dsp_product(m, value, mult, name), 0
     else:
         product, constant, stages = _lut_product(m, value, lut_formats[0], mult, lut_formats[1], name)
-        for k in range((product_stages or stages) - stages):
-            product = register(product, f"product_pad{k}")
-        stages = product_stages or stages
+    for k in range((product_stages or stages) - stages):
+        product = register(product, f"product_pad{k}")
+    stages = max(stages, product_stages or stages)
     total = register(product + (offset + constant if constant else offset), "n")
     # Signed, and at least shift + 1 bits, so that q and r are plain slices/shifts of N.
     n = Signal(signed(max(len(total) + (0 if total.shape().signed else 1), rq.shift + 1)), name=f"{name}_n_ext")

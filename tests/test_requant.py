@@ -35,7 +35,8 @@ from amaranth.sim import Simulator
 from ip_cores.axis_top import to_verilog
 from ip_cores.elements import ElementFormat, pack_words, signed_width_for
 from ip_cores.mvtu import MVTU, accumulator_range, mvtu_reference
-from ip_cores.requantize import ROUNDING_MODES, Requantization, REQUANTIZE_LATENCY, requantize_pipeline, requantize_reference
+from ip_cores.requantize import (ROUNDING_MODES, REQUANTIZE_LATENCY, Requantization, dsp_partial_ranges, dsp_product_stages,
+                                requantize_pipeline, requantize_reference)
 from ip_cores.vector_unit import VectorVectorUnit, vector_unit_reference
 from sim.benches.mvtu_bench import MvtuCase
 from sim.benches.stream_tb import (StreamTB, check_words_before_reset, recover_after_reset, run_pause_patterns,
@@ -251,6 +252,47 @@ def test_lane_hardware_matches_reference(shift):
         assert got_signal[mode] == list(np.concatenate(expected)), mode
         rq = Requantization((const_mult,), (const_offset,), shift, mode, lo, hi)
         assert got_const[mode] == list(requantize_reference(accs[:, None], rq)[:, 0]), mode
+
+
+@pytest.mark.parametrize("value_bits, mult_bits", [(30, 22), (26, 25), (40, 30)])
+def test_wide_product_splits_into_dsp_slices(value_bits, mult_bits):
+    """A product wider than one DSP48 (25 x 18) is summed from registered slice products: the level of
+    random full-range accumulators and multipliers (extremes included), read dsp_product_stages + 3 cycles
+    later, equals requantize_reference, and the split needs more than one partial product."""
+    assert len(dsp_partial_ranges(value_bits, mult_bits)) > 1
+    latency = dsp_product_stages(value_bits, mult_bits) + 3
+    assert latency > REQUANTIZE_LATENCY
+    rng = np.random.default_rng(value_bits * 100 + mult_bits)
+    lo_v, hi_v = -(1 << (value_bits - 1)), (1 << (value_bits - 1)) - 1
+    lo_m, hi_m = -(1 << (mult_bits - 1)), (1 << (mult_bits - 1)) - 1
+    accs = [lo_v, hi_v, 0, -1, 1] + [int(v) for v in rng.integers(lo_v, hi_v, 60, endpoint=True)]
+    mults = [lo_m, hi_m, -1, 1, 0] + [int(v) for v in rng.integers(lo_m, hi_m, 60, endpoint=True)]
+    shift, offset_value = value_bits + mult_bits - 20, 12345
+    lo, hi = -(1 << 18), (1 << 18) - 1
+    m = Module()
+    acc, mult, offset = Signal(signed(value_bits)), Signal(signed(mult_bits)), Signal(signed(16))
+    rq = Requantization((1,), (0,), shift, "HALF_EVEN", lo, hi)
+    out = requantize_pipeline(m, acc, mult, offset, rq, "wide")
+    got = []
+
+    async def testbench(ctx):
+        ctx.set(offset, offset_value)
+        for cycle in range(len(accs) + latency):
+            if cycle < len(accs):
+                ctx.set(acc, accs[cycle])
+                ctx.set(mult, mults[cycle])
+            if cycle >= latency:
+                got.append(ctx.get(out))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    expected = [int(requantize_reference(np.array([[a]], dtype=object),
+                                         Requantization((mv,), (offset_value,), shift, "HALF_EVEN", lo, hi))[0, 0])
+                for a, mv in zip(accs, mults)]
+    assert got == expected
 
 
 # --- MVTU and VVU in Verilator ------------------------------------------------------------------
