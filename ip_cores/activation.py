@@ -31,7 +31,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from .elements import ElementFormat, pack_words, signed_width_for, word_element
 from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
 from .resources import Resources, adder_tree_cost
-from .pipeline import Timed, registered, tree_register_levels
+from .pipeline import Timed, pipelined_sum, registered, tree_register_levels
 from .requantize import Requantization, dsp_partial_ranges, dsp_product_stages, lut_product_stages, requantize_pipeline
 from .threshold_fit import fit_affine_thresholds
 
@@ -136,9 +136,17 @@ class _ThresholdStage(ActivationStage):
 
 
 class ParallelThresholds(_ThresholdStage):
-    """All NT comparators of a lane at once; for small NT (1-2 bit outputs) the count is one LUT level."""
+    """All NT comparators of a lane at once. For small NT (1-2 bit outputs, NT <= `ONE_STAGE_MAX`) the count
+    is one LUT level after them, one stage in all; for more (only when asked for: "auto" takes binary search
+    there) the comparator bits are registered and counted by a pipelined popcount."""
 
     name = "thresholds (parallel comparators)"
+    ONE_STAGE_MAX = 3
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count_registers = [] if self.n_t <= self.ONE_STAGE_MAX else tree_register_levels([(0, 1)] * self.n_t)
+        self.latency = 1 if self.n_t <= self.ONE_STAGE_MAX else 2 + sum(self.count_registers)
 
     def _words(self) -> list[int]:
         return pack_words(self.table.reshape(-1), self.t_fmt, self.lanes * self.n_t)
@@ -148,7 +156,11 @@ class ParallelThresholds(_ThresholdStage):
 
     def _logic_resources(self):
         comparators = self.lanes * self.n_t * (self.t_fmt.width + 1) // 2
-        return Resources(comparators + self.lanes * self.out_fmt.width, self.lanes * self.out_fmt.width)
+        lanes = Resources(comparators + self.lanes * self.out_fmt.width, self.lanes * self.out_fmt.width)
+        if not self.count_registers:
+            return lanes
+        popcount = adder_tree_cost([(0, 1)] * self.n_t, self.count_registers) + Resources(ffs=self.n_t)
+        return lanes + popcount.scaled(self.lanes)
 
     def build(self, m, accs, fold):
         a0 = accs[0].cycle
@@ -156,9 +168,13 @@ class ParallelThresholds(_ThresholdStage):
         outs = []
         for p, acc in enumerate(accs):
             bits = [acc.value >= word_element(t_word, p * self.n_t + j, self.t_fmt) for j in range(self.n_t)]
-            count = bits[0] if len(bits) == 1 else sum(bits[1:], bits[0])
+            if self.count_registers:
+                reached = registered(m, Cat(*bits), f"reached{p}")
+                count = pipelined_sum(m, list(reached), self.count_registers, f"count{p}")
+            else:
+                count = bits[0] if len(bits) == 1 else sum(bits[1:], bits[0])
             outs.append(self._level(m, count, f"out{p}"))
-        return Timed(m, registered(m, Cat(*outs), "act_out"), a0 + 1, "act_out")
+        return Timed(m, registered(m, Cat(*outs), "act_out"), a0 + self.latency, "act_out")
 
 
 class BinarySearchThresholds(_ThresholdStage):

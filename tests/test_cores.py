@@ -332,6 +332,7 @@ MVTU_CASES = {
                                                               "implementation": {"threshold_style": "requant"}}),
     "s8xs8_dsp_simd1_acc": (8, 4, 1, 4, S(8), S(8), 0, {"implementation": {"mac_resource": "dsp"}}),
     "u3xs3_pe20_input_copies": (8, 40, 4, 20, U(3), S(3), 7, {}),  # 3 copies of the input word for 20 lanes
+    "u4xs4_parallel_popcount": (12, 8, 4, 2, U(4), S(4), 15, {"implementation": {"threshold_style": "parallel"}}),
 }
 
 
@@ -342,8 +343,9 @@ def test_mvtu_in_verilator(case_id):
     core = mvtu_from_params(params)
     params["latency"] = core.latency
     wanted = params["implementation"].get("threshold_style")
-    if wanted in ("binary", "requant"):  # the core built what was asked for
-        assert ("multiply-shift" if wanted == "requant" else "binary search") in core.activation.describe()
+    if wanted in ("binary", "requant", "parallel"):  # the core built what was asked for
+        expected = {"requant": "multiply-shift", "binary": "binary search", "parallel": "parallel comparators"}
+        assert expected[wanted] in core.activation.describe()
     _simulate(f"mvtu_{case_id}", core, "mvtu_bench", params)
 
 
