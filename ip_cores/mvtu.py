@@ -200,7 +200,8 @@ class MVTU(wiring.Component):
             copies = [registered(m, x_word.at(R - 1), f"x_word_g{g}") for g in range(-(-PE // LANES_PER_INPUT_COPY))]
             for copy in copies:
                 copy.attrs["keep"] = 1
-        pairs = [[(word_element(copies[p // LANES_PER_INPUT_COPY], s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt))
+        lane_x = [copies[min(p // LANES_PER_INPUT_COPY, len(copies) - 1)] for p in range(PE)]
+        pairs = [[(word_element(lane_x[p], s, self.in_fmt), word_element(w, p * SIMD + s, self.w_fmt))
                   for s in range(SIMD)] for p in range(PE)]
         self.engine.build(m, self.o, pairs, valid=issue, first=sf.first, last=sf.last,
                           fold=Timed(m, nf.value, 0, "fold"), reserve=issue & sf.last, may_reserve=may_reserve)
