@@ -138,15 +138,19 @@ class _ThresholdStage(ActivationStage):
 class ParallelThresholds(_ThresholdStage):
     """All NT comparators of a lane at once. For small NT (1-2 bit outputs, NT <= `ONE_STAGE_MAX`) the count
     is one LUT level after them, one stage in all; for more (only when asked for: "auto" takes binary search
-    there) the comparator bits are registered and counted by a pipelined popcount."""
+    there) the accumulator is first copied into a register per `COMPARATORS_PER_ACC_COPY` comparators (its
+    fanout would otherwise be NT carry chains), the comparator bits are registered and counted by a pipelined
+    popcount."""
 
     name = "thresholds (parallel comparators)"
     ONE_STAGE_MAX = 3
+    COMPARATORS_PER_ACC_COPY = 32
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.count_registers = [] if self.n_t <= self.ONE_STAGE_MAX else tree_register_levels([(0, 1)] * self.n_t)
-        self.latency = 1 if self.n_t <= self.ONE_STAGE_MAX else 2 + sum(self.count_registers)
+        self.acc_copies = -(-self.n_t // self.COMPARATORS_PER_ACC_COPY) if self.count_registers else 0
+        self.latency = 1 if self.n_t <= self.ONE_STAGE_MAX else 3 + sum(self.count_registers)
 
     def _words(self) -> list[int]:
         return pack_words(self.table.reshape(-1), self.t_fmt, self.lanes * self.n_t)
@@ -159,15 +163,24 @@ class ParallelThresholds(_ThresholdStage):
         lanes = Resources(comparators + self.lanes * self.out_fmt.width, self.lanes * self.out_fmt.width)
         if not self.count_registers:
             return lanes
-        popcount = adder_tree_cost([(0, 1)] * self.n_t, self.count_registers) + Resources(ffs=self.n_t)
+        popcount = adder_tree_cost([(0, 1)] * self.n_t, self.count_registers) + Resources(
+            ffs=self.n_t + self.acc_copies * self.acc_width)
         return lanes + popcount.scaled(self.lanes)
 
     def build(self, m, accs, fold):
         a0 = accs[0].cycle
-        t_word = self._fold_table(m, "thresholds", self.memories()[0], self._words(), fold, a0)
+        compare_cycle = a0 + 1 if self.acc_copies else a0
+        t_word = self._fold_table(m, "thresholds", self.memories()[0], self._words(), fold, compare_cycle)
         outs = []
         for p, acc in enumerate(accs):
-            bits = [acc.value >= word_element(t_word, p * self.n_t + j, self.t_fmt) for j in range(self.n_t)]
+            if self.acc_copies:
+                copies = [registered(m, acc.value, f"acc{p}_copy{g}") for g in range(self.acc_copies)]
+                for copy in copies:
+                    copy.attrs["keep"] = 1
+                lane_acc = [copies[j // self.COMPARATORS_PER_ACC_COPY] for j in range(self.n_t)]
+            else:
+                lane_acc = [acc.value] * self.n_t
+            bits = [lane_acc[j] >= word_element(t_word, p * self.n_t + j, self.t_fmt) for j in range(self.n_t)]
             if self.count_registers:
                 reached = registered(m, Cat(*bits), f"reached{p}")
                 count = pipelined_sum(m, list(reached), self.count_registers, f"count{p}")

@@ -81,8 +81,10 @@ def _slot_plan(size: int, kernel: int, stride: int) -> tuple[int, list[tuple[lis
 
 
 class _PartialStore:
-    """`depth` words of partial maxima: a memory with a read port transparent to its write port, or a
-    register when there is a single word. `data` is valid the cycle after a read is enabled."""
+    """`depth` words of partial maxima: a memory, or a register when there is a single word. `data` is valid
+    the cycle after a read is enabled. The read port needs no transparency (no bypass multiplexer on the
+    update path): the word written in a cycle belongs to the previous item, whose address differs from the
+    one being read whenever depth > 1 (the address counters step by one per item)."""
 
     def __init__(self, m: Module, name: str, width: int, depth: int):
         self.depth = depth
@@ -91,7 +93,7 @@ class _PartialStore:
             mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=self.plan.attrs)
             m.submodules[name] = mem
             self.wr = mem.write_port()
-            self.rd = mem.read_port(transparent_for=(self.wr,))
+            self.rd = mem.read_port()
             self.data = self.rd.data
         else:
             self.reg = Signal(width, name=name, reset_less=True)
