@@ -17,9 +17,9 @@ The window maximum is taken in two separable steps, each a read-modify-write of 
                 ow*CF + cf), each holding NSH = ceil(KH/sh) slots; output row oh uses slot oh mod NSH.
 
 Which slots a column (row) starts, continues or ends is fixed by iw (ih), so small tables indexed by the
-position counters drive the slot logic. Both memories have synchronous read ports transparent to their
-own write port: the read of the next word and the write-back of the current one may hit the same
-address in the same cycle (CF = 1, or OW*CF = 1), and the read then sees the new value.
+position counters drive the slot logic. Both memories have synchronous read ports without transparency:
+the write-back of the current word and the read of the next one hit different addresses whenever a store
+has more than one word (CF = 1, or OW*CF = 1, is a register instead).
 
 Pipeline: issue (read horizontal partials) -> S1 (horizontal update, write-back, read vertical partials)
 -> S2 (vertical update, write-back) -> output word register -> output queue; one input word a cycle,
@@ -165,7 +165,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
             width = slots * word_w
             if depth > 1:
                 plan = plan_ram(depth, width)
-                stores += Resources.of_memory(plan) + Resources(width, width)  # bypass mux of the transparent read
+                stores += Resources.of_memory(plan) + Resources(width, width)  # read register, read-path LUTs
             else:
                 stores += Resources(0, width)
         compare = (self.h_slots + self.v_slots) * word_w * 2
