@@ -7,7 +7,7 @@ the issue moves one stage a cycle and never stops:
 
     cycle 0        issue: the core's counters, memory addresses, `reserve` a place in the output queue
     cycle R        input word and weight word (R = the slower memory's read latency, at least 1)
-    R .. R+P       DSP products registered (P = 1 with DSP48 multipliers, 0 with LUT terms)
+    R .. R+P       DSP48 products: operands, M and P registers (P = 3); LUT terms: none (P = 0)
     .. S = R+P+T   per lane, the sum of the step's terms (`pipelined_sum`, a register every two narrow levels)
     S + 1 = A0     accumulators: first step loads, later steps add; after the fold's last step they hold
                    the fold's dot products
@@ -60,9 +60,12 @@ class MacEngine:
             width = signed_width_for(min(self.channel_constants), max(self.channel_constants))
             self.constant_fmt = ElementFormat.signed(width)
             self.constant_table = plan_rom(self.n_folds, self.lanes * width)
-        # DSP48 products are registered twice (its MREG and PREG: the P output then leaves in 0.3 ns); a table
-        # product is a LUT of its own, so its tree registers after one adder level.
-        self.product_stages = 2 if mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar) else 0
+        # A DSP48 product has its operands registered right before it (each lane's own copy: the DSP's A and B
+        # registers, so no memory output multiplexer or shared net sits in front of the multiplier) and is
+        # registered twice (its MREG and PREG: the P output then leaves in 0.3 ns); a table product is a LUT of
+        # its own, so its tree registers after one adder level.
+        self.dsp_products = mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar)
+        self.product_stages = 3 if self.dsp_products else 0
         first_stage_levels = 1 if is_table_product(in_fmt, w_fmt, mac_resource) else LEVELS_PER_STAGE
         self.term_ranges = product_term_ranges(in_fmt, w_fmt, self.mac_resource) * self.terms_per_step
         self.tree_registers = tree_register_levels(self.term_ranges, first_stage_levels)
@@ -125,11 +128,13 @@ class MacEngine:
         lane_constants = self._lane_constants(m, fold, R + self.product_stages + self.tree_stages)
         for p, lane_pairs in enumerate(pairs):
             terms, constant = [], 0
-            for x, w in lane_pairs:
+            for s, (x, w) in enumerate(lane_pairs):
+                if self.dsp_products:
+                    x, w = registered(m, x, f"dsp{p}_{s}_a"), registered(m, w, f"dsp{p}_{s}_b")
                 t = product_terms(x, w, self.in_fmt, self.w_fmt, self.mac_resource)
                 terms += t.terms
                 constant += t.constant
-            for stage in range(self.product_stages):
+            for stage in range(self.product_stages - (1 if self.dsp_products else 0)):
                 terms = [registered(m, t, f"prod{p}_{k}_r{stage}") for k, t in enumerate(terms)]
             step_sum = pipelined_sum(m, terms, self.tree_registers, f"tree{p}")
             sums.append(step_sum << 1 if self.doubled else step_sum)

@@ -226,13 +226,12 @@ class StreamingMaxPool(FeatureMapWindowCore):
         return active, start, ends, end_slot
 
     @staticmethod
-    def _ends_flag(m: Module, counter: WrapCounter, ends: list[bool], step, name: str):
-        """A register equal to ends[counter.value]: on each `step` it loads the flag of the counter's next
-        position, so nothing on the ready path decodes the counter."""
+    def _ends_next(m: Module, counter: WrapCounter, ends: list[bool], step, name: str):
+        """ends[counter.value] as of the next cycle (the counter steps on `step`), from registers and `step`."""
         if len(ends) == 1:
             return Const(int(ends[0]), 1)
-        flag = Signal(name=f"{name}_ends_now", init=int(ends[0]))
-        following = Signal(name=f"{name}_ends_next")
+        now = Signal(name=f"{name}_ends_now", init=int(ends[0]))
+        following = Signal(name=f"{name}_ends_following")
         nxt = Mux(counter.last, 0, counter.value + 1)
         m.d.comb += following.eq(0)
         with m.Switch(nxt):
@@ -240,9 +239,10 @@ class StreamingMaxPool(FeatureMapWindowCore):
                 if end:
                     with m.Case(pos):
                         m.d.comb += following.eq(1)
-        with m.If(step):
-            m.d.sync += flag.eq(following)
-        return flag
+        ends_next = Signal(name=f"{name}_ends_next")
+        m.d.comb += ends_next.eq(Mux(step, following, now))
+        m.d.sync += now.eq(ends_next)
+        return ends_next
 
     def elaborate(self, platform):
         """Issue (position counters, horizontal partials read), S1 (horizontal update, write-back, vertical
@@ -263,12 +263,13 @@ class StreamingMaxPool(FeatureMapWindowCore):
         ih = WrapCounter(m, self.in_h, "ih", issue & cf.last & iw.last)
         h_active, h_start, h_ends, h_end_slot = self._plan_signals(m, iw.value, self.col_plan, NSW, "col")
         v_active, v_start, v_ends, v_end_slot = self._plan_signals(m, ih.value, self.row_plan, NSH, "row")
-        # Whether the input word completes an output word, kept as registered flags of the counters' positions
-        # (not decoded from them): i.ready is then one LUT of registers.
-        col_ends = self._ends_flag(m, iw, [end is not None for _, _, end in self.col_plan], issue & cf.last, "col")
-        row_ends = self._ends_flag(m, ih, [end is not None for _, _, end in self.row_plan],
+        # Whether the input word completes an output word, kept as one register (not decoded from the
+        # counters): i.ready is then one LUT of two registers.
+        col_next = self._ends_next(m, iw, [end is not None for _, _, end in self.col_plan], issue & cf.last, "col")
+        row_next = self._ends_next(m, ih, [end is not None for _, _, end in self.row_plan],
                                    issue & cf.last & iw.last, "row")
-        completes = col_ends & row_ends
+        completes = Signal(name="completes", init=int(self.col_plan[0][2] is not None and self.row_plan[0][2] is not None))
+        m.d.sync += completes.eq(col_next & row_next)
         m.d.comb += [self.i.ready.eq(~completes | may_reserve), issue.eq(self.i.valid & self.i.ready)]
         h_store = _PartialStore(m, "row_partials", NSW * word_w, CF)
         h_store.read(m, cf.value, 1)

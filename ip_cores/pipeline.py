@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 
 __all__ = ["delay", "registered", "pipelined_sum", "tree_register_levels", "OutputQueue", "Timed", "WrapCounter",
-           "LEVELS_PER_STAGE"]
+           "UpDownCount", "LEVELS_PER_STAGE"]
 
 LEVELS_PER_STAGE = 2  # adder-tree levels between registers
 
@@ -84,6 +84,30 @@ class WrapCounter:
                 self.first.eq(self.last),
                 self.last.eq(~self.last & (self.value == self.n - 2)),
             ]
+
+
+class UpDownCount:
+    """A count over range(n + 1) stepped up or down by one by late handshake signals (FIFO fill, credits).
+
+    The value, value + 1 and value - 1 are all registers, so a step only picks one of them: with a single
+    `count +/- 1` Yosys shares one adder between both directions and the late signal then runs down its
+    carry chain (a LUT and a CARRY4 more on the handshake path). `up`/`down` add the statements of one step
+    to the current `m.If`/`m.Switch` case; the caller never steps both ways in one cycle.
+    """
+
+    def __init__(self, n: int, name: str):
+        width = max(1, int(n).bit_length())
+        self.value = Signal(width, name=name)
+        self.plus_one = Signal(width, name=f"{name}_plus_one", init=1)
+        self.minus_one = Signal(width, name=f"{name}_minus_one", init=(1 << width) - 1)
+
+    def up(self, m: Module) -> None:
+        m.d.sync += [self.value.eq(self.plus_one), self.plus_one.eq(self.plus_one + 1),
+                     self.minus_one.eq(self.value)]
+
+    def down(self, m: Module) -> None:
+        m.d.sync += [self.value.eq(self.minus_one), self.minus_one.eq(self.minus_one - 1),
+                     self.plus_one.eq(self.value)]
 
 
 TWO_LEVEL_MAX_BITS = 20  # two adder levels share a pipeline stage while their widths add up to this
@@ -171,7 +195,7 @@ class OutputQueue:
         from .stream_fifo import StreamFIFO
         # One word more than the credits allow, so a write never meets a full queue whatever its timing.
         m.submodules[name] = fifo = StreamFIFO(self.width, self.depth + 1)
-        pending = Signal(range(self.depth + 1), name=f"{name}_pending")
+        pending = UpDownCount(self.depth, f"{name}_pending")
         may_reserve = Signal(name=f"{name}_may_reserve", init=1)  # pending < depth, as a register
         below_last = Signal(name=f"{name}_below_last", init=self.depth > 1)  # pending < depth - 1
         leave = o_stream.valid & o_stream.ready
@@ -185,8 +209,9 @@ class OutputQueue:
         # The next count and its flags for each (reserve, leave) case, from registers; the late inputs only pick.
         with m.Switch(Cat(leave, reserve)):
             with m.Case(0b10):  # a credit taken
-                m.d.sync += [pending.eq(pending + 1), may_reserve.eq(below_last),
-                             below_last.eq(pending < self.depth - 2)]
+                pending.up(m)
+                m.d.sync += [may_reserve.eq(below_last), below_last.eq(pending.value < self.depth - 2)]
             with m.Case(0b01):  # a word left
-                m.d.sync += [pending.eq(pending - 1), may_reserve.eq(1), below_last.eq(may_reserve)]
+                pending.down(m)
+                m.d.sync += [may_reserve.eq(1), below_last.eq(may_reserve)]
         return may_reserve

@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .memories import plan_ram
+from .pipeline import UpDownCount
 from .resources import Resources, fifo_cost
 
 __all__ = ["StreamFIFO"]
@@ -70,7 +71,8 @@ def _registered_fifo(m: Module, i, o, width: int, depth: int, attrs: dict) -> No
     m.submodules.storage = mem
     wr, rd = mem.write_port(), mem.read_port()
 
-    stored = Signal(range(depth + 1))        # words in the memory
+    count = UpDownCount(depth, "stored")     # words in the memory
+    stored = count.value
     nonempty, full = Signal(), Signal()      # stored != 0, stored == depth
     one, last_free = Signal(), Signal()      # stored == 1, stored == depth - 1 (depth >= 2)
     out_valid = Signal()
@@ -100,12 +102,11 @@ def _registered_fifo(m: Module, i, o, width: int, depth: int, attrs: dict) -> No
 
     # Next count and flags, for each of the four (push, fetch) cases, from registers only; the late `fetch`
     # only picks one.
-    up, down = stored + 1, stored - 1
     two_free = (stored == depth - 2) if depth > 2 else ~nonempty
     with m.Switch(Cat(fetch, push)):
         with m.Case(0b10):  # push only
-            m.d.sync += [stored.eq(up), nonempty.eq(1), full.eq(last_free), one.eq(~nonempty),
-                         last_free.eq(two_free)]
+            count.up(m)
+            m.d.sync += [nonempty.eq(1), full.eq(last_free), one.eq(~nonempty), last_free.eq(two_free)]
         with m.Case(0b01):  # fetch only
-            m.d.sync += [stored.eq(down), nonempty.eq(~one), full.eq(0), one.eq(stored == 2),
-                         last_free.eq(full)]
+            count.down(m)
+            m.d.sync += [nonempty.eq(~one), full.eq(0), one.eq(stored == 2), last_free.eq(full)]
