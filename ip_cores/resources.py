@@ -96,5 +96,5 @@ def fifo_cost(width: int, depth: int) -> Resources:
         return Resources(4, width + 2)
     plan = plan_ram(depth - 1, width)
     pointers = 2 * max(1, (depth - 1).bit_length())
-    count = 3 * max(1, depth.bit_length())  # the fill count and its +1 / -1 registers
-    return Resources.of_memory(plan) + Resources(pointers * 2 + 4, width + pointers + count + 4)
+    count = 3 * max(1, depth.bit_length())  # the fill count, its +1 / -1 registers and their pick
+    return Resources.of_memory(plan) + Resources(pointers * 2 + count + 4, width + pointers + count + 4)
