@@ -44,11 +44,14 @@ class MemoryPlan:
     luts: int  # LUTs (logic or LUTRAM) the memory costs, an estimate
     bram18: int  # RAMB18E1 equivalents
     attrs: dict = field(default_factory=dict, compare=False)
+    bank_depth: int = 0  # a block-RAM table deeper than one BRAM36 column: words a bank (0: not banked)
 
     @property
     def banks(self) -> int:
-        """Banks of 64 words of a LUT-logic table."""
-        return -(-self.depth // LOGIC_BANK_WORDS) if self.kind == "logic" else 1
+        """Banks of a table: of 64 words in LUT logic, of `bank_depth` words in block RAM."""
+        if self.kind == "logic":
+            return -(-self.depth // LOGIC_BANK_WORDS)
+        return -(-self.depth // self.bank_depth) if self.bank_depth else 1
 
     @property
     def column_groups(self) -> int:
@@ -58,10 +61,11 @@ class MemoryPlan:
     @property
     def read_latency(self) -> int:
         """Cycles from the address to the data: 0 constant; LUT logic 2 (address and data registers; 3 when
-        banked); LUTRAM 1; block RAM 2 (its read register and an output register)."""
-        if self.kind == "logic":
+        banked); LUTRAM 1; block RAM 2 (its read register and an output register; 3 when banked: a register
+        at each bank's output, then the registered bank select)."""
+        if self.kind in ("logic", "block"):
             return 2 if self.banks == 1 else 3
-        return {"const": 0, "lutram": 1, "block": 2}[self.kind]
+        return {"const": 0, "lutram": 1}[self.kind]
 
     @property
     def bits(self) -> int:
@@ -71,6 +75,26 @@ class MemoryPlan:
 def bram18_count(depth: int, width: int) -> int:
     """RAMB18E1s for a depth x width memory in the best aspect ratio (two make one RAMB36E1)."""
     return min(-(-width // w) * -(-depth // d) for w, d in _BRAM18_SHAPES)
+
+
+_BRAM36_SHAPES = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))
+
+
+def block_bank_depth(width: int) -> int:
+    """Words of one bank of a block-RAM table: the deepest RAMB36E1 shape whose data width holds the word
+    (or 72 bits of it). A bank then needs no multiplexer of its own, so nothing sits between a BRAM's output
+    and the register after it (Yosys puts an unregistered read multiplexer after the BRAMs of a deeper
+    memory, and does not use their output registers)."""
+    return max(d for w, d in _BRAM36_SHAPES if w >= min(width, 72))
+
+
+def _bank_select_luts(banks: int, width: int) -> int:
+    """LUT6 of a banks:1 multiplexer a bit, as 4:1 multiplexers (one LUT6 each)."""
+    luts = 0
+    while banks > 1:
+        banks = -(-banks // 4)
+        luts += banks
+    return width * luts
 
 
 def _logic_rom_luts(depth: int, width: int) -> int:
@@ -98,6 +122,14 @@ def plan_rom(depth: int, width: int, style: str = "auto") -> MemoryPlan:
         return MemoryPlan(depth, width, "const", 0, 0)
     logic = MemoryPlan(depth, width, "logic", _logic_rom_luts(depth, width), 0, {"logic_block": 1})
     block = MemoryPlan(depth, width, "block", 0, bram18_count(depth, width), {"rom_style": "block"})
+    # Deeper than a bank: banked where that costs no more block RAM (else Yosys' read multiplexer stays).
+    bank_depth = block_bank_depth(width)
+    if depth > bank_depth:
+        full, rest = divmod(depth, bank_depth)
+        bram18 = full * bram18_count(bank_depth, width) + (bram18_count(rest, width) if rest else 0)
+        if bram18 <= block.bram18:
+            block = MemoryPlan(depth, width, "block", _bank_select_luts(-(-depth // bank_depth), width), bram18,
+                               {"rom_style": "block"}, bank_depth)
     return _choose(logic, block, style)
 
 
@@ -135,12 +167,38 @@ def read_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
         return Const(words[0], plan.width)
     if plan.kind == "logic":
         return _logic_rom(m, name, plan, words, addr)
+    if plan.banks > 1:
+        return _banked_block_rom(m, name, plan, words, addr)
     mem = Memory(shape=unsigned(plan.width), depth=plan.depth, init=words, attrs=plan.attrs)
     m.submodules[name] = mem
     port = mem.read_port()
     m.d.comb += port.addr.eq(addr)
     out = Signal(plan.width, name=f"{name}_q", reset_less=True)
     m.d.sync += out.eq(port.data)
+    return out
+
+
+def _banked_block_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):
+    """A block-RAM table in banks of `plan.bank_depth` words (`block_bank_depth`): every bank is read, its
+    output registered, and the bank of the address (registered beside the reads) picks one into the output
+    register. Three cycles."""
+    low_bits = (plan.bank_depth - 1).bit_length()
+    addr = Value.cast(addr)
+    bank_data = []
+    for b in range(plan.banks):
+        contents = words[b * plan.bank_depth:(b + 1) * plan.bank_depth]
+        mem = Memory(shape=unsigned(plan.width), depth=len(contents), init=contents, attrs=plan.attrs)
+        m.submodules[f"{name}_bank{b}"] = mem
+        port = mem.read_port()
+        m.d.comb += port.addr.eq(addr[:max(1, (len(contents) - 1).bit_length())])
+        data = Signal(plan.width, name=f"{name}_bank{b}_q", reset_less=True)
+        m.d.sync += data.eq(port.data)
+        bank_data.append(data)
+    bank = addr[low_bits:]
+    bank_1 = Signal(len(bank), name=f"{name}_bank_1", reset_less=True)
+    bank_2 = Signal(len(bank), name=f"{name}_bank_2", reset_less=True)
+    out = Signal(plan.width, name=f"{name}_q", reset_less=True)
+    m.d.sync += [bank_1.eq(bank), bank_2.eq(bank_1), out.eq(Array(bank_data)[bank_2])]
     return out
 
 

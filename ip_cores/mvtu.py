@@ -174,8 +174,14 @@ class MVTU(wiring.Component):
                        self.weight_memory.read_latency, "w_word")
 
         # Input: the stream word is registered; later neuron folds replay it from the buffer.
+        # It must hold the word only when later folds replay it from this register (NF > 1 without a buffer);
+        # otherwise it loads every cycle, since the pipeline reads it the cycle after the issue (no enable
+        # from `issue` fanning out to all its bits).
         x_reg = Signal(SIMD * self.in_fmt.width, reset_less=True)
-        with m.If(issue & from_stream):
+        if NF > 1 and self.input_buffer is None:
+            with m.If(issue & from_stream):
+                m.d.sync += x_reg.eq(self.i.payload)
+        else:
             m.d.sync += x_reg.eq(self.i.payload)
         x_word = Timed(m, x_reg, 1, "x_reg")
         if self.input_buffer is not None:

@@ -39,8 +39,9 @@ class Resources:
             address = max(1, (plan.depth - 1).bit_length()) * -(-columns // LOGIC_COLUMN_BITS)
             banking = columns * (1 + plan.banks) if plan.banks > 1 else columns
             return cls(luts=luts, ffs=address + banking)
-        if plan.kind == "block":
-            return cls(ffs=plan.width, bram18=plan.bram18)
+        if plan.kind == "block":  # banked: a register at each bank's output and the bank select
+            banked = plan.width * plan.banks + 2 * plan.banks.bit_length() if plan.banks > 1 else 0
+            return cls(luts=plan.luts, ffs=plan.width + banked, bram18=plan.bram18)
         return cls()
 
     def __add__(self, other: "Resources") -> "Resources":

@@ -170,9 +170,10 @@ class VectorVectorUnit(wiring.Component):
         w_addr = WrapCounter(m, CF * K, "w_addr", issue)  # weight memory address cf*K + k
         w_word = Timed(m, read_rom(m, "weights", self.weight_memory, self.weight_words(), w_addr.value),
                        self.weight_memory.read_latency, "w_word")
+        # Every issue takes a stream word and the pipeline reads it one cycle later: the register loads every
+        # cycle (no enable: `issue` would otherwise fan out to all its bits).
         x_reg = Signal(PE * self.in_fmt.width, reset_less=True)
-        with m.If(issue):
-            m.d.sync += x_reg.eq(self.i.payload)
+        m.d.sync += x_reg.eq(self.i.payload)
         x_word = Timed(m, x_reg, 1, "x_reg")
 
         R = self.engine.input_latency

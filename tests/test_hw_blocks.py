@@ -214,6 +214,8 @@ def test_memory_plans_choose_luts_for_shallow_and_block_ram_for_deep():
     assert shallow.column_groups == 13  # an address copy per 64 columns
     deep = plan_rom(4096, 44)
     assert (deep.kind, deep.bram18, deep.read_latency) == ("block", 10, 2) and deep.attrs == {"rom_style": "block"}
+    deeper = plan_rom(65536, 8)  # 16 banks of 4K x 8 (RAMB36 4K x 9 each): as many BRAMs as unbanked
+    assert (deeper.kind, deeper.banks, deeper.bram18, deeper.read_latency) == ("block", 16, 32, 3)
     banked = plan_rom(256, 26)
     assert (banked.kind, banked.banks, banked.read_latency, banked.luts) == ("logic", 4, 3, 26 * 5)
     assert plan_rom(1, 30).kind == "const" and plan_rom(1, 30).read_latency == 0
@@ -225,7 +227,8 @@ def test_memory_plans_choose_luts_for_shallow_and_block_ram_for_deep():
 
 
 @pytest.mark.parametrize("depth, width, style", [(64, 20, "logic"), (200, 20, "logic"), (300, 20, "block"),
-                                                 (1, 20, "auto"), (40, 150, "logic"), (130, 70, "logic")])
+                                                 (1, 20, "auto"), (40, 150, "logic"), (130, 70, "logic"),
+                                                 (5000, 8, "block")])  # two banks of block RAM, the last partial
 def test_rom_reads_every_word_after_its_latency(depth, width, style):
     rng = np.random.default_rng(depth)
     words = [int.from_bytes(rng.bytes(-(-width // 8)), "little") % (1 << width) for _ in range(depth)]
