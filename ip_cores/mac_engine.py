@@ -90,7 +90,7 @@ class MacEngine:
         acc_w = self.accumulator_shape().width
         accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)
         out_w = self.lanes * self.activation.out_fmt.width
-        queue = fifo_cost(out_w, self.queue_depth + 1) + Resources(6, 2 * self.queue_depth.bit_length())
+        queue = fifo_cost(out_w, self.queue_depth + 2) + Resources(6, 2 * self.queue_depth.bit_length() + 1)
         fold_bits = max(1, (self.n_folds - 1).bit_length())
         control = Resources(4, 3 * (self.acc_cycle - 1) + self.write_cycle + fold_bits * self.write_cycle)
         constants = Resources.of_memory(self.constant_table) if self.constant_table is not None else Resources()

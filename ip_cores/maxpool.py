@@ -169,7 +169,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
             else:
                 stores += Resources(0, width)
         compare = (self.h_slots + self.v_slots) * word_w * 2
-        queue = fifo_cost(word_w, OutputQueue.depth_for(self.QUEUE_WRITE_CYCLE, 1) + 1)
+        queue = fifo_cost(word_w, OutputQueue.depth_for(self.QUEUE_WRITE_CYCLE, 1) + 2)
         return stores + queue + Resources(compare + 40, 4 * word_w + 50)
 
     # --- hardware ----------------------------------------------------------------------------------

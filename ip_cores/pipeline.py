@@ -191,13 +191,21 @@ class OutputQueue:
         return max(2, -(-in_flight // max(1, cycles_per_output)) + 1)
 
     def elaborate_into(self, m: Module, name: str, o_stream, write_data, write_en, reserve) -> Signal:
-        """Build the queue in `m`; returns `may_reserve`."""
+        """Build the queue in `m`; returns `may_reserve`.
+
+        The credit count follows `reserve` one cycle late (it is registered first, so the issue logic feeds a
+        flip-flop, not the count's update): one reserve may be in flight uncounted, so `may_reserve` says a
+        credit is free with one to spare (count < depth of `depth + 1` counted), and the FIFO has a word for it.
+        """
         from .stream_fifo import StreamFIFO
-        # One word more than the credits allow, so a write never meets a full queue whatever its timing.
-        m.submodules[name] = fifo = StreamFIFO(self.width, self.depth + 1)
-        pending = UpDownCount(self.depth, f"{name}_pending")
-        may_reserve = Signal(name=f"{name}_may_reserve", init=1)  # pending < depth, as a register
-        below_last = Signal(name=f"{name}_below_last", init=self.depth > 1)  # pending < depth - 1
+        counted = self.depth + 1
+        # One word more than can be outstanding, so a write never meets a full queue whatever its timing.
+        m.submodules[name] = fifo = StreamFIFO(self.width, counted + 1)
+        pending = UpDownCount(counted, f"{name}_pending")
+        room = Signal(name=f"{name}_room", init=1)  # pending < counted, as a register
+        may_reserve = Signal(name=f"{name}_may_reserve", init=1)  # pending < counted - 1
+        reserved = Signal(name=f"{name}_reserved")  # `reserve` of the cycle before
+        m.d.sync += reserved.eq(reserve)
         leave = o_stream.valid & o_stream.ready
         m.d.comb += [
             fifo.i.payload.eq(write_data),
@@ -206,12 +214,12 @@ class OutputQueue:
             o_stream.valid.eq(fifo.o.valid),
             fifo.o.ready.eq(o_stream.ready),
         ]
-        # The next count and its flags for each (reserve, leave) case, from registers; the late inputs only pick.
-        with m.Switch(Cat(leave, reserve)):
+        # The next count and its flags for each (reserved, leave) case, from registers; the late input only picks.
+        with m.Switch(Cat(leave, reserved)):
             with m.Case(0b10):  # a credit taken
                 pending.up(m)
-                m.d.sync += [may_reserve.eq(below_last), below_last.eq(pending.value < self.depth - 2)]
+                m.d.sync += [room.eq(may_reserve), may_reserve.eq(pending.value < counted - 2)]
             with m.Case(0b01):  # a word left
                 pending.down(m)
-                m.d.sync += [may_reserve.eq(1), below_last.eq(may_reserve)]
+                m.d.sync += [room.eq(1), may_reserve.eq(room)]
         return may_reserve
