@@ -1,4 +1,5 @@
-"""Shared test helpers: where the third-party models live, and building designs into temporary folders."""
+"""Shared test helpers: where the third-party models live, building designs into temporary folders, and
+clocking an Amaranth pipeline in its own simulator."""
 from __future__ import annotations
 
 import warnings
@@ -37,3 +38,26 @@ def own_model(name: str) -> tuple[Path, np.ndarray, np.ndarray]:
     x, y = np.load(OWN_MODELS / f"{name}_in.npy"), np.load(OWN_MODELS / f"{name}_out.npy")
     # stored as qonnx's per-sample outputs stacked, (N, 1, ...): the batch axis replaces the model's batch-1 axis
     return path, x, y.reshape((len(y),) + y.shape[2:])
+
+
+def run_pipeline(m, steps: list[list[tuple]], out, latency: int) -> list[int]:
+    """Clock `m` (with a `sync` domain) in Amaranth's simulator: in cycle k set the (signal, value) pairs of
+    `steps[k]`, and read `out` from cycle `latency` on, once per step. Returns the values read, in order."""
+    from amaranth.sim import Simulator
+
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(len(steps) + latency):
+            if cycle < len(steps):
+                for signal, value in steps[cycle]:
+                    ctx.set(signal, int(value))
+            if cycle >= latency:
+                got.append(ctx.get(out))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got

@@ -21,6 +21,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
+from conftest import run_pipeline
 from ip_cores.elements import ElementFormat
 from ip_cores.mac_terms import mac_resource_for, product_term_ranges, product_terms
 from ip_cores.memories import bram18_count, plan_ram, plan_rom, read_rom
@@ -110,21 +111,7 @@ def test_pipelined_sum_is_exact_and_late_by_its_registers(n_terms, width):
     out = pipelined_sum(m, inputs, registers, "tree")
     late = sum(registers)
     vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(12, n_terms))
-    got = []
-
-    async def bench(ctx):
-        for cycle in range(len(vectors) + late):
-            if cycle < len(vectors):
-                for sig, v in zip(inputs, vectors[cycle]):
-                    ctx.set(sig, int(v))
-            if cycle >= late:
-                got.append(ctx.get(out))
-            await ctx.tick()
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got = run_pipeline(m, [list(zip(inputs, vector)) for vector in vectors], out, late)
     assert got == [int(v) for v in vectors.sum(axis=1)]
 
 
@@ -237,18 +224,5 @@ def test_rom_reads_every_word_after_its_latency(depth, width, style):
     addr = Signal(range(max(2, depth)))
     data = read_rom(m, "rom", plan, words, addr)
     order = list(rng.permutation(depth)) * 2
-    got = []
-
-    async def bench(ctx):
-        for cycle in range(len(order) + plan.read_latency):
-            if cycle < len(order):
-                ctx.set(addr, int(order[cycle]))
-            if cycle >= plan.read_latency:
-                got.append(ctx.get(data))
-            await ctx.tick()
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    got = run_pipeline(m, [[(addr, a)] for a in order], data, plan.read_latency)
     assert got == [words[a] for a in order]

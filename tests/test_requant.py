@@ -43,6 +43,7 @@ from sim.benches.stream_tb import (StreamTB, check_words_before_reset, recover_a
                                    run_with_traffic)
 from sim.benches.vector_unit_bench import VvuCase
 from sim.cocotb_runner import bench_params, run_cocotb
+from conftest import run_pipeline
 from test_cores import random_mac_weights
 
 S, U, B = ElementFormat.signed, ElementFormat.unsigned, ElementFormat.bipolar
@@ -273,22 +274,7 @@ def test_wide_product_splits_into_dsp_slices(value_bits, mult_bits):
     acc, mult, offset = Signal(signed(value_bits)), Signal(signed(mult_bits)), Signal(signed(16))
     rq = Requantization((1,), (0,), shift, "HALF_EVEN", lo, hi)
     out = requantize_pipeline(m, acc, mult, offset, rq, "wide")
-    got = []
-
-    async def testbench(ctx):
-        ctx.set(offset, offset_value)
-        for cycle in range(len(accs) + latency):
-            if cycle < len(accs):
-                ctx.set(acc, accs[cycle])
-                ctx.set(mult, mults[cycle])
-            if cycle >= latency:
-                got.append(ctx.get(out))
-            await ctx.tick()
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    got = run_pipeline(m, [[(acc, a), (mult, mv), (offset, offset_value)] for a, mv in zip(accs, mults)], out, latency)
     expected = [int(requantize_reference(np.array([[a]], dtype=object),
                                          Requantization((mv,), (offset_value,), shift, "HALF_EVEN", lo, hi))[0, 0])
                 for a, mv in zip(accs, mults)]
