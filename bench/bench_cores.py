@@ -50,6 +50,14 @@ def _mvtu(activation: str, **options) -> MVTU:
     return MVTU(w, 8, 1, U(8), S(8), acc_w, t, U(8), 0, threshold_style=activation, **options)
 
 
+def _mvtu_pe8(mac_resource: str) -> MVTU:
+    """An 8-bit MVTU with 8 PE lanes (64x16, SIMD 4, UINT8 x INT8, no activation): one DSP48 a product, or two
+    lanes' products to one DSP48 ("dsp_packed")."""
+    rng = np.random.default_rng(2)
+    w = rng.integers(-128, 128, size=(16, 64))
+    return MVTU(w, 4, 8, U(8), S(8), signed_width_for(*accumulator_range(w, U(8))), mac_resource=mac_resource)
+
+
 def _vvu() -> VectorVectorUnit:
     rng = np.random.default_rng(1)
     w = rng.integers(-8, 8, size=(64, 9))
@@ -63,6 +71,8 @@ CORES = {
     "mvtu_thresholds_binary": lambda: _mvtu("binary"),
     "mvtu_thresholds_parallel": lambda: _mvtu("parallel"),
     "mvtu_requantizer": lambda: _mvtu("requant"),
+    "mvtu_pe8_simd4_dsp": lambda: _mvtu_pe8("dsp"),
+    "mvtu_pe8_simd4_dsp_packed": lambda: _mvtu_pe8("dsp_packed"),
     "vvu_64ch_k9_pe8_4bit": _vvu,
     "sliding_window_32x32x64_k3_pad1_simd8": lambda: SlidingWindow(U(4), 64, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, simd=8),
     "maxpool_2x2_32x32x64_simd8": lambda: StreamingMaxPool(U(4), 64, 32, 32, 2, 2, 2, 2, simd=8),

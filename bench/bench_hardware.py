@@ -57,6 +57,12 @@ DESIGNS = {
     "cnv_w1a1": Design("CNV-W1A1 (own export), FINN folding", "cnv", None,
                        "21,135 LUT, 31,517 FF, 98 BRAM36 + 9 BRAM18, 0 DSP; ii 32,768 at 100 MHz"),
     "radioml_w8a8": Design("RadioML VGG10 w8a8, default folding", str(SHARED / "radioml_vgg10_w8a8.onnx")),
+    "radioml_w8a8_packed": Design(
+        "RadioML VGG10 w8a8, same ii, convs at PE 2 with two products a DSP48 (mac_resource dsp_packed)",
+        str(SHARED / "radioml_vgg10_w8a8.onnx"),
+        {"target_cycles": 98304,
+         "layers": {"Conv_0": {"mac_resource": "dsp_packed"},
+                    **{f"Conv_{k}": {"PE": 2, "SIMD": 64 >> k, "mac_resource": "dsp_packed"} for k in range(1, 7)}}}),
     "econt": Design("ECON-T-like encoder, default folding", str(REPO / "tests" / "models" / "econt_encoder_w6a8.onnx")),
 }
 
@@ -126,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_hw_") as tmp:
         for key in args.designs:
             rows.append(measure(key, Path(tmp)))
-            print(f"measured {key} in {rows[-1].get('seconds', 0)} s", file=sys.stderr, flush=True)
+            print_table(rows[-1:])  # as it comes: a later design's failure loses nothing measured
+            sys.stdout.flush()
+    print("\nall designs:")
     print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

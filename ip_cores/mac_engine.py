@@ -24,7 +24,8 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
 from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for, word_element
-from .mac_terms import doubled_product, is_table_product, product_term_ranges, product_term_shifts, product_terms
+from .mac_terms import (doubled_product, dsp_packing, is_table_product, packed_products, product_term_ranges,
+                        product_term_shifts, product_terms)
 from .memories import plan_rom, read_rom
 from .pipeline import LEVELS_PER_STAGE, OutputQueue, Timed, pipelined_sum, registered, tree_register_levels
 from .resources import Resources, adder_tree_cost, fifo_cost
@@ -43,7 +44,8 @@ class MacEngine:
 
     def __init__(self, *, lanes: int, terms_per_step: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
                  acc_width: int, n_terms: int, steps_per_output: int, n_folds: int, activation: ActivationStage,
-                 mac_resource: str, input_latency: int, channel_constants: list[int] | None = None):
+                 mac_resource: str, input_latency: int, channel_constants: list[int] | None = None,
+                 dsp_packed: bool = False):
         self.lanes, self.terms_per_step = int(lanes), int(terms_per_step)
         self.in_fmt, self.w_fmt, self.acc_width = in_fmt, w_fmt, int(acc_width)
         self.n_terms, self.steps_per_output, self.n_folds = int(n_terms), int(steps_per_output), int(n_folds)
@@ -66,6 +68,9 @@ class MacEngine:
         # its own, so its tree registers after one adder level.
         self.dsp_products = mac_resource == "dsp" and not (in_fmt.is_bipolar or w_fmt.is_bipolar)
         self.product_stages = 3 if self.dsp_products else 0
+        # Packed DSP products (ip_cores/mac_terms.py): `pack` lanes share one DSP48, their weights k bits apart.
+        self.pack, self.pack_k = dsp_packing(in_fmt, w_fmt, self.lanes) if dsp_packed and self.dsp_products \
+            else (1, 0)
         first_stage_levels = 1 if is_table_product(in_fmt, w_fmt, mac_resource) else LEVELS_PER_STAGE
         self.term_ranges = product_term_ranges(in_fmt, w_fmt, self.mac_resource) * self.terms_per_step
         self.tree_registers = tree_register_levels(self.term_ranges, first_stage_levels)
@@ -86,7 +91,7 @@ class MacEngine:
         and the control that travels beside the data."""
         shifts = product_term_shifts(self.in_fmt, self.w_fmt, self.mac_resource) * self.terms_per_step
         tree = adder_tree_cost(self.term_ranges, self.tree_registers, shifts, self.product_stages > 0).scaled(self.lanes)
-        dsp = self.lanes * self.terms_per_step if self.product_stages else 0
+        dsp = -(-self.lanes // self.pack) * self.terms_per_step if self.product_stages else 0
         acc_w = self.accumulator_shape().width
         accumulators = Resources(self.lanes * acc_w, self.lanes * acc_w)
         out_w = self.lanes * self.activation.out_fmt.width
@@ -112,6 +117,40 @@ class MacEngine:
     def accumulator_shape(self):
         return unsigned(unsigned_width_for(self.n_terms)) if self.xnor else signed(self.acc_width)
 
+    def _lane_products(self, m: Module, p: int, lane_pairs: list) -> tuple[list, int]:
+        """Lane p's product terms of one step, `product_stages` cycles after its operands, and their constant."""
+        terms, constant = [], 0
+        for s, (x, w) in enumerate(lane_pairs):
+            if self.dsp_products:
+                x, w = registered(m, x, f"dsp{p}_{s}_a"), registered(m, w, f"dsp{p}_{s}_b")
+            t = product_terms(x, w, self.in_fmt, self.w_fmt, self.mac_resource)
+            terms += t.terms
+            constant += t.constant
+        for stage in range(self.product_stages - (1 if self.dsp_products else 0)):
+            terms = [registered(m, t, f"prod{p}_{k}_r{stage}") for k, t in enumerate(terms)]
+        return terms, constant
+
+    def _packed_products(self, m: Module, pairs: list) -> list[tuple[list, int]]:
+        """Every lane's products of one step with `pack` lanes to a DSP48 (ip_cores/mac_terms.py): the
+        lanes of a pack multiply the same input element (the first lane's), registered once per DSP (its B
+        register), their weights in its A and D registers; the products leave the M and P registers, where
+        the packing's constant is added."""
+        lane_terms = [([], 0) for _ in pairs]
+        for g in range(0, self.lanes, self.pack):
+            members = list(range(g, min(g + self.pack, self.lanes)))
+            for s in range(self.terms_per_step):
+                x = registered(m, pairs[g][s][0], f"dsp{g}_{s}_x")
+                ws = [registered(m, pairs[p][s][1], f"dsp{p}_{s}_w") for p in members]
+                if len(members) == 1:
+                    product, offset, unpack = x * ws[0], 0, (lambda v: [v])
+                else:
+                    product, offset, unpack = packed_products(x, ws, self.pack_k)
+                product = registered(m, product, f"dsp{g}_{s}_m")
+                product = registered(m, product + offset, f"dsp{g}_{s}_p")
+                for p, field in zip(members, unpack(product)):
+                    lane_terms[p][0].append(field)
+        return lane_terms
+
     def build(self, m: Module, o_stream, pairs, valid, first, last, fold: Timed, reserve, may_reserve) -> None:
         """Build the datapath in `m`.
 
@@ -126,16 +165,9 @@ class MacEngine:
 
         sums, constants = [], []
         lane_constants = self._lane_constants(m, fold, R + self.product_stages + self.tree_stages)
-        for p, lane_pairs in enumerate(pairs):
-            terms, constant = [], 0
-            for s, (x, w) in enumerate(lane_pairs):
-                if self.dsp_products:
-                    x, w = registered(m, x, f"dsp{p}_{s}_a"), registered(m, w, f"dsp{p}_{s}_b")
-                t = product_terms(x, w, self.in_fmt, self.w_fmt, self.mac_resource)
-                terms += t.terms
-                constant += t.constant
-            for stage in range(self.product_stages - (1 if self.dsp_products else 0)):
-                terms = [registered(m, t, f"prod{p}_{k}_r{stage}") for k, t in enumerate(terms)]
+        lane_terms = self._packed_products(m, pairs) if self.pack > 1 else \
+            [self._lane_products(m, p, lane_pairs) for p, lane_pairs in enumerate(pairs)]
+        for p, (terms, constant) in enumerate(lane_terms):
             step_sum = pipelined_sum(m, terms, self.tree_registers, f"tree{p}")
             sums.append(step_sum << 1 if self.doubled else step_sum)
             constants.append(constant * self.steps_per_output + lane_constants[p])

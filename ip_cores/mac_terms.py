@@ -19,6 +19,18 @@ adder of its own and no register of its own:
 
 `mac_resource_for(in_fmt, w_fmt, "auto")` is the default choice: a DSP for products whose operands are both
 5 bits or wider, LUT logic otherwise.
+
+Packed DSP products ("dsp_packed", `dsp_packing`). Lanes that multiply the same input element by different
+weights (the MVTU's PEs) can share one DSP48E1: with n weights of the same step packed into its 25-bit A
+operand at a spacing of k bits (k = the product's signed width), the multiplier computes every product at once,
+
+    P = (w_0 + w_1 * 2**k + ... + w_{n-1} * 2**((n-1)k)) * x + C,   C = sum_{i < n-1} 2**(i*k + k-1)
+
+The constant C (the DSP's post-adder) lifts each lower product into [0, 2**k), so no product borrows from the
+one above it: field i of P (bits i*k .. i*k+k-1) with its top bit inverted, read as a signed number, is exactly
+w_i * x, and the top field is w_{n-1} * x as it stands. The packing is `(w_{n-1} << (n-1)k) + ...` in the DSP's
+pre-adder, so no fabric adds or subtracts anything: the bit inversion merges into the first adder's LUTs.
+n is as large as the 25-bit A port (and the 48-bit P) allow: two 8-bit by 8-bit products, three 4-bit by 4-bit.
 """
 from __future__ import annotations
 
@@ -29,21 +41,24 @@ from amaranth.hdl import Cat, Const, Mux
 from .elements import ElementFormat
 
 __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
-           "is_table_product", "doubled_product", "product_term_shifts", "DSP_MIN_WIDTH"]
+           "is_table_product", "doubled_product", "product_term_shifts", "DSP_MIN_WIDTH", "dsp_packing",
+           "packed_products"]
 
-MAC_RESOURCES = ("auto", "lut", "dsp")
+MAC_RESOURCES = ("auto", "lut", "dsp", "dsp_packed")
+DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 25, 18, 48  # DSP48E1 multiplier operands (signed) and its P output
 DSP_MIN_WIDTH = 5
 TABLE_MAX_INPUT_BITS = 6  # a product of this many operand bits is one LUT6 per result bit
 
 
 def mac_resource_for(in_fmt: ElementFormat, w_fmt: ElementFormat, choice: str = "auto") -> str:
-    """"lut" or "dsp" for products of `in_fmt` by `w_fmt` (bipolar products are always LUT logic)."""
+    """"lut" or "dsp" for products of `in_fmt` by `w_fmt` (bipolar products are always LUT logic; "dsp_packed"
+    products are DSP products, `dsp_packing` says how many share one DSP)."""
     if choice not in MAC_RESOURCES:
         raise ValueError(f"mac_resource must be one of {MAC_RESOURCES}, not {choice!r}")
     if in_fmt.is_bipolar or w_fmt.is_bipolar:
         return "lut"
     if choice != "auto":
-        return choice
+        return "dsp" if choice == "dsp_packed" else choice
     return "dsp" if min(in_fmt.width, w_fmt.width) >= DSP_MIN_WIDTH else "lut"
 
 
@@ -138,3 +153,42 @@ def product_term_shifts(in_fmt: ElementFormat, w_fmt: ElementFormat, resource: s
     shift_add = (resource == "lut" and not (in_fmt.is_bipolar or w_fmt.is_bipolar)
                  and not is_table_product(in_fmt, w_fmt, resource))
     return list(range(n)) if shift_add else [0] * n
+
+
+def _product_range(in_fmt: ElementFormat, w_fmt: ElementFormat) -> tuple[int, int]:
+    corners = [a * b for a in (in_fmt.min, in_fmt.max) for b in (w_fmt.min, w_fmt.max)]
+    return min(corners), max(corners)
+
+
+def dsp_packing(in_fmt: ElementFormat, w_fmt: ElementFormat, lanes: int) -> tuple[int, int]:
+    """(n, k): how many of `lanes` products of one input element by different weights share a DSP48E1 (n) at
+    which bit spacing (k), see the module docstring; (1, 0) where two do not fit."""
+    if in_fmt.is_bipolar or w_fmt.is_bipolar or lanes < 2:
+        return 1, 0
+    from .elements import signed_width_for
+    k = signed_width_for(*_product_range(in_fmt, w_fmt))
+    x_bits = in_fmt.width + (0 if in_fmt.is_signed else 1)
+    n = 1
+    while n < lanes:
+        a_lo = sum(w_fmt.min << (i * k) for i in range(n + 1))
+        a_hi = sum(w_fmt.max << (i * k) for i in range(n + 1))
+        if signed_width_for(a_lo, a_hi) > DSP_A_BITS or (n + 1) * k > DSP_P_BITS:
+            break
+        n += 1
+    return (n, k) if n > 1 and x_bits <= DSP_B_BITS else (1, 0)
+
+
+def packed_products(x, ws: list, k: int):
+    """The DSP-side expressions of `len(ws)` packed products of `x` (see the module docstring): the packed
+    operand (pre-adder), and from the DSP's registered output `p` the exact products: `unpack(p)`."""
+    from amaranth.hdl import Value
+    n = len(ws)
+    packed = ws[-1]
+    for w in reversed(ws[:-1]):
+        packed = (packed << k) + w
+    offset = sum(1 << (i * k + k - 1) for i in range(n - 1))
+
+    def unpack(p: Value) -> list:
+        fields = [Cat(p[i * k:i * k + k - 1], ~p[i * k + k - 1]).as_signed() for i in range(n - 1)]
+        return fields + [p[(n - 1) * k:n * k].as_signed()]
+    return packed * x, offset, unpack

@@ -66,8 +66,9 @@ class MVTU(wiring.Component):
     Ports: `i` (stream of SIMD `in_fmt` elements a word, SF words a vector) and `o` (stream of PE
     `out_fmt` elements a word, NF words a vector, word nf holding channels nf*PE .. nf*PE+PE-1).
     Implementation choices (they change cost and latency, never results): `mac_resource` ("auto", "lut",
-    "dsp"), `threshold_style` ("auto", "parallel", "binary"), `memory_style` ("auto", "logic"/"lutram",
-    "block") for the weight memory, input buffer and threshold tables.
+    "dsp", "dsp_packed": PE lanes share DSP48s where the widths allow, ip_cores/mac_terms.py),
+    `threshold_style` ("auto", "parallel", "binary"), `memory_style` ("auto", "logic"/"lutram", "block") for the
+    weight memory, input buffer and threshold tables.
     """
 
     def __init__(self, weights, simd: int, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat,
@@ -108,7 +109,8 @@ class MVTU(wiring.Component):
                                 acc_width=self.acc_width, n_terms=self.mw, steps_per_output=self.sf,
                                 n_folds=self.nf, activation=self.activation, mac_resource=self.mac_resource,
                                 input_latency=input_latency,
-                                channel_constants=self._channel_constants())
+                                channel_constants=self._channel_constants(),
+                                dsp_packed=mac_resource == "dsp_packed")
 
         super().__init__({
             "i": In(stream.Signature(self.simd * in_fmt.width)),

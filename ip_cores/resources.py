@@ -89,13 +89,20 @@ def adder_tree_cost(ranges: list[tuple[int, int]], register_after: list[bool],
     return Resources(luts, ffs)
 
 
+def fifo_memory_words(depth: int) -> int:
+    """Words of a StreamFIFO's memory for `depth` >= 2: depth - 1 behind its output register, at least 3 (its
+    count takes a fetch a cycle late, so a word passing through occupies two places of the count)."""
+    return max(3, depth - 1)
+
+
 def fifo_cost(width: int, depth: int) -> Resources:
-    """A StreamFIFO of `depth` words: a memory of depth - 1 words (LUTRAM or block RAM by size), the output
-    register, the pointers and the registered flags."""
+    """A StreamFIFO of `depth` words: a memory of `fifo_memory_words` words (LUTRAM or block RAM by size), the
+    output register, the pointers and the registered flags."""
     from .memories import plan_ram
     if depth <= 1:
         return Resources(4, width + 2)
-    plan = plan_ram(depth - 1, width)
-    pointers = 2 * max(1, (depth - 1).bit_length())
+    words = fifo_memory_words(depth)
+    plan = plan_ram(words, width)
+    pointers = 2 * max(1, words.bit_length())
     count = 3 * max(1, depth.bit_length())  # the fill count, its +1 / -1 registers and their pick
     return Resources.of_memory(plan) + Resources(pointers * 2 + count + 4, width + pointers + count + 4)

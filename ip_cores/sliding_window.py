@@ -216,8 +216,8 @@ class SlidingWindow(FeatureMapWindowCore):
         address_bits = max(1, self.buffer_depth.bit_length())
         counters = address_bits * 6 + 12
         read_register = word_w if plan.kind != "block" else 0
-        return Resources.of_memory(plan) + Resources(counters * 2 + (word_w if self.padded else 0),
-                                                     counters + read_register + 4)
+        # The output multiplexer (skid or stage 1, with the padding word) and the skid register.
+        return Resources.of_memory(plan) + Resources(counters * 2 + word_w, counters + read_register + word_w + 5)
 
     # --- hardware ----------------------------------------------------------------------------------
 
@@ -264,8 +264,15 @@ class SlidingWindow(FeatureMapWindowCore):
         m.d.sync += occ.eq(occ + write - release)
 
         # --- reader: window counters, innermost first in stream order ---
-        v1, pad1 = Signal(), Signal()
-        s1_free = ~v1 | self.o.ready
+        # Stage 1 is the memory's read register (`v1`, `pad1`); behind it a skid register (`skid_valid`) takes
+        # stage 1's word whenever the output does not, so stage 1 is free unless both are full: the issue and
+        # its wide fanout (counters, addresses, the read register's enable) never see `o.ready`, which may come
+        # from another core's control a few LUTs deep. With the output always ready the skid stays empty.
+        # `free` (stage 1 may load: not both it and the skid full) is a register, in two copies so that the
+        # read register's enable (a word wide) and the issue logic are separate nets.
+        v1, pad1, skid_valid = Signal(), Signal(), Signal()
+        free_ctl, free_data = Signal(init=1, name="free_ctl"), Signal(init=1, name="free_data")
+        free_ctl.attrs["keep"] = free_data.attrs["keep"] = 1
         issue = Signal()
         names = ("kh", "kw", "cf") if not self.depthwise else ("cf", "kh", "kw")
         sizes = {"kh": KH, "kw": KW, "cf": CF}
@@ -273,8 +280,9 @@ class SlidingWindow(FeatureMapWindowCore):
         for name in reversed(names):  # innermost steps on every issue, the others when all inner ones wrap
             counters[name] = WrapCounter(m, sizes[name], name, en)
             en = en & counters[name].last
-        window_done = Signal()
-        m.d.comb += window_done.eq(counters["kh"].last & counters["kw"].last & counters["cf"].last)
+        # The window's last word: a counter over the whole window whose `last` is a register, so the per-window
+        # enables (issue & window_done) are one LUT of flip-flops, not an AND of the three counters' flags.
+        window_done = WrapCounter(m, self.window_words, "word", issue).last
         ow = WrapCounter(m, OW, "ow", issue & window_done)
         oh = WrapCounter(m, OH, "oh", issue & window_done & ow.last)
         mid = Signal()  # inside a window: its first word has been sent
@@ -315,7 +323,7 @@ class SlidingWindow(FeatureMapWindowCore):
                 m.d.sync += ready_to_start.eq(Mux(write, occ_p1 >= need, ready_to_start))
         else:
             m.d.comb += ready_to_start.eq(occ >= need)
-        m.d.comb += issue.eq(s1_free & (mid | ready_to_start))
+        m.d.comb += issue.eq(free_ctl & (mid | ready_to_start))
 
         # Read address: the current word's, a register; the corner's (`base`) too.
         base = Signal(abits, init=(-(self.pad_top * W + self.pad_left) * CF) % D)
@@ -335,7 +343,7 @@ class SlidingWindow(FeatureMapWindowCore):
             if self.depthwise:
                 with m.Else():  # the next channel fold starts at its corner word
                     m.d.sync += [raddr.eq(fold_base + 1), fold_base.eq(fold_base + 1)]
-        m.d.comb += [rd.addr.eq(raddr), rd.en.eq(issue)]
+        m.d.comb += rd.addr.eq(raddr)
         with m.If(issue):
             m.d.sync += mid.eq(~window_done)
 
@@ -367,13 +375,24 @@ class SlidingWindow(FeatureMapWindowCore):
         else:
             pad = Const(0, 1)
 
-        # Output register: `valid`, and the memory's read data (held while not enabled) or padding.
-        with m.If(issue):
-            m.d.sync += [v1.eq(1), pad1.eq(pad)]
-        with m.Elif(self.o.ready):
-            m.d.sync += v1.eq(0)
+        # Stage 1 loads whenever it is free (a word not issued is read but marked invalid); the skid loads
+        # stage 1's word whenever it is empty and is marked full when that word was not taken; `o.valid` is a
+        # register (the next value of v1 | skid_valid), so the consumer's issue starts at a flip-flop.
         pad_word = pack_words([self.pad_value] * self.simd, self.elem_fmt, self.simd)[0] if self.padded else 0
-        m.d.comb += [self.o.valid.eq(v1), self.o.payload.eq(Mux(pad1, pad_word, rd.data))]
+        stage1_word = Mux(pad1, pad_word, rd.data)
+        skid = Signal(word_w, name="skid", reset_less=True)
+        out_valid = Signal()
+        v1_next = Mux(free_ctl, issue, v1)
+        skid_valid_next = Mux(skid_valid, 1, v1) & ~self.o.ready
+        free_next = ~(v1_next & skid_valid_next)
+        m.d.sync += [v1.eq(v1_next), skid_valid.eq(skid_valid_next), out_valid.eq(v1_next | skid_valid_next),
+                     free_ctl.eq(free_next), free_data.eq(free_next)]
+        with m.If(free_data):
+            m.d.sync += pad1.eq(pad)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(stage1_word)
+        m.d.comb += [rd.en.eq(free_data), self.o.valid.eq(out_valid),
+                     self.o.payload.eq(Mux(skid_valid, skid, stage1_word))]
         return m
 
 

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .memories import plan_ram
 from .pipeline import UpDownCount
-from .resources import Resources, fifo_cost
+from .resources import Resources, fifo_cost, fifo_memory_words
 
 __all__ = ["StreamFIFO"]
 
@@ -18,11 +18,12 @@ __all__ = ["StreamFIFO"]
 class StreamFIFO(wiring.Component):
     """Holds up to `depth` words of `width` bits; ports `i` (in) and `o` (out).
 
-    depth >= 2: a memory of depth - 1 words (LUTRAM or block RAM by size, synchronous read) in front of an
-    output register; a word written into an empty FIFO is offered 2 cycles later, and a word a cycle passes
-    when never stalled. Every flag is a register, and the next state is picked from values computed ahead
-    from registers only, so `o.ready` passes one LUT before reaching a flip-flop and `i.ready` is a
-    register: a chain of stages does not build a long path through their handshakes. depth 1 is a single
+    depth >= 2: a memory of depth - 1 words (at least 3; LUTRAM or block RAM by size, synchronous read) in
+    front of an output register; a word written into an empty FIFO is offered 2 cycles later, and a word a
+    cycle passes when never stalled. Every flag is a register, and the count takes a fetch a cycle late, so
+    `o.ready` passes one LUT before reaching the fetch's flip-flops and never the count, and `i.ready` is a
+    register: a chain of stages does not build a long path through their handshakes. The cycle after a fetch
+    from a full memory the FIFO holds one word fewer. depth 1 is a single
     register (alternately full and empty), depth 0 a plain wire.
     """
 
@@ -34,7 +35,7 @@ class StreamFIFO(wiring.Component):
         self.width, self.depth = int(width), int(depth)
         # Cycles from a word entering an empty FIFO to it being offered at the output.
         self.latency = {0: 0, 1: 1}.get(self.depth, 2)
-        self.memory = plan_ram(max(2, self.depth - 1), self.width) if self.depth >= 2 else None
+        self.memory = plan_ram(fifo_memory_words(self.depth), self.width) if self.depth >= 2 else None
         super().__init__({"i": In(stream.Signature(self.width)), "o": Out(stream.Signature(self.width))})
 
     def resources(self) -> Resources:
@@ -61,34 +62,45 @@ class StreamFIFO(wiring.Component):
             with m.Elif(self.o.ready):
                 m.d.sync += full.eq(0)
         else:
-            _registered_fifo(m, self.i, self.o, self.width, max(2, self.depth - 1), self.memory.attrs)
+            _registered_fifo(m, self.i, self.o, self.width, self.memory.depth, self.memory.attrs)
         return m
 
 
 def _registered_fifo(m: Module, i, o, width: int, depth: int, attrs: dict) -> None:
-    """`depth` stored words behind an output register (see `StreamFIFO`)."""
+    """`depth` stored words behind an output register (see `StreamFIFO`).
+
+    The count of stored words takes a fetch (memory -> output register) one cycle late, from the register
+    `fetched`: the consumer's `o.ready` then reaches only the fetch itself (the read enable, the read
+    pointer, `out_valid`, `fetched`), never the count and its flags, whose next values mix in comparisons
+    that synthesis would otherwise put after it. A word is available while the count, less a fetch not yet
+    counted, is nonzero; `i.ready` (not full) sees that fetch a cycle late, so right after a fetch from a full
+    memory the writer waits one cycle more.
+    """
     mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=attrs)
     m.submodules.storage = mem
     wr, rd = mem.write_port(), mem.read_port()
 
-    count = UpDownCount(depth, "stored")     # words in the memory
+    count = UpDownCount(depth, "stored")     # words in the memory plus a fetch of the cycle before
     stored = count.value
-    nonempty, full = Signal(), Signal()      # stored != 0, stored == depth
-    one, last_free = Signal(), Signal()      # stored == 1, stored == depth - 1 (depth >= 2)
+    nonempty, full = Signal(name="nonempty"), Signal(name="full")      # stored != 0, stored == depth
+    one, last_free = Signal(name="one"), Signal(name="last_free")      # stored == 1, stored == depth - 1
     out_valid = Signal()
+    fetched = Signal()                       # a fetch last cycle, not yet taken off the count
     wptr, rptr = Signal(range(depth)), Signal(range(depth))
 
     push = Signal()
     fetch = Signal()                         # memory -> output register
+    available = Mux(fetched, nonempty & ~one, nonempty)
     m.d.comb += [
         i.ready.eq(~full),
         push.eq(i.valid & ~full),
-        fetch.eq(nonempty & (~out_valid | o.ready)),
+        fetch.eq(available & (~out_valid | o.ready)),
         o.valid.eq(out_valid),
         o.payload.eq(rd.data),
         wr.addr.eq(wptr), wr.data.eq(i.payload), wr.en.eq(push),
         rd.addr.eq(rptr), rd.en.eq(fetch),
     ]
+    m.d.sync += fetched.eq(fetch)
 
     def wrap_inc(ptr):
         return Mux(ptr == depth - 1, 0, ptr + 1) if depth > 1 else 0
@@ -100,10 +112,9 @@ def _registered_fifo(m: Module, i, o, width: int, depth: int, attrs: dict) -> No
     with m.Elif(o.ready):
         m.d.sync += out_valid.eq(0)
 
-    # Next count and flags, for each of the four (push, fetch) cases, from registers only; the late `fetch`
-    # only picks one.
+    # Next count and flags, for each of the four (push, fetched) cases, from registers only.
     two_free = (stored == depth - 2) if depth > 2 else ~nonempty
-    with m.Switch(Cat(fetch, push)):
+    with m.Switch(Cat(fetched, push)):
         with m.Case(0b10):  # push only
             count.up(m)
             m.d.sync += [nonempty.eq(1), full.eq(last_free), one.eq(~nonempty), last_free.eq(two_free)]

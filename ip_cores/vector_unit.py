@@ -70,7 +70,8 @@ class VectorVectorUnit(wiring.Component):
 
     Ports: `i` (PE `in_fmt` elements a word, CF*K words a pixel in depthwise window order) and `o`
     (PE `out_fmt` elements a word, CF words a pixel, word cf holding channels cf*PE .. cf*PE+PE-1).
-    `mac_resource`, `threshold_style` and `memory_style` as for the MVTU.
+    `mac_resource`, `threshold_style` and `memory_style` as for the MVTU ("dsp_packed" is "dsp" here: each
+    lane multiplies its own input, so no two products share an operand).
     """
 
     def __init__(self, weights, pe: int, in_fmt: ElementFormat, w_fmt: ElementFormat, acc_width: int,

@@ -134,7 +134,8 @@ def _implementation_report(stage) -> dict:
     memories = [("weights", core.weight_memory)] + [("activation", plan) for plan in core.activation.memories()]
     if getattr(core, "input_buffer", None) is not None:
         memories.append(("input_buffer", core.input_buffer))
-    return {"mac_resource": core.mac_resource, "activation": core.activation.describe(),
+    return {"mac_resource": core.mac_resource, "products_per_dsp": core.engine.pack,
+            "activation": core.activation.describe(),
             "pipeline_latency": core.latency, "output_queue_words": core.engine.queue_depth,
             "memories": [{"role": role, "kind": plan.kind, "depth": plan.depth, "width": plan.width,
                           "luts": plan.luts, "bram18": plan.bram18} for role, plan in memories if plan.kind != "const"]}

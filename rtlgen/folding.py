@@ -6,7 +6,8 @@ A folding file is JSON:
      "layers": {"MatMul_0": {"PE": 16, "SIMD": 49},    # by layer name (the MatMul/Gemm node name)
                 "MatMul_3": {"PE": "max", "SIMD": "max"}}}
 or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target. A layer's entry (or
-"defaults") may also choose how it is built: "mac_resource" ("auto", "lut", "dsp"), "threshold_style" ("auto",
+"defaults") may also choose how it is built: "mac_resource" ("auto", "lut", "dsp", "dsp_packed": PE lanes
+share DSP48s), "threshold_style" ("auto",
 "parallel", "binary") and "memory_style" ("auto", "logic", "lutram", "block"); these change cost and latency,
 never results.
 PE must divide the layer's output channels (MH) and SIMD its input elements (MW); for a convolution SIMD
@@ -32,7 +33,8 @@ DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64
 
 
 IMPLEMENTATION_OPTIONS = {
-    "mac_resource": MAC_RESOURCES,  # products in LUT logic or DSP48s ("auto": DSP from 5-bit operands on)
+    "mac_resource": MAC_RESOURCES,  # products in LUT logic or DSP48s ("auto": DSP from 5-bit operands on;
+    #                                 "dsp_packed": two 8-bit products of one input element to a DSP48)
     "threshold_style": THRESHOLD_STYLES,  # parallel comparators or binary search ("auto": by threshold count)
     "memory_style": MEMORY_STYLES,  # weight/threshold memories in LUTs or block RAM ("auto": the cheaper)
 }

@@ -331,6 +331,9 @@ MVTU_CASES = {
     "bipxbip_affine_requant_xnor": (32, 4, 8, 2, B(), B(), 7, {"affine": True,
                                                               "implementation": {"threshold_style": "requant"}}),
     "s8xs8_dsp_simd1_acc": (8, 4, 1, 4, S(8), S(8), 0, {"implementation": {"mac_resource": "dsp"}}),
+    # two 8-bit products to a DSP48, the fifth lane alone; three 4-bit products to one, the fourth alone
+    "u8xs8_dsp_packed_pe5": (12, 10, 3, 5, U(8), S(8), 7, {"implementation": {"mac_resource": "dsp_packed"}}),
+    "s4xs4_dsp_packed_pe4_acc": (8, 8, 2, 4, S(4), S(4), 0, {"implementation": {"mac_resource": "dsp_packed"}}),
     "u3xs3_pe20_input_copies": (8, 40, 4, 20, U(3), S(3), 7, {}),  # 3 copies of the input word for 20 lanes
     "u4xs4_parallel_popcount": (12, 8, 4, 2, U(4), S(4), 15, {"implementation": {"threshold_style": "parallel"}}),
 }

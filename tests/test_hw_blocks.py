@@ -3,7 +3,8 @@
 - `product_terms` (ip_cores/mac_terms.py): for every pair of values of small formats, the terms plus the
   constant equal the plain product (XNOR, table, bipolar, shift-and-add and DSP forms; with a bipolar input
   twice the terms minus the weight), and
-  `product_term_ranges` holds every term's values;
+  `product_term_ranges` holds every term's values; packed DSP products (`packed_products`) unpack to every
+  lane's own product, at extremes and random values, with the packing factor worked out by hand;
 - `tree_register_levels`, `pipelined_sum`, `Timed` and `registered` (ip_cores/pipeline.py): where the adder tree
   registers (worked out by hand), and in Amaranth's simulator that the sum arrives exactly as many cycles late,
   one a cycle; a pipeline register inside `m.If` is refused;
@@ -23,7 +24,7 @@ from amaranth.sim import Simulator
 
 from conftest import run_pipeline
 from ip_cores.elements import ElementFormat
-from ip_cores.mac_terms import mac_resource_for, product_term_ranges, product_terms
+from ip_cores.mac_terms import dsp_packing, mac_resource_for, packed_products, product_term_ranges, product_terms
 from ip_cores.memories import bram18_count, plan_ram, plan_rom, read_rom
 from ip_cores.pipeline import Timed, pipelined_sum, registered, tree_register_levels
 from ip_cores.threshold_fit import fit_affine_thresholds
@@ -90,6 +91,49 @@ def test_mac_resource_choice():
     assert mac_resource_for(B(), S(8), "dsp") == "lut"  # a bipolar product is a negation, never a multiply
     with pytest.raises(ValueError, match="mac_resource"):
         mac_resource_for(U(8), S(8), "fast")
+
+
+def test_dsp_packing_factors_worked_out_by_hand():
+    # 8x8: products of 16 signed bits, w1 << 16 + w0 needs 24 bits of A's 25; a third would need 40.
+    assert dsp_packing(S(8), S(8), 4) == (2, 16) and dsp_packing(U(8), S(8), 4) == (2, 16)
+    # 4x4: products of 8 bits (-8 * -8 = 64 needs 8 signed bits); three in 8 + 8 + 4 = 20 bits, a fourth in 28.
+    assert dsp_packing(S(4), S(4), 8) == (3, 8) and dsp_packing(U(4), S(4), 2) == (2, 8)
+    # 8-bit weights by 9-bit inputs: products of 17 bits; w1 << 17 plus a negative w0 reaches -2**24 - 128 (26 bits).
+    assert dsp_packing(S(9), S(8), 2) == (1, 0) and dsp_packing(U(5), S(6), 4) == (2, 11)
+    assert dsp_packing(S(8), S(8), 1) == (1, 0) and dsp_packing(B(), S(8), 4) == (1, 0)
+    assert mac_resource_for(U(8), S(8), "dsp_packed") == "dsp"
+
+
+@pytest.mark.parametrize("fx, fw", [(S(8), S(8)), (U(8), S(8)), (S(4), S(4)), (U(4), S(4)), (U(5), S(6))], ids=str)
+def test_packed_products_unpack_to_each_product(fx, fw):
+    n, k = dsp_packing(fx, fw, 8)
+    m = Module()
+    x, ws = _signal(fx), [_signal(fw) for _ in range(n)]
+    product, offset, unpack = packed_products(x, ws, k)
+    p = Signal(48)
+    m.d.comb += p.eq(product + offset)
+    fields = [Signal(signed(k + 1), name=f"field{i}") for i in range(n)]
+    m.d.comb += [f.eq(v) for f, v in zip(fields, unpack(p))]
+    rng = np.random.default_rng(n * k)
+    extremes = [fw.min, fw.max, 0, -1 if fw.is_signed else 1]
+    cases = [(xv, list(wv)) for xv in (fx.min, fx.max, 0) for wv in itertools.product(extremes, repeat=n)]
+    cases += [(int(rng.integers(fx.min, fx.max + 1)), [int(v) for v in rng.integers(fw.min, fw.max + 1, n)])
+              for _ in range(300)]
+    bad = []
+
+    async def bench(ctx):
+        for xv, wv in cases:
+            ctx.set(x, xv)
+            for w, v in zip(ws, wv):
+                ctx.set(w, v)
+            got = [ctx.get(f) for f in fields]
+            if got != [xv * v for v in wv]:
+                bad.append((xv, wv, got))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, bad[:5]
 
 
 def test_tree_registers_two_narrow_levels_or_one_wide():
