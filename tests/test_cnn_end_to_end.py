@@ -136,3 +136,5 @@ def test_random_cnn_end_to_end(seed, tmp_path):
     steady = run_design(tmp_path / "design", x)
     est = report["estimate"]["ii_cycles"]
     assert abs(steady.stats["ii_cycles"] - est) <= 0.05 * est, (description, steady.stats, json.dumps(report["estimate"]))
+    est_latency = report["estimate"]["latency_cycles"]
+    assert abs(steady.stats["latency_cycles"] - est_latency) <= 0.05 * est_latency, (description, steady.stats)

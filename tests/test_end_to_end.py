@@ -68,9 +68,11 @@ def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_fr
     worst = worst_case_frames(lowered.network.layers[0])[:24]
     hw_worst, _ = simulate(load_design(out_dir), worst)
     np.testing.assert_array_equal(hw_worst, lowered.network.golden(worst))
-    # 3) measured steady-state interval within 5% of the estimate
+    # 3) measured steady-state interval and first-frame latency within 5% of the estimate
     est = report["estimate"]["ii_cycles"]
     assert abs(result.stats["ii_cycles"] - est) <= 0.05 * est, (result.stats, report["estimate"])
+    est_latency = report["estimate"]["latency_cycles"]
+    assert abs(result.stats["latency_cycles"] - est_latency) <= 0.05 * est_latency, (result.stats, report["estimate"])
     return report, result
 
 
