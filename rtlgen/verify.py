@@ -42,6 +42,7 @@ class VerifyResult:
     golden_qonnx_equal: int  # frames where every layer's levels and the final output agree
     near_ties: list[NearTie] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)  # golden-vs-qonnx disagreements that are not near-ties
+    hw_mismatches: list[str] = field(default_factory=list)  # frames where the hardware's output is not golden's
     max_output_diff: float = 0.0
     stats: dict = field(default_factory=dict)
 
@@ -55,6 +56,8 @@ class VerifyResult:
             shown = ", ".join(f"frame {t.frame} {t.layer}[{t.channel}] at {t.distance_steps:.2g} steps" for t in self.near_ties[:4])
             ties = f" ({len(self.near_ties)} near-tie frame(s): {shown}{'...' if len(self.near_ties) > 4 else ''})"
         bad = f"; UNEXPLAINED: {'; '.join(self.unexplained[:3])}" if self.unexplained else ""
+        if self.hw_mismatches:
+            bad = f"; HARDWARE != GOLDEN: {'; '.join(self.hw_mismatches[:3])}" + bad
         s = self.stats
         ii = f"{s['ii_cycles']:.1f}" if s.get("ii_cycles") is not None else "n/a"
         return (f"verify {name}: {self.frames} frames; hardware == golden on {self.hw_golden_equal}/{self.frames}; "
@@ -135,8 +138,21 @@ def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = N
 
     result = compare_with_qonnx(lowered, x, hw_in, y_hw=host_tail(design, hw_out))
     result.hw_golden_equal = int(np.all(hw_out == golden[-1], axis=1).sum())
+    result.hw_mismatches = hardware_mismatches(hw_out, golden[-1], lowered.network.layers[-1].name)
     result.stats = stats
     return result
+
+
+def hardware_mismatches(hw_out: np.ndarray, golden_out: np.ndarray, layer: str) -> list[str]:
+    """One line per frame whose hardware output differs from the golden model's: the frame, the layer whose
+    output the hardware streams, the first differing element and how many differ."""
+    lines = []
+    for f in np.flatnonzero(np.any(hw_out != golden_out, axis=1)):
+        differ = np.flatnonzero(hw_out[f] != golden_out[f])
+        e = int(differ[0])
+        lines.append(f"frame {f} output of {layer}, element {e}: hardware {hw_out[f][e]}, golden {golden_out[f][e]} "
+                     f"({len(differ)} of {hw_out.shape[1]} elements differ)")
+    return lines
 
 
 def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, y_hw: np.ndarray | None = None) -> VerifyResult:

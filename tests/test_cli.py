@@ -225,3 +225,37 @@ def test_verify_rejects_other_model(default_build, tmp_path):
     out, _ = default_build
     other = shared_model("bnn_fc_1layer")
     assert_user_error(*rtlgen("verify", other, out, "--frames", "2"), "built from", DEFAULT_MODEL.name)
+
+
+def _mutated_copy(out: Path, tmp_path: Path, pattern: str, mutate) -> Path:
+    """A copy of the built design with the first word of its first memory file matching `pattern` replaced by
+    `mutate(word)` (hex text, as `$readmemh` reads it at simulation time)."""
+    import shutil
+
+    copy = tmp_path / "mutated"
+    shutil.copytree(out, copy)
+    table = sorted((copy / "ip" / "hdl").glob(pattern))[0]
+    words = table.read_text().split("\n")
+    changed = mutate(words[0])
+    assert changed != words[0] and len(changed) == len(words[0])
+    table.write_text("\n".join([changed, *words[1:]]))
+    return copy
+
+
+@pytest.mark.parametrize("what,pattern,mutate", [
+    # the sign bit of one weight of the first layer (the top bit of its weight table's first word)
+    ("weight", "*_stage1_weights*.mem", lambda w: format(int(w[0], 16) ^ 8, "x") + w[1:]),
+    # the first stage of the first layer's binary search for its channel 0: a threshold above every accumulator
+    ("threshold", "*_stage1_thr_s0*.mem", lambda w: "7" + "f" * (len(w) - 1)),
+], ids=["weight", "threshold"])
+def test_verify_reports_a_corrupted_memory(default_build, tmp_path, what, pattern, mutate):
+    """One weight or one threshold changed in the built design's memory files: `rtlgen verify` compares the
+    hardware with a golden model computed from the model, so it must say which frames differ and exit 1."""
+    out, _ = default_build
+    code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, out, "--frames", "16")
+    assert code == 0 and "hardware == golden on 16/16" in stdout, (stdout, stderr)
+    mutated = _mutated_copy(out, tmp_path, pattern, mutate)
+    code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, mutated, "--frames", "16")
+    assert code == 1, (what, stdout, stderr)
+    assert "hardware == golden on 16/16" not in stdout and "HARDWARE != GOLDEN: frame " in stdout, stdout
+    assert "output of Gemm_2, element" in stdout and "Traceback" not in stderr, stdout
