@@ -30,7 +30,7 @@ The constant C (the DSP's post-adder) lifts each lower product into [0, 2**k), s
 one above it: field i of P (bits i*k .. i*k+k-1) with its top bit inverted, read as a signed number, is exactly
 w_i * x, and the top field is w_{n-1} * x as it stands. The packing is `(w_{n-1} << (n-1)k) + ...` in the DSP's
 pre-adder, so no fabric adds or subtracts anything: the bit inversion merges into the first adder's LUTs.
-n is as large as the 25-bit A port (and the 48-bit P) allow: two 8-bit by 8-bit products, three 4-bit by 4-bit.
+n is as large as the 25-bit A port allows: two 8-bit by 8-bit products, three 4-bit by 4-bit.
 """
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Mux
 
-from .elements import ElementFormat
+from .elements import ElementFormat, signed_width_for
 
 __all__ = ["MAC_RESOURCES", "mac_resource_for", "ProductTerms", "product_terms", "product_term_ranges",
            "is_table_product", "doubled_product", "product_term_shifts", "DSP_MIN_WIDTH", "dsp_packing",
            "packed_products"]
 
 MAC_RESOURCES = ("auto", "lut", "dsp", "dsp_packed")
-DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 25, 18, 48  # DSP48E1 multiplier operands (signed) and its P output
+DSP_A_BITS, DSP_B_BITS = 25, 18  # DSP48E1 multiplier operands (signed)
 DSP_MIN_WIDTH = 5
 TABLE_MAX_INPUT_BITS = 6  # a product of this many operand bits is one LUT6 per result bit
 
@@ -165,14 +165,13 @@ def dsp_packing(in_fmt: ElementFormat, w_fmt: ElementFormat, lanes: int) -> tupl
     which bit spacing (k), see the module docstring; (1, 0) where two do not fit."""
     if in_fmt.is_bipolar or w_fmt.is_bipolar or lanes < 2:
         return 1, 0
-    from .elements import signed_width_for
     k = signed_width_for(*_product_range(in_fmt, w_fmt))
     x_bits = in_fmt.width + (0 if in_fmt.is_signed else 1)
     n = 1
     while n < lanes:
         a_lo = sum(w_fmt.min << (i * k) for i in range(n + 1))
         a_hi = sum(w_fmt.max << (i * k) for i in range(n + 1))
-        if signed_width_for(a_lo, a_hi) > DSP_A_BITS or (n + 1) * k > DSP_P_BITS:
+        if signed_width_for(a_lo, a_hi) > DSP_A_BITS:  # then the 25 x 18 product always fits P's 48 bits
             break
         n += 1
     return (n, k) if n > 1 and x_bits <= DSP_B_BITS else (1, 0)
@@ -181,14 +180,13 @@ def dsp_packing(in_fmt: ElementFormat, w_fmt: ElementFormat, lanes: int) -> tupl
 def packed_products(x, ws: list, k: int):
     """The DSP-side expressions of `len(ws)` packed products of `x` (see the module docstring): the packed
     operand (pre-adder), and from the DSP's registered output `p` the exact products: `unpack(p)`."""
-    from amaranth.hdl import Value
     n = len(ws)
     packed = ws[-1]
     for w in reversed(ws[:-1]):
         packed = (packed << k) + w
     offset = sum(1 << (i * k + k - 1) for i in range(n - 1))
 
-    def unpack(p: Value) -> list:
+    def unpack(p) -> list:
         fields = [Cat(p[i * k:i * k + k - 1], ~p[i * k + k - 1]).as_signed() for i in range(n - 1)]
         return fields + [p[(n - 1) * k:n * k].as_signed()]
     return packed * x, offset, unpack

@@ -234,7 +234,9 @@ def _mutated_copy(out: Path, tmp_path: Path, pattern: str, mutate) -> Path:
 
     copy = tmp_path / "mutated"
     shutil.copytree(out, copy)
-    table = sorted((copy / "ip" / "hdl").glob(pattern))[0]
+    tables = sorted((copy / "ip" / "hdl").glob(pattern))
+    assert tables, f"no memory file {pattern} in the default build: choose another one to corrupt"
+    table = tables[0]
     words = table.read_text().split("\n")
     changed = mutate(words[0])
     assert changed != words[0] and len(changed) == len(words[0])
