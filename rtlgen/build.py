@@ -223,6 +223,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         onnx.save(tail, str(tmp / "host" / "tail.onnx"))
         report = _report(model_path, lowered, stages, timing, folding_note, top_name, options)
         report["resources"] = _resource_report(report, stages)
+        report["memory_files"] = memory_manifest(memory_files, top_name, report)
         if options.package_ip:
             _package_ip(tmp, top_name, options, model_path, sorted(memory_files))
         report["build_seconds"] = round(time.monotonic() - start, 3)
@@ -242,6 +243,22 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         _remove_empty(created)
         raise
     return report
+
+
+def memory_manifest(memory_files: dict[str, str], top_name: str, report: dict) -> list[dict]:
+    """Each read-only memory file with the stage and layer it belongs to and the sha256 of its contents, so
+    `rtlgen verify` can say which layer's memories changed after the build when the hardware disagrees."""
+    from .synth import layer_of_stages
+
+    owner = layer_of_stages(report)
+    stage_of_file = re.compile(rf"^{re.escape(top_name)}_stage(\d+)_")
+    manifest = []
+    for name in sorted(memory_files):
+        m = stage_of_file.match(name)
+        stage = report["stages"][int(m.group(1))]["name"] if m and int(m.group(1)) < len(report["stages"]) else None
+        manifest.append({"file": name, "stage": stage, "layer": owner.get(stage),
+                         "sha256": hashlib.sha256(memory_files[name].encode()).hexdigest()})
+    return manifest
 
 
 def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Path, memory_files: list[str]) -> None:

@@ -3,10 +3,11 @@
 Three comparisons, on the same frames:
 1. hardware == golden: the RTL's integers equal the integer golden model's, on every element. Binary.
 2. golden == qonnx, layer by layer: each integer layer's levels equal the levels qonnx's own quantizer
-   produced on the original model (read from qonnx's execution context). A frame whose first disagreement
-   sits where qonnx's float32 pre-activation lies within `NEAR_TIE` quantizer steps of a decision boundary
-   is reported as a near-tie with its distance (float32 rounding decided it), not as a failure, provided the
-   golden level is what exact (float64) arithmetic gives for that layer.
+   produced on the original model (read from qonnx's execution context). A frame where they disagree anywhere
+   is decided by exact rational arithmetic on the original model (`ExactReferee`, `rtlgen.exact_eval`): the
+   golden model must equal it on every element of every layer, and qonnx may differ from it only where the
+   exact quantizer input lies within `NEAR_TIE` steps of a decision boundary (a near-tie, reported with its
+   distance: float32 rounding decided it) and in what follows from that in later layers.
 3. the final output after the host tail equals qonnx's output: exactly when the hardware ends on a
    quantizer, within float32 rounding when the tail rescales accumulators.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RtlgenError
+from .exact_eval import ExactEvaluationError, ExactEvaluator, Rational
 from .frontend import InputFormat, LoweredModel, load_model, lower_model
 from .reference import qonnx_execute
 from .runner import check_inputs, host_head, host_tail, load_design, simulate
@@ -43,6 +45,8 @@ class VerifyResult:
     near_ties: list[NearTie] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)  # golden-vs-qonnx disagreements that are not near-ties
     hw_mismatches: list[str] = field(default_factory=list)  # frames where the hardware's output is not golden's
+    memory_changes: list[str] = field(default_factory=list)  # when it is not: memory files changed since the build
+    refereed: int = 0  # frames decided in exact arithmetic (`ExactReferee`), every element of every layer
     max_output_diff: float = 0.0
     stats: dict = field(default_factory=dict)
 
@@ -51,13 +55,14 @@ class VerifyResult:
         return self.hw_golden_equal == self.frames and not self.unexplained
 
     def summary(self, name: str) -> str:
-        ties = ""
+        ties = f"; {self.refereed} frame(s) where they disagree checked in exact arithmetic" if self.refereed else ""
         if self.near_ties:
             shown = ", ".join(f"frame {t.frame} {t.layer}[{t.channel}] at {t.distance_steps:.2g} steps" for t in self.near_ties[:4])
-            ties = f" ({len(self.near_ties)} near-tie frame(s): {shown}{'...' if len(self.near_ties) > 4 else ''})"
+            ties += f" ({len(self.near_ties)} near-tie frame(s): {shown}{'...' if len(self.near_ties) > 4 else ''})"
         bad = f"; UNEXPLAINED: {'; '.join(self.unexplained[:3])}" if self.unexplained else ""
         if self.hw_mismatches:
-            bad = f"; HARDWARE != GOLDEN: {'; '.join(self.hw_mismatches[:3])}" + bad
+            where = f" ({'; '.join(self.memory_changes[:3])})" if self.memory_changes else ""
+            bad = f"; HARDWARE != GOLDEN: {'; '.join(self.hw_mismatches[:3])}{where}" + bad
         s = self.stats
         ii = f"{s['ii_cycles']:.1f}" if s.get("ii_cycles") is not None else "n/a"
         return (f"verify {name}: {self.frames} frames; hardware == golden on {self.hw_golden_equal}/{self.frames}; "
@@ -92,29 +97,6 @@ def random_inputs(lowered: LoweredModel, frames: int, seed: int) -> np.ndarray:
     return x
 
 
-def boundary_distance(q, pre: np.ndarray, index: tuple) -> float:
-    """Distance from pre[index] to the nearest input where quantizer `q` changes level, in quantizer steps."""
-    base = q.index(pre)[index]
-    step = abs(q.uniform_scale() or 1.0)
-
-    def changes(d: float) -> bool:
-        for sign in (1, -1):
-            moved = pre.astype(np.float64).copy()
-            moved[index] += sign * d
-            if q.index(moved)[index] != base:
-                return True
-        return False
-
-    hi = step
-    if not changes(hi):
-        return float("inf")
-    lo = 0.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if changes(mid) else (mid, hi)
-    return hi / step
-
-
 def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = None, frames: int = 16,
            seed: int = 0, **sim_options) -> VerifyResult:
     design = load_design(out_dir)
@@ -139,6 +121,8 @@ def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = N
     result = compare_with_qonnx(lowered, x, hw_in, y_hw=host_tail(design, hw_out))
     result.hw_golden_equal = int(np.all(hw_out == golden[-1], axis=1).sum())
     result.hw_mismatches = hardware_mismatches(hw_out, golden[-1], lowered.network.layers[-1].name)
+    if result.hw_mismatches:
+        result.memory_changes = changed_memories(design)
     result.stats = stats
     return result
 
@@ -155,11 +139,32 @@ def hardware_mismatches(hw_out: np.ndarray, golden_out: np.ndarray, layer: str) 
     return lines
 
 
-def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, y_hw: np.ndarray | None = None) -> VerifyResult:
+def changed_memories(design) -> list[str]:
+    """The read-only memory files whose contents are no longer what the build wrote (report.json's
+    `memory_files` hashes), named with their layer: where to look when the hardware disagrees."""
+    lines = []
+    for entry in design.report.get("memory_files", []):
+        path = design.root / "ip" / "hdl" / entry["file"]
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        if digest != entry["sha256"]:
+            state = "is missing" if digest is None else "changed since the build"
+            lines.append(f"layer {entry['layer']}: memory file {entry['file']} {state}")
+    if design.report.get("memory_files") and not lines:
+        lines.append("every memory file is as built: the difference comes from the logic")
+    return lines
+
+
+def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, y_hw: np.ndarray | None = None,
+                       referee_all: bool = False) -> VerifyResult:
     """Golden model vs qonnx on the original model, layer by layer and at the output (see the module doc).
 
     `x` are the float inputs, `hw_in` the integers the head made of them. `y_hw` is the final output of the
-    design (hardware + tail); when None, the golden model's output goes through the tail instead.
+    design (hardware + tail); when None, the golden model's output goes through the tail instead. Frames where
+    qonnx and the golden model disagree at any layer are decided by `ExactReferee`; `referee_all` sends every
+    frame there (slow for large CNNs; the tests use it to show the referee and the golden model agree).
     """
     from .host import build_tail, execute_frames
 
@@ -172,41 +177,25 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
     taps = []
     for src in lowered.layer_sources:
         if src.quantizer_node is not None:
-            taps += [src.quantizer_node.input[0], src.quantizer_node.output[0]]
+            taps.append(src.quantizer_node.output[0])
     y_ref, tapped = qonnx_execute(lowered.model, x_ref, taps)
 
     frame_ok = np.ones(n, dtype=bool)
     result = VerifyResult(frames=n, hw_golden_equal=0, golden_qonnx_equal=0)
-    for li, (layer, src) in enumerate(zip(lowered.network.layers, lowered.layer_sources)):
+    refs = {}  # layer index -> qonnx's levels, in stream order
+    for li, src in enumerate(lowered.layer_sources):
         if src.quantizer_node is None:
             continue
-        q = src.quantizer
-        pre = tapped[src.quantizer_node.input[0]]
         post = tapped[src.quantizer_node.output[0]]
-        # the levels qonnx's own quantizer produced: k = (value - offset) / step
-        ref_model = np.round((post.reshape(n, -1) - _offset(q, post)) / _step(q, post)).astype(np.int64)
-        ref = ref_model[:, src.out_order]  # in stream order, like the golden model's frames
-        for f in np.flatnonzero(np.any(ref != golden[li], axis=1)):
-            if not frame_ok[f]:
-                continue  # already explained or reported at an earlier layer
-            frame_ok[f] = False
-            ch = int(np.flatnonzero(ref[f] != golden[li][f])[0])
-            idx = np.unravel_index(int(src.out_order[ch]), pre.shape[1:])
-            dist = boundary_distance(q, pre[f], idx)
-            # the same layer in exact (float64) arithmetic, from the golden model's own input to this layer
-            layer_in = hw_in[f] if li == 0 else golden[li - 1][f]
-            pixel, channel = divmod(ch, layer.mh)
-            acc = layer.accumulate(layer_in[None])[0][pixel] * np.where(src.negated, -1, 1)
-            exact = q.k_of_index(src.level_index(acc[None, :])).reshape(-1)[channel]
-            where = f"{layer.name}[{ch}]" if layer.vectors == 1 else f"{layer.name}[pixel {pixel}, channel {channel}]"
-            if exact != golden[li][f][ch]:
-                result.unexplained.append(f"frame {f} {where}: golden {golden[li][f][ch]} differs from "
-                                          f"exact arithmetic ({exact}): threshold derivation is wrong")
-            elif dist <= NEAR_TIE:
-                result.near_ties.append(NearTie(int(f), layer.name, ch, dist))
-            else:
-                result.unexplained.append(f"frame {f} {where}: golden {golden[li][f][ch]} vs qonnx "
-                                          f"{ref[f][ch]} ({dist:.3g} steps from a boundary)")
+        refs[li] = _levels(src.quantizer, post.reshape(n, -1).astype(np.float64), post)[:, src.out_order]
+        frame_ok &= np.all(refs[li] == golden[li], axis=1)
+    # a frame where qonnx and the golden model disagree anywhere is decided by exact arithmetic, all of it
+    disagreeing = np.arange(n) if referee_all else np.flatnonzero(~frame_ok)
+    if len(disagreeing):
+        referee = ExactReferee(lowered, x_ref)
+        for f in disagreeing:
+            referee.account(int(f), hw_in, golden, refs, result)
+        result.refereed = len(disagreeing)
     y_hw = np.asarray(y_hw, dtype=np.float64).reshape(n, -1)
     y_ref64 = np.asarray(y_ref, dtype=np.float64).reshape(n, -1)
     diff = np.abs(y_hw - y_ref64)
@@ -229,6 +218,101 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
     result.max_output_diff = float(diff[frame_ok].max()) if frame_ok.any() else 0.0
     result.golden_qonnx_equal = int(frame_ok.sum())
     return result
+
+
+class ExactReferee:
+    """Decides the frames where qonnx and the golden model disagree: the original model evaluated in exact
+    rational arithmetic (`rtlgen.exact_eval`, which shares nothing with rtlgen's lowering) from the integers
+    the hardware took, every element of every layer accounted for.
+
+    - golden != exact anywhere: the lowering is wrong there (unexplained, with layer, frame and element);
+    - qonnx != exact at the first layer where they differ: each such element must lie within `NEAR_TIE` steps
+      of its quantizer's decision boundary (float32 rounding decided it: a recorded near-tie), else unexplained;
+      later layers see a different input in qonnx, so their differences from exact are consequences of it;
+    - a layer that streams accumulators (no quantizer) must equal the exact tensor as alpha*acc + beta.
+    """
+
+    def __init__(self, lowered: LoweredModel, x_ref: np.ndarray):
+        self.lowered = lowered
+        self.evaluator = ExactEvaluator(lowered.model)
+        self.x_ref = x_ref
+        self.targets = [src.quantizer_node.output[0] if src.quantizer_node is not None else src.boundary
+                        for src in lowered.layer_sources]
+
+    def _input_feed(self, f: int, hw_in: np.ndarray) -> dict:
+        """Where the exact evaluation starts: the exact values of the levels the hardware took (the head is
+        qonnx's float32, whose dequantized output is itself rounded), or the float input when there is no head."""
+        lowered = self.lowered
+        if not lowered.head_nodes:
+            return {lowered.input_name: np.asarray(self.x_ref[f]).reshape(lowered.input_shape)}
+        node = lowered.head_nodes[-1]
+        flat = np.empty(hw_in.shape[1], dtype=object)
+        order = lowered.hw_in_order if lowered.hw_in_order is not None else np.arange(hw_in.shape[1])
+        flat[order] = [int(v) for v in hw_in[f]]
+        k = Rational(flat.reshape(lowered.hw_in_shape))
+        consts = self.evaluator.run({}, [i for i in node.input[1:] if i])
+        if node.op_type in ("Quant", "IntQuant"):
+            value = (k - consts[node.input[2]]) * consts[node.input[1]]
+        elif node.op_type == "BipolarQuant":
+            value = k * consts[node.input[1]]
+        else:  # MultiThreshold: its level -> value map (float64 of float32 attributes times small integers: exact)
+            value = Rational.from_float(lowered.input_quantizer.value(np.asarray(flat.reshape(lowered.hw_in_shape), dtype=np.int64)))
+        return {node.output[0]: value}
+
+    def account(self, f: int, hw_in: np.ndarray, golden: list[np.ndarray], refs: dict[int, np.ndarray],
+                result: VerifyResult) -> None:
+        try:
+            exact = self.evaluator.run(self._input_feed(f, hw_in), self.targets)
+        except ExactEvaluationError as exc:
+            result.unexplained.append(f"frame {f}: qonnx and the golden model disagree and exact arithmetic cannot decide ({exc})")
+            return
+        diverged = False
+        for li, (layer, src) in enumerate(zip(self.lowered.network.layers, self.lowered.layer_sources)):
+            if src.quantizer_node is not None:
+                name = src.quantizer_node.output[0]
+                value = exact[name]
+                k = _levels(src.quantizer, value.to_float().reshape(1, -1), value.num)[0, src.out_order]
+                margin = self.evaluator.margins[name].reshape(-1)[src.out_order]
+                wrong = np.flatnonzero(golden[li][f] != k)
+                if wrong.size:
+                    e = int(wrong[0])
+                    result.unexplained.append(f"frame {f} {_where(layer, e)}: golden {golden[li][f][e]}, exact arithmetic "
+                                              f"{k[e]} ({wrong.size} of {k.size} elements differ): the lowering is wrong")
+                flips = np.flatnonzero(refs[li][f] != k)
+                if flips.size and not diverged:
+                    diverged = True
+                    far = flips[margin[flips] > NEAR_TIE]
+                    if far.size:
+                        e = int(far[0])
+                        result.unexplained.append(f"frame {f} {_where(layer, e)}: qonnx {refs[li][f][e]}, exact arithmetic "
+                                                  f"{k[e]}, {margin[e]:.3g} steps from a boundary: more than float32 rounding")
+                    else:
+                        e = int(flips[np.argmax(margin[flips])])
+                        result.near_ties.append(NearTie(f, layer.name, e, float(margin[e])))
+            elif src.alpha is not None:
+                # the exact tensor taken back through the layer's rescale lands on the golden accumulator; the
+                # rescale is float32-rounded, so within a small residual, where an off-by-one is a whole unit away
+                exact_out = exact[src.boundary].to_float().reshape(-1)[src.out_order]
+                channel = np.arange(exact_out.size) % layer.mh
+                acc = (exact_out - src.beta.reshape(-1)[channel]) / src.alpha.reshape(-1)[channel]
+                off = np.flatnonzero(np.abs(acc - golden[li][f]) > 0.25)
+                if off.size:
+                    e = int(off[0])
+                    result.unexplained.append(f"frame {f} {_where(layer, e)}: golden accumulator {golden[li][f][e]}, exact "
+                                              f"arithmetic {acc[e]:.6g} ({off.size} of {acc.size} elements differ): the lowering is wrong")
+
+
+def _where(layer, e: int) -> str:
+    """An element of a layer's output frame (stream order), named for a message."""
+    if layer.vectors == 1:
+        return f"{layer.name}[{e}]"
+    pixel, channel = divmod(e, layer.mh)
+    return f"{layer.name}[pixel {pixel}, channel {channel}]"
+
+
+def _levels(q, values: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Quantizer output values (frames, elements) -> level indices k = (value - offset) / step."""
+    return np.round((values - _offset(q, like)) / _step(q, like)).astype(np.int64)
 
 
 def _step(q, post: np.ndarray) -> np.ndarray:

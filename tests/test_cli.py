@@ -235,7 +235,7 @@ def _mutated_copy(out: Path, tmp_path: Path, pattern: str, mutate) -> Path:
     copy = tmp_path / "mutated"
     shutil.copytree(out, copy)
     tables = sorted((copy / "ip" / "hdl").glob(pattern))
-    assert tables, f"no memory file {pattern} in the default build: choose another one to corrupt"
+    assert tables, f"no memory file {pattern} in {out}: choose another one to corrupt"
     table = tables[0]
     words = table.read_text().split("\n")
     changed = mutate(words[0])
@@ -244,20 +244,40 @@ def _mutated_copy(out: Path, tmp_path: Path, pattern: str, mutate) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("what,pattern,mutate", [
-    # the sign bit of one weight of the first layer (the top bit of its weight table's first word)
-    ("weight", "*_stage1_weights*.mem", lambda w: format(int(w[0], 16) ^ 8, "x") + w[1:]),
-    # the first stage of the first layer's binary search for its channel 0: a threshold above every accumulator
-    ("threshold", "*_stage1_thr_s0*.mem", lambda w: "7" + "f" * (len(w) - 1)),
-], ids=["weight", "threshold"])
-def test_verify_reports_a_corrupted_memory(default_build, tmp_path, what, pattern, mutate):
-    """One weight or one threshold changed in the built design's memory files: `rtlgen verify` compares the
-    hardware with a golden model computed from the model, so it must say which frames differ and exit 1."""
-    out, _ = default_build
-    code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, out, "--frames", "16")
+CNN_MODEL = REPO / "tests" / "models" / "cnn_w4a4_stride2_pad.onnx"
+
+
+@pytest.fixture(scope="module")
+def cnn_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cnn") / "design"
+    code, _, stderr = rtlgen("build", CNN_MODEL, "-o", out)
+    assert code == 0, stderr
+    return out
+
+
+MUTATIONS = {
+    # the sign bit of one weight (the top bit of the layer's first weight table's first word)
+    "weight": ("weights", lambda w: format(int(w[0], 16) ^ 8, "x") + w[1:]),
+    # the first step of the layer's binary search for its channel 0: a threshold above every accumulator
+    "threshold": ("thr_s0", lambda w: "7" + "f" * (len(w) - 1)),
+}
+
+
+@pytest.mark.parametrize("what", sorted(MUTATIONS))
+@pytest.mark.parametrize("design,layer", [("default", "Gemm_0"), ("cnn", "Conv_1")])
+def test_verify_reports_a_corrupted_memory(default_build, cnn_build, tmp_path, design, layer, what):
+    """One weight or one threshold changed in the built design's memory files (the digits MLP's first layer; the
+    CNN's second convolution): `rtlgen verify` compares the hardware with a golden model computed from the
+    model, so it must say which frames differ, name the layer whose memory changed, and exit 1."""
+    out, model = (default_build[0], DEFAULT_MODEL) if design == "default" else (cnn_build, CNN_MODEL)
+    report = json.loads((out / "report.json").read_text())
+    stage = next(i for i, s in enumerate(report["stages"]) if s["name"] == layer)
+    code, stdout, stderr = rtlgen("verify", model, out, "--frames", "16")
     assert code == 0 and "hardware == golden on 16/16" in stdout, (stdout, stderr)
-    mutated = _mutated_copy(out, tmp_path, pattern, mutate)
-    code, stdout, stderr = rtlgen("verify", DEFAULT_MODEL, mutated, "--frames", "16")
+    role, mutate = MUTATIONS[what]
+    mutated = _mutated_copy(out, tmp_path, f"*_stage{stage}_{role}*.mem", mutate)
+    code, stdout, stderr = rtlgen("verify", model, mutated, "--frames", "16")
     assert code == 1, (what, stdout, stderr)
     assert "hardware == golden on 16/16" not in stdout and "HARDWARE != GOLDEN: frame " in stdout, stdout
-    assert "output of Gemm_2, element" in stdout and "Traceback" not in stderr, stdout
+    assert f"output of {report['layers'][-1]['name']}, element" in stdout and "Traceback" not in stderr, stdout
+    assert f"layer {layer}: memory file " in stdout and "changed since the build" in stdout, stdout

@@ -10,6 +10,8 @@ Verilator build. The golden model itself is checked against qonnx in test_golden
 the chain hardware == golden == qonnx under back-pressure."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,9 @@ CASES = {
     "w1a1_bipolar-parallel": ("own:w1a1_bipolar", {"defaults": {"PE": "max", "SIMD": "max"}},
                               [(0.3, 0.7, 5), ("long_stalls/always_ready", 10)]),
     "w8a8-serial": ("own:w8a8_signed_narrow", {"defaults": {"PE": 1, "SIMD": 1}}, [(0.5, 0.5, 6)]),
+    # a CNN: 100-word input frames (4 channels a word) held in the sliding windows' line buffers, 10-word output
+    # frames; depthwise + pointwise convolutions, an overlapping max-pool and width converters between them
+    "cnn_depthwise-default": ("own:cnn_depthwise_w4a4", None, [(0.5, 0.5, 11)]),
 }
 
 
@@ -65,6 +70,22 @@ def framing_cases(io: dict, network, in_words: list[int]) -> list[dict]:
     return cases
 
 
+RESET_REPORT = re.compile(r"reset mid-frame: reset aimed at (\w+) mid-frame struck after \d+ input words "
+                          r"\(word (\d+) of input frame \d+\) and \d+ output words \(word (\d+) of output frame")
+
+
+def _assert_resets_inside_frames(log_file, io: dict) -> None:
+    """A CNN holds part of a frame in its line buffers: the bench's reset aimed at an input frame must strike
+    with an input frame partly accepted, the one aimed at an output frame with an output frame partly sent
+    (not merely with whole frames in flight), read from the resets the bench logged."""
+    struck = {aim: (int(w_in), int(w_out)) for aim, w_in, w_out in RESET_REPORT.findall(log_file.read_text())}
+    assert set(struck) == {"input", "output"}, f"reset_mid_frame did not log both resets ({struck}, {log_file})"
+    if io["in_words_per_frame"] > 1:
+        assert struck["input"][0] != 0, f"the reset aimed at an input frame struck at a frame boundary: {struck}"
+    if io["out_words_per_frame"] > 1:
+        assert struck["output"][1] != 0, f"the reset aimed at an output frame struck at a frame boundary: {struck}"
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_design_under_random_backpressure(case, tmp_path):
     spec, folding, patterns = CASES[case]
@@ -84,11 +105,13 @@ def test_design_under_random_backpressure(case, tmp_path):
     damaged = framing_cases(io, network, in_words)
     for index, traffic in enumerate(patterns):
         p_in, p_out, pattern = (*traffic[:2], None) if len(traffic) == 3 else (0.0, 0.0, traffic[0])
-        run_top_bench(design.verilog, design.report["top"], tmp_path / "bench", in_words, out_words,
-                      io["in_words_per_frame"], io["out_words_per_frame"], seed=traffic[-1], p_in_gap=p_in,
-                      p_out_stall=p_out, pattern=pattern, reset_mid_frame=index == 0,
-                      framing_cases=damaged if index == 0 else (),
-                      timeout_cycles=50 * (design.report["estimate"]["latency_cycles"] + len(x) * design.report["estimate"]["ii_cycles"]))
+        bench = run_top_bench(design.verilog, design.report["top"], tmp_path / "bench", in_words, out_words,
+                              io["in_words_per_frame"], io["out_words_per_frame"], seed=traffic[-1], p_in_gap=p_in,
+                              p_out_stall=p_out, pattern=pattern, reset_mid_frame=index == 0,
+                              framing_cases=damaged if index == 0 else (),
+                              timeout_cycles=50 * (design.report["estimate"]["latency_cycles"] + len(x) * design.report["estimate"]["ii_cycles"]))
+        if index == 0 and any("sliding_window" in layer for layer in design.report["layers"]):
+            _assert_resets_inside_frames(bench.log_file, io)
 
 
 def test_bench_catches_a_wrong_word(tmp_path):
