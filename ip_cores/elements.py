@@ -169,6 +169,10 @@ def pack_words(values: Iterable[int], fmt: ElementFormat, elems_per_word: int) -
     if raw.size % elems_per_word:
         raise ValueError(f"{raw.size} elements do not fill whole words of {elems_per_word}")
     w = fmt.width
+    if raw.dtype != object and w <= 62:  # a bit matrix, one row a word (the folding search packs many tables)
+        bits = (raw.astype(np.int64)[:, None] >> np.arange(w, dtype=np.int64)) & 1
+        rows = np.packbits(bits.astype(np.uint8).reshape(-1, elems_per_word * w), axis=1, bitorder="little")
+        return [int.from_bytes(row.tobytes(), "little") for row in rows]
     words = []
     for start in range(0, raw.size, elems_per_word):
         word = 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Signal, Value, unsigned
 from amaranth.lib.memory import Memory
 
@@ -204,9 +205,17 @@ def _banked_block_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], 
 
 def varying_columns(words: list[int], width: int) -> int:
     """Columns of a table that a LUT table must hold: the bits that differ between words, each distinct column
-    once (`_logic_rom` makes the others constants or shares them)."""
-    columns = {tuple((w >> bit) & 1 for w in words) for bit in range(width)}
-    return sum(1 for column in columns if len(set(column)) > 1)
+    once (`_logic_rom` makes the others constants or shares them). Bit matrix in numpy: the folding search
+    asks this of every candidate memory."""
+    if not words or width <= 0:
+        return 0
+    nbytes = -(-width // 8)
+    raw = b"".join(int(w).to_bytes(nbytes, "little") for w in words)
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(len(words), nbytes), axis=1,
+                         bitorder="little")[:, :width]
+    columns = bits.T
+    varying = columns[columns.min(axis=1) != columns.max(axis=1)]
+    return len(np.unique(varying, axis=0)) if len(varying) else 0
 
 
 def _logic_rom(m: Module, name: str, plan: MemoryPlan, words: list[int], addr):

@@ -101,11 +101,24 @@ def _channel_problem(t: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int, 
     return head, lo, top - 1, top
 
 
+_FITS: dict = {}  # (thresholds, range) -> fit: the folding search builds the same layer many times
+_FITS_KEPT = 64
+
+
 def fit_affine_thresholds(thresholds, acc_lo: int, acc_hi: int) -> AffineFit | None:
     """Integers with clip(floor((a*M + O) / 2**S), 0, N) == count_k(a >= T[c, k]) for every a in
     [acc_lo, acc_hi] below the channel's saturation value (from which the count is N), M as small as the common
     S allows; None when no such integers exist up to S = MAX_SHIFT (a non-affine activation)."""
     t_all = np.asarray(thresholds, dtype=np.int64)
+    key = (t_all.shape, t_all.tobytes(), int(acc_lo), int(acc_hi))
+    if key not in _FITS:
+        if len(_FITS) >= _FITS_KEPT:
+            _FITS.pop(next(iter(_FITS)))
+        _FITS[key] = _fit(t_all, acc_lo, acc_hi)
+    return _FITS[key]
+
+
+def _fit(t_all: np.ndarray, acc_lo: int, acc_hi: int) -> AffineFit | None:
     problems = [_channel_problem(t, int(acc_lo), int(acc_hi)) for t in t_all]
     if any(p is None for p in problems):
         return None

@@ -27,7 +27,9 @@ def accumulator_range(weights: np.ndarray, in_fmt: ElementFormat) -> tuple[int, 
     term's best value is >= 0 and its worst <= 0 (all formats contain values of both signs or zero),
     so partial sums over any subset of terms, as the accumulator sees them, stay inside this range.
     """
-    w = np.asarray(weights, dtype=object)
+    w = np.asarray(weights)
+    reach = int(np.abs(w).max(initial=0)) * max(abs(in_fmt.min), abs(in_fmt.max)) * max(1, w.shape[-1])
+    w = w.astype(np.int64) if w.dtype != object and reach < 2 ** 62 else w.astype(object)  # exact either way
     lo_terms = np.minimum(w * in_fmt.min, w * in_fmt.max)
     hi_terms = np.maximum(w * in_fmt.min, w * in_fmt.max)
     return int(lo_terms.sum(axis=1).min()), int(hi_terms.sum(axis=1).max())

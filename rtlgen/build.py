@@ -12,14 +12,15 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
 
 from . import __version__
 from .errors import RtlgenError
-from .folding import default_folding, load_folding, parse_folding, apply_folding
+from .cost import PARTS, TOP_LEVEL_RESOURCES, Budget
+from .folding import apply_folding, default_folding, folding_spec, load_folding, parse_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
 from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
@@ -47,6 +48,22 @@ class BuildOptions:
     package_ip: bool = True
     input_tlast: bool = True  # False: no s_axis_tlast, the input is not framed (--ignore-input-tlast)
     synth: bool = False  # Yosys xc7 synthesis per stage and of the top into report["synthesis"] (rtlgen.synth)
+    # folding search (rtlgen/fold_search.py): a cycles-per-frame target and/or resource limits; the part's
+    # capacities are the budget where no explicit limit replaces them
+    target_cycles: int | None = None
+    max_resources: dict = field(default_factory=dict)  # {"luts", "ffs", "bram36", "dsp"} -> limit
+
+    @property
+    def searching(self) -> bool:
+        return self.target_cycles is not None or bool(self.max_resources)
+
+    def budget(self) -> Budget:
+        part = PARTS.get(self.part)
+        base = part or Budget(label="")
+        limits = {k: v for k, v in self.max_resources.items() if v is not None}
+        explicit = ", ".join(f"--max-{k.replace('36', '')} {v:g}" for k, v in limits.items())
+        label = " and ".join(x for x in (base.label, explicit) if x) or "no budget"
+        return replace(base, **limits, label=label)
 
 
 def sanitize_name(text: str) -> str:
@@ -108,7 +125,6 @@ def _activation(layer) -> str:
     return "thresholds" if layer.thresholds is not None else "none (accumulator out)"
 
 
-TOP_LEVEL_RESOURCES = Resources(30, 30)  # input framer, TLAST counter, reset and clock wiring
 
 
 def _resource_report(report: dict, stages) -> dict:
@@ -194,7 +210,14 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         raise RtlgenError(f"--name {top_name}: must be a Verilog identifier (letters, digits, _; starting with a letter)")
     lowered = lower_model(model, input_format=options.input_format, name=top_name)
     network = lowered.network
-    if options.folding_file is not None:
+    if options.searching and (options.folding_file is not None or options.folding_spec is not None):
+        raise RtlgenError("--folding and a folding target or budget (--target-cycles, --target-fps, --max-*) exclude "
+                          "each other; give one")
+    if options.searching:
+        from .fold_search import search_folding
+        found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth)
+        folding, folding_note = found.folding, found.note
+    elif options.folding_file is not None:
         folding, folding_note = load_folding(options.folding_file, network)
     elif options.folding_spec is not None:
         folding, folding_note = parse_folding(options.folding_spec, network, "folding")
@@ -231,6 +254,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
             from .synth import synthesize_build
             report["synthesis"] = synthesize_build(tmp, top_name, report)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "folding.json").write_text(json.dumps(folding_spec(network), indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

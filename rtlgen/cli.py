@@ -30,14 +30,53 @@ def _input_format(args):
     return InputFormat(args.input_dtype, args.input_scale)
 
 
+def _clock_ns(args) -> float | None:
+    if args.clock_ns is not None and args.clock_mhz is not None:
+        raise RtlgenError("--clock-ns and --clock-mhz exclude each other; give one")
+    if args.clock_mhz is not None:
+        if not args.clock_mhz > 0:
+            raise RtlgenError(f"--clock-mhz {args.clock_mhz}: must be positive")
+        return 1000.0 / args.clock_mhz
+    if args.clock_ns is not None and not args.clock_ns > 0:
+        raise RtlgenError(f"--clock-ns {args.clock_ns}: must be positive")
+    return args.clock_ns
+
+
+def _target_cycles(args, clock_ns: float | None) -> int | None:
+    """--target-cycles, or --target-fps at the given clock as cycles per frame."""
+    if args.target_cycles is not None and args.target_fps is not None:
+        raise RtlgenError("--target-cycles and --target-fps exclude each other; give one")
+    if args.target_cycles is not None:
+        if args.target_cycles < 1:
+            raise RtlgenError(f"--target-cycles {args.target_cycles}: must be at least 1")
+        return args.target_cycles
+    if args.target_fps is None:
+        return None
+    if not args.target_fps > 0:
+        raise RtlgenError(f"--target-fps {args.target_fps}: must be positive")
+    if clock_ns is None:
+        raise RtlgenError("--target-fps needs the clock: add --clock-mhz (or --clock-ns)")
+    return max(1, int(1e9 / (clock_ns * args.target_fps)))
+
+
+def _max_resources(args) -> dict:
+    limits = {"luts": args.max_luts, "ffs": args.max_ffs, "bram36": args.max_bram, "dsp": args.max_dsp}
+    for key, value in limits.items():
+        if value is not None and value < 0:
+            raise RtlgenError(f"--max-{key.replace('36', '')} {value}: must not be negative")
+    return {k: v for k, v in limits.items() if v is not None}
+
+
 def cmd_build(args) -> int:
     from .build import BuildOptions, build
 
+    clock_ns = _clock_ns(args)
     options = BuildOptions(folding_file=Path(args.folding) if args.folding else None, input_format=_input_format(args),
                            fifo_depth=args.fifo_depth, force=args.force, top_name=args.name, part=args.part,
-                           clock_ns=args.clock_ns, vendor=args.vendor, library=args.library, version=args.version,
-                           input_tlast=not args.ignore_input_tlast,
-                           synth=args.synth)
+                           clock_ns=clock_ns if clock_ns is not None else 10.0, vendor=args.vendor,
+                           library=args.library, version=args.version, input_tlast=not args.ignore_input_tlast,
+                           synth=args.synth, target_cycles=_target_cycles(args, clock_ns),
+                           max_resources=_max_resources(args))
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -121,8 +160,18 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--fifo-depth", type=int, default=None, help="depth of every inter-layer FIFO (default: one frame of words)")
     b.add_argument("--force", action="store_true", help="replace an existing output folder")
     b.add_argument("--name", help="top-level module / IP name (default: from the model file name)")
-    b.add_argument("--part", default="xc7z020clg400-1", help="FPGA part for the IP and Vivado scripts")
-    b.add_argument("--clock-ns", type=float, default=10.0, help="target clock period in ns (out-of-context constraint)")
+    b.add_argument("--part", default="xc7z020clg400-1", help="FPGA part for the IP and Vivado scripts, and the budget "
+                   "of a folding search (xc7z020clg400-1, xc7a100tcsg324-1, xc7a35tcpg236-1, xc7z010clg400-1)")
+    b.add_argument("--clock-ns", type=float, default=None, help="target clock period in ns (out-of-context constraint; default 10)")
+    b.add_argument("--clock-mhz", type=float, default=None, help="target clock in MHz (instead of --clock-ns)")
+    b.add_argument("--target-cycles", type=int, help="fold for at most N cycles per frame: the cheapest folding by the "
+                   "analytic estimate that fits the budget (the --part's capacities and any --max-*); writes DIR/folding.json")
+    b.add_argument("--target-fps", type=float, help="fold for F frames per second at --clock-mhz (as --target-cycles)")
+    b.add_argument("--max-luts", type=float, help="LUT budget of the folding search (logic and LUTRAM)")
+    b.add_argument("--max-ffs", type=float, help="flip-flop budget of the folding search")
+    b.add_argument("--max-bram", type=float, help="BRAM36 budget of the folding search")
+    b.add_argument("--max-dsp", type=float, help="DSP48 budget of the folding search (without a target: the fastest "
+                   "folding within the budget)")
     b.add_argument("--vendor", default="rtlgen.org")
     b.add_argument("--library", default="rtlgen")
     b.add_argument("--version", default="1.0", help="IP version major.minor")

@@ -5,7 +5,9 @@ A folding file is JSON:
     {"defaults": {"PE": 1, "SIMD": 1},                 # optional, applies to every layer
      "layers": {"MatMul_0": {"PE": 16, "SIMD": 49},    # by layer name (the MatMul/Gemm node name)
                 "MatMul_3": {"PE": "max", "SIMD": "max"}}}
-or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target. A layer's entry (or
+or {"target_cycles": 1000}: the default policy with a given cycles-per-frame target, or FINN's folding JSON
+({"Defaults": {}, "MVAU_hls_0": {"PE": 16, "SIMD": 49}, ...}: `from_finn_folding`). Every build writes its
+folding as DIR/folding.json in the first form, which --folding reads back. A layer's entry (or
 "defaults") may also choose how it is built: "mac_resource" ("auto", "lut", "dsp", "dsp_packed": PE lanes
 share DSP48s), "threshold_style" ("auto",
 "parallel", "binary") and "memory_style" ("auto", "logic", "lutram", "block"); these change cost and latency,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +113,69 @@ def load_folding(path: str | Path, network: Network) -> tuple[dict[str, FoldingC
     return parse_folding(spec, network, str(path))
 
 
+FINN_NODE = re.compile(r"^([A-Za-z]+?)(?:_(?:hls|rtl))?_(\d+)$")
+FINN_KINDS = {"MVAU": "matrix", "MatrixVectorActivation": "matrix", "VVAU": "depthwise",
+              "VectorVectorActivation": "depthwise", "StreamingMaxPool": "pool"}
+FINN_OPTIONS = {"resType": ("mac_resource", {"lut": "lut", "dsp": "dsp", "auto": "auto"}),
+                "ram_style": ("memory_style", {"block": "block", "distributed": "lutram", "auto": "auto", "ultra": "block"})}
+
+
+def is_finn_folding(spec) -> bool:
+    """FINN's folding JSON: {"Defaults": {...}, "MVAU_hls_0": {"PE": 16, "SIMD": 49, ...}, ...}."""
+    return isinstance(spec, dict) and ("Defaults" in spec or any(FINN_NODE.match(k) and k.split("_")[0] in FINN_KINDS
+                                                                  for k in spec))
+
+
+def _layer_kind(layer) -> str:
+    return "pool" if isinstance(layer, MaxPoolLayer) else "depthwise" if isinstance(layer, DepthwiseLayer) else "matrix"
+
+
+def from_finn_folding(spec: dict, network: Network, label: str) -> tuple[dict, list[str]]:
+    """A FINN folding JSON as rtlgen's: the k-th MVAU (MatrixVectorActivation) node is the k-th matrix layer
+    (dense or convolution), the k-th VVAU the k-th depthwise layer, the k-th StreamingMaxPool the k-th pool.
+    PE/SIMD carry over (a pool's PE is its SIMD here), resType and ram_style become mac_resource and
+    memory_style; FINN's other nodes (sliding windows, FIFOs, converters, thresholds) and keys are derived here
+    and listed as ignored."""
+    nodes: dict[str, list] = {kind: [] for kind in set(FINN_KINDS.values())}
+    ignored = []
+    for key, entry in spec.items():
+        m = FINN_NODE.match(key)
+        op = m.group(1) if m else None
+        if key == "Defaults" or op not in FINN_KINDS:
+            ignored.append(key)
+            continue
+        if not isinstance(entry, dict):
+            raise RtlgenError(f"{label}: FINN entry {key} must be an object like {{\"PE\": 4, \"SIMD\": 8}}")
+        nodes[FINN_KINDS[op]].append((int(m.group(2)), key, entry))
+    layers = {}
+    for kind, entries in nodes.items():
+        ours = [layer for layer in network.layers if _layer_kind(layer) == kind]
+        if entries and len(entries) != len(ours):
+            raise RtlgenError(f"{label}: {len(entries)} FINN {kind} node(s) ({', '.join(k for _, k, _ in sorted(entries))}) "
+                              f"but the model has {len(ours)} {kind} layer(s) ({', '.join(l.name for l in ours)})")
+        for (_, key, entry), layer in zip(sorted(entries), ours):
+            mine = {}
+            for name, value in entry.items():
+                if name == "PE":  # a FINN pool's PE is its channels a word: SIMD here
+                    mine["SIMD" if kind == "pool" else "PE"] = value
+                elif name == "SIMD" and kind == "matrix":  # a VVAU's SIMD (kernel elements) has no counterpart
+                    mine["SIMD"] = value
+                elif name in FINN_OPTIONS and str(value) in FINN_OPTIONS[name][1]:
+                    mine[FINN_OPTIONS[name][0]] = FINN_OPTIONS[name][1][str(value)]
+                else:
+                    ignored.append(f"{key}.{name}")
+            layers[layer.name] = mine
+    return {"layers": layers}, ignored
+
+
 def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[str, FoldingChoice], str]:
     if not isinstance(spec, dict):
         raise RtlgenError(f"{label}: expected a JSON object with \"layers\", \"defaults\" or \"target_cycles\"")
+    if is_finn_folding(spec):
+        converted, ignored = from_finn_folding(spec, network, label)
+        folding, _ = parse_folding(converted, network, label)
+        skipped = f"; ignored: {', '.join(ignored[:6])}{'...' if len(ignored) > 6 else ''}" if ignored else ""
+        return folding, f"folding from {label} (FINN format, nodes matched to layers in order{skipped})"
     unknown = set(spec) - {"layers", "defaults", "target_cycles"}
     if unknown:
         raise RtlgenError(f"{label}: unknown key(s) {sorted(unknown)}; allowed: layers, defaults, target_cycles")
@@ -182,14 +245,32 @@ def _simd_meaning(layer) -> str:
     return f"the {layer.mw} inputs (MW)"
 
 
+def fold_layer(layer, choice: FoldingChoice) -> None:
+    """Set one layer's PE/SIMD and implementation options (a depthwise layer takes only PE, a pool SIMD)."""
+    for key, value in choice.options:
+        setattr(layer, key, value)
+    if isinstance(layer, DepthwiseLayer):
+        layer.pe = choice.pe
+    elif isinstance(layer, MaxPoolLayer):
+        layer.simd = choice.simd
+    else:
+        layer.pe, layer.simd = choice.pe, choice.simd
+
+
 def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> None:
     for layer in network.layers:
-        choice = folding[layer.name]
-        for key, value in choice.options:
-            setattr(layer, key, value)
-        if isinstance(layer, DepthwiseLayer):
-            layer.pe = choice.pe
-        elif isinstance(layer, MaxPoolLayer):
-            layer.simd = choice.simd
-        else:
-            layer.pe, layer.simd = choice.pe, choice.simd
+        fold_layer(layer, folding[layer.name])
+
+
+def folding_spec(network: Network) -> dict:
+    """A folded network's folding as the JSON `--folding` reads back: every layer's PE, SIMD and the
+    implementation options it was given."""
+    layers = {}
+    for layer in network.layers:
+        entry = {"PE": getattr(layer, "pe", 1), "SIMD": getattr(layer, "simd", 1)}
+        for key in IMPLEMENTATION_OPTIONS:
+            value = getattr(layer, key, "auto")
+            if value != "auto":
+                entry[key] = value
+        layers[layer.name] = entry
+    return {"layers": layers}

@@ -48,7 +48,8 @@ class Stage:
         return self.frame_elems_out // self.out_elems_per_word
 
 
-def _layer_stages(layer) -> list[Stage]:
+def layer_stages(layer) -> list[Stage]:
+    """The blocks of one folded layer (a sliding window in front of a convolution's MVTU or VVU)."""
     w_in, w_out = layer.in_fmt.width, layer.out_fmt.width
     if isinstance(layer, MaxPoolLayer):
         return [Stage("maxpool", layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
@@ -113,7 +114,7 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -
             depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
             fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
             stages += [*converters, fifo] if b >= a else [fifo, *converters]
-        stages += _layer_stages(layer)
+        stages += layer_stages(layer)
     return stages
 
 
