@@ -25,6 +25,7 @@ from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor
 from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
 from .memfiles import externalize_rom_contents
+from .report_html import write_report_html
 from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
 from .timing import estimate, stage_cycles
 from ip_cores.resources import Resources
@@ -255,6 +256,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
             report["synthesis"] = synthesize_build(tmp, top_name, report)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "folding.json").write_text(json.dumps(folding_spec(network), indent=2) + "\n")
+        write_report_html(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RtlgenError
+from .report_html import record_measurement
 
 EXIT_MISMATCH = 1
 EXIT_USER_ERROR = 2
@@ -123,6 +124,7 @@ def cmd_run(args) -> int:
         raise RtlgenError(f"cannot write {out}: folder {out.parent} does not exist")
     result = run_design(args.design, x, **_sim_options(args))
     np.save(str(out), result.outputs)
+    record_measurement(args.design, result.stats, f"rtlgen run, back-pressure {args.backpressure:g}")
     if args.stats:
         Path(args.stats).write_text(json.dumps(result.stats, indent=2) + "\n")
     s = result.stats
@@ -139,6 +141,7 @@ def cmd_verify(args) -> int:
         raise RtlgenError("--inputs and --frames exclude each other")
     x = load_inputs(args.inputs) if args.inputs else None
     result = verify(args.model, args.design, x, frames=args.frames or 16, **_sim_options(args))
+    record_measurement(args.design, result.stats, f"rtlgen verify, back-pressure {args.backpressure:g}")
     name = Path(args.model).stem
     print(result.summary(name))
     return 0 if result.ok else EXIT_MISMATCH
