@@ -188,11 +188,15 @@ class SlidingWindow(FeatureMapWindowCore):
         Covers the whole frames in `arrivals`. The bench checks it cycle for cycle against the hardware;
         `cycles_per_frame` and `initial_latency` are its steady state and its start.
         """
+        return self.schedule(arrivals)[0]
+
+    def schedule(self, arrivals) -> tuple[list[int], list[int]]:
+        """`output_times`, and the cycle each input word is taken (the line buffer has room and it is offered)."""
         arrivals = list(arrivals)
         frames = len(arrivals) // self.in_words_per_frame
         needs = self.window_needs() * frames
         occ, written, window, word, t = (self.pad_top * self.in_w + self.pad_left) * self.cf, 0, 0, 0, 0
-        times = []
+        times, taken = [], []
         while window < len(needs):
             write = occ < self.buffer_depth and written < len(arrivals) and arrivals[written] <= t
             release = 0
@@ -203,10 +207,15 @@ class SlidingWindow(FeatureMapWindowCore):
                     release, word, window = needs[window][1], 0, window + 1
             elif written == len(arrivals):
                 raise RuntimeError("the model is stuck: a window needs more input than the frames hold")
+            if write:
+                taken.append(t)
             written += write
             occ += write - release
             t += 1
-        return times
+        while written < len(arrivals):  # words after the last window (bottom padding rows need none): taken as offered
+            taken.append(max(t, arrivals[written]))
+            t, written = taken[-1] + 1, written + 1
+        return times, taken
 
     def resources(self) -> Resources:
         """Analytic estimate (ip_cores/resources.py): the line buffer, its read register, the window counters

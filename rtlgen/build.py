@@ -52,6 +52,8 @@ class BuildOptions:
     # folding search (rtlgen/fold_search.py): a cycles-per-frame target and/or resource limits; the part's
     # capacities are the budget where no explicit limit replaces them
     target_cycles: int | None = None
+    fifo_sizing: str = "analysed"  # from each block's word schedule (rtlgen.timing); "rule": a frame before dense
+    #                                 layers, two rows before windows and pools
     max_resources: dict = field(default_factory=dict)  # {"luts", "ffs", "bram36", "dsp"} -> limit
 
     @property
@@ -201,6 +203,8 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     _check_output_dir(out_dir, options.force)
     if options.fifo_depth is not None and options.fifo_depth < 1:
         raise RtlgenError(f"--fifo-depth {options.fifo_depth}: must be at least 1")
+    if options.fifo_sizing not in FIFO_SIZINGS:
+        raise RtlgenError(f"--fifo-sizing {options.fifo_sizing}: use one of {', '.join(FIFO_SIZINGS)}")
     if options.synth:
         from .synth import require_yosys
         require_yosys()
@@ -216,7 +220,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
                           "each other; give one")
     if options.searching:
         from .fold_search import search_folding
-        found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth)
+        found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth, options.fifo_sizing)
         folding, folding_note = found.folding, found.note
     elif options.folding_file is not None:
         folding, folding_note = load_folding(options.folding_file, network)
@@ -226,7 +230,9 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         folding, folding_note = default_folding(network)
     apply_folding(network, folding)
 
-    verilog, stages = generate_verilog(network, top_name, options.fifo_depth, input_tlast=options.input_tlast)
+    fifo_depths, fifo_report = size_fifos(network, options)
+    verilog, stages = generate_verilog(network, top_name, options.fifo_depth, input_tlast=options.input_tlast,
+                                       fifo_depths=fifo_depths)
     verilog, memory_files = externalize_rom_contents(verilog)
     timing = estimate(stages)
     head, tail = build_head(lowered), build_tail(lowered)
@@ -248,6 +254,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         report = _report(model_path, lowered, stages, timing, folding_note, top_name, options)
         report["resources"] = _resource_report(report, stages)
         report["memory_files"] = memory_manifest(memory_files, top_name, report)
+        report["fifo_sizing"] = fifo_report
         if options.package_ip:
             _package_ip(tmp, top_name, options, model_path, sorted(memory_files))
         report["build_seconds"] = round(time.monotonic() - start, 3)
@@ -269,6 +276,23 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         _remove_empty(created)
         raise
     return report
+
+
+FIFO_SIZINGS = ("rule", "analysed")
+
+
+def size_fifos(network, options: BuildOptions) -> tuple[dict[str, int] | None, dict]:
+    """FIFO depths by `options.fifo_sizing` and what they cost beside the rule's (bits, seconds)."""
+    from .stitch import plan_stages
+    from .timing import sized_stages
+
+    start = time.monotonic()
+    sized, depths = sized_stages(network, options.fifo_depth, options.fifo_sizing)
+    bits = lambda stages: sum(s.depth * s.in_elems_per_word * s.elem_width_in for s in stages if s.kind == "fifo")  # noqa: E731
+    method = options.fifo_sizing if options.fifo_depth is None else f"--fifo-depth {options.fifo_depth}"
+    return depths, {"method": method, "bits": bits(sized), "rule_bits": bits(plan_stages(network, options.fifo_depth)),
+                    "depths": {s.name: s.depth for s in sized if s.kind == "fifo"},
+                    "seconds": round(time.monotonic() - start, 3)}
 
 
 def memory_manifest(memory_files: dict[str, str], top_name: str, report: dict) -> list[dict]:

@@ -77,7 +77,7 @@ def cmd_build(args) -> int:
                            clock_ns=clock_ns if clock_ns is not None else 10.0, vendor=args.vendor,
                            library=args.library, version=args.version, input_tlast=not args.ignore_input_tlast,
                            synth=args.synth, target_cycles=_target_cycles(args, clock_ns),
-                           max_resources=_max_resources(args))
+                           max_resources=_max_resources(args), fifo_sizing=args.fifo_sizing)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -160,7 +160,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--folding", help="folding JSON: {\"layers\": {\"MatMul_0\": {\"PE\": 4, \"SIMD\": 8}}} or {\"target_cycles\": N}")
     b.add_argument("--input-dtype", help="integer type the host quantizes a float model input to (e.g. INT16)")
     b.add_argument("--input-scale", type=float, help="scale of that input quantization: hardware input = round(x / scale)")
-    b.add_argument("--fifo-depth", type=int, default=None, help="depth of every inter-layer FIFO (default: one frame of words)")
+    b.add_argument("--fifo-depth", type=int, default=None, help="depth of every inter-layer FIFO (default: by --fifo-sizing)")
+    b.add_argument("--fifo-sizing", default="analysed", help="analysed (default): each FIFO holds what its producer's and "
+                   "consumer's word schedules need at the steady-state interval; rule: a frame of words before a dense "
+                   "layer, two rows before a window or pool")
     b.add_argument("--force", action="store_true", help="replace an existing output folder")
     b.add_argument("--name", help="top-level module / IP name (default: from the model file name)")
     b.add_argument("--part", default="xc7z020clg400-1", help="FPGA part for the IP and Vivado scripts, and the budget "

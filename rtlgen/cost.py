@@ -14,7 +14,8 @@ from ip_cores.resources import Resources
 
 from .folding import FoldingChoice, fold_layer
 from .graph import Network
-from .stitch import DEFAULT_FIFO_DEPTH, layer_stages, plan_stages, timing_model
+from .stitch import DEFAULT_FIFO_DEPTH, layer_stages, timing_model
+from .timing import sized_stages
 
 TOP_LEVEL_RESOURCES = Resources(30, 30)  # input framer, TLAST counter, reset and clock wiring
 
@@ -71,9 +72,10 @@ def folded_copy(layer, choice: FoldingChoice):
 class CostModel:
     """Analytic cost of layers and whole foldings of one network, cached per layer and choice."""
 
-    def __init__(self, network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH):
+    def __init__(self, network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH, fifo_sizing: str = "analysed"):
         self.network = network
         self.fifo_depth = fifo_depth
+        self.fifo_sizing = fifo_sizing
         self._layer_cache: dict[tuple[str, FoldingChoice], Resources] = {}
 
     def layer(self, layer, choice: FoldingChoice) -> Resources:
@@ -88,6 +90,7 @@ class CostModel:
         """Every block of the design at `folding`: layers, FIFOs, width converters and the top level."""
         layers = [folded_copy(layer, folding[layer.name]) for layer in self.network.layers]
         twin = Network(self.network.name, layers, self.network.input_fmt, self.network.output_fmt)
-        glue = [s for s in plan_stages(twin, self.fifo_depth) if s.kind in ("fifo", "dwc")]
+        stages, _ = sized_stages(twin, self.fifo_depth, self.fifo_sizing)
+        glue = [s for s in stages if s.kind in ("fifo", "dwc")]
         total = sum((timing_model(s).resources() for s in glue), TOP_LEVEL_RESOURCES)
         return sum((self.layer(layer, folding[layer.name]) for layer in self.network.layers), total)

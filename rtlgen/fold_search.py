@@ -43,11 +43,12 @@ def _candidates(layer, target: int) -> list[FoldingChoice]:
 
 
 class FoldingSearch:
-    def __init__(self, network: Network, budget: Budget | None, fifo_depth: int | None = DEFAULT_FIFO_DEPTH):
+    def __init__(self, network: Network, budget: Budget | None, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
+                 fifo_sizing: str = "analysed"):
         self.network = network
         self.budget = budget if budget is not None and budget.limits() else None
         self.weights = self.budget or DEFAULT_WEIGHTS
-        self.cost = CostModel(network, fifo_depth)
+        self.cost = CostModel(network, fifo_depth, fifo_sizing)
 
     def at(self, target: int) -> SearchResult:
         """Every layer at its cheapest choice that meets `target` cycles per frame."""
@@ -70,10 +71,10 @@ class FoldingSearch:
 
 
 def search_folding(network: Network, target_cycles: int | None, budget: Budget | None,
-                   fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> SearchResult:
+                   fifo_depth: int | None = DEFAULT_FIFO_DEPTH, fifo_sizing: str = "analysed") -> SearchResult:
     """The cheapest folding meeting `target_cycles` within `budget`; without a target (or when the budget
     cannot afford it) the fastest folding within the budget. The note says what was met and what binds."""
-    search = FoldingSearch(network, budget, fifo_depth)
+    search = FoldingSearch(network, budget, fifo_depth, fifo_sizing)
     floor_layer = max(network.layers, key=fastest_cycles)
     floor = fastest_cycles(floor_layer)
     start = floor if target_cycles is None else max(target_cycles, floor)

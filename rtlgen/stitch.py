@@ -85,7 +85,8 @@ def default_fifo_depth(consumer, frame_elems: int, fifo_elems: int) -> int:
     return min(frame_words, max(2, ROWS_BUFFERED * -(-row_elems // fifo_elems) + FIFO_SLACK_WORDS))
 
 
-def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -> list[Stage]:
+def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
+                fifo_depths: dict[str, int] | None = None) -> list[Stage]:
     """The chain of blocks: an input FIFO, then the layers with one FIFO and any width converters between
     consecutive layers.
 
@@ -94,6 +95,7 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -
     frame at the consumer's pace: on the wide side of the width converters (after a gathering converter, before
     a splitting one; a gathering converter behind a FIFO would pace the burst at one element a cycle). One frame
     of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's cycles.
+    `fifo_depths` (FIFO name -> words) replaces that rule where given (`rtlgen.timing.fifo_words_needed`).
     """
     first = network.layers[0]
     # A two-word FIFO right behind the input framer: the AXI-Stream input (a DMA's TVALID and TDATA) reaches
@@ -112,6 +114,7 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH) -
                           for x, y in zip(hops, hops[1:]) if x != y]
             fifo_elems = max(a, b)
             depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
+            depth = (fifo_depths or {}).get(f"fifo_{index}", depth)  # sized by analysis (`rtlgen.timing`)
             fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
             stages += [*converters, fifo] if b >= a else [fifo, *converters]
         stages += layer_stages(layer)
@@ -183,10 +186,10 @@ def top_ports(network: Network, input_tlast: bool = True) -> dict[str, int]:
 
 
 def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
-                     input_tlast: bool = True) -> tuple[str, list[Stage]]:
+                     input_tlast: bool = True, fifo_depths: dict[str, int] | None = None) -> tuple[str, list[Stage]]:
     """The top level's Verilog and its stages. `input_tlast`: the input framer honours s_axis_tlast
     (realigns after a short or long frame, raises `error`); False leaves s_axis_tlast out."""
-    stages = plan_stages(network, fifo_depth)
+    stages = plan_stages(network, fifo_depth, fifo_depths)
     in_w, out_w = stream_widths(network)
     in_words, out_words = io_words(network)
     top = AxisDataflowTop([build_component(s) for s in stages], in_width=in_w, out_width=out_w,

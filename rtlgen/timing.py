@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ip_cores.maxpool import StreamingMaxPool
 
-from .stitch import Stage, timing_model
+from .stitch import DEFAULT_FIFO_DEPTH, Stage, plan_stages, timing_model
 
 DWC_LATENCY = 1
 FRAMES = 3
@@ -34,35 +34,37 @@ class TimingEstimate:
     bottleneck: str
 
 
-def _mvtu(stage: Stage, arrivals: list[int]) -> list[int]:
+def _mvtu(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     layer = stage.layer
     sf_count, nf_count = layer.sf, layer.nf
     latency = timing_model(stage).latency
-    outs = []
+    outs, taken = [], []
     t = -1
     for vector_start in range(0, len(arrivals), sf_count):
         words = arrivals[vector_start:vector_start + sf_count]
         for sf in range(sf_count):  # first neuron fold: paced by the input
             t = max(t + 1, words[sf])
+            taken.append(t)
         outs.append(t + latency)
         for _ in range(1, nf_count):  # other neuron folds replay the buffer: one step a cycle
             t += sf_count
             outs.append(t + latency)
-    return outs
+    return taken, outs
 
 
-def _vvu(stage: Stage, arrivals: list[int]) -> list[int]:
+def _vvu(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     k = stage.layer.mw
     latency = timing_model(stage).latency
-    outs, t = [], -1
+    outs, taken, t = [], [], -1
     for index, arrival in enumerate(arrivals):
         t = max(t + 1, arrival)
+        taken.append(t)
         if index % k == k - 1:
             outs.append(t + latency)
-    return outs
+    return taken, outs
 
 
-def _maxpool(stage: Stage, arrivals: list[int]) -> list[int]:
+def _maxpool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     pool = stage.layer.pool
     cf = stage.layer.channels // stage.layer.simd
     completes = [((oh * pool.stride_h + pool.kernel_h - 1) * pool.in_w + ow * pool.stride_w + pool.kernel_w - 1) * cf + c
@@ -77,18 +79,18 @@ def _maxpool(stage: Stage, arrivals: list[int]) -> list[int]:
         for index in completes:
             last = max(accepted[frame * words_in + index] + StreamingMaxPool.latency, last + 1)
             outs.append(last)
-    return outs
+    return accepted, outs
 
 
-def _passthrough(arrivals: list[int], latency: int) -> list[int]:
+def _passthrough(arrivals: list[int], latency: int) -> tuple[list[int], list[int]]:
     outs, last = [], -1
     for a in arrivals:
         last = max(a + latency, last + 1)
         outs.append(last)
-    return outs
+    return list(arrivals), outs
 
 
-def _dwc(stage: Stage, arrivals: list[int]) -> list[int]:
+def _dwc(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     a, b = stage.in_elems_per_word, stage.out_elems_per_word
     outs, last = [], -1
     total_elems = len(arrivals) * a
@@ -96,7 +98,12 @@ def _dwc(stage: Stage, arrivals: list[int]) -> list[int]:
         needed_word = ((j + 1) * b - 1) // a  # the input word holding this output word's last element
         last = max(arrivals[needed_word] + DWC_LATENCY, last + 1)
         outs.append(last)
-    return outs
+    taken, t = [], -1
+    for k, arrival in enumerate(arrivals):  # a splitting converter takes a word when it sent the previous one's last
+        free = outs[(k * a) // b - 1] - DWC_LATENCY if a > b and k else -1
+        t = max(t + 1, arrival, free)
+        taken.append(t)
+    return taken, outs
 
 
 def stage_cycles(stage: Stage) -> int:
@@ -113,24 +120,83 @@ def stage_cycles(stage: Stage) -> int:
     return max(stage.words_in, stage.words_out)
 
 
-def estimate(stages: list[Stage]) -> TimingEstimate:
-    arrivals = [0] * (stages[0].words_in * FRAMES)  # input offered from cycle 0, as fast as it is taken
+def schedule(stages: list[Stage], arrivals: list[int]) -> list[tuple[list[int], list[int], list[int]]]:
+    """Per stage: when each input word is offered, when the stage takes it, and when each output word is
+    offered, with every FIFO unbounded (the feed-forward model of the module docstring)."""
+    result = []
     for stage in stages:
         if stage.kind == "mvtu":
-            arrivals = _mvtu(stage, arrivals)
+            taken, outs = _mvtu(stage, arrivals)
         elif stage.kind == "vvu":
-            arrivals = _vvu(stage, arrivals)
+            taken, outs = _vvu(stage, arrivals)
         elif stage.kind == "swg":
-            arrivals = timing_model(stage).output_times(arrivals)
+            outs, taken = timing_model(stage).schedule(arrivals)
         elif stage.kind == "maxpool":
-            arrivals = _maxpool(stage, arrivals)
+            taken, outs = _maxpool(stage, arrivals)
         elif stage.kind == "fifo":
-            arrivals = _passthrough(arrivals, timing_model(stage).latency)
+            taken, outs = _passthrough(arrivals, timing_model(stage).latency)
         else:
-            arrivals = _dwc(stage, arrivals)
+            taken, outs = _dwc(stage, arrivals)
+        result.append((arrivals, taken, outs))
+        arrivals = outs
+    return result
+
+
+def estimate(stages: list[Stage]) -> TimingEstimate:
+    arrivals = [0] * (stages[0].words_in * FRAMES)  # input offered from cycle 0, as fast as it is taken
+    arrivals = schedule(stages, arrivals)[-1][2]
     words_out = stages[-1].words_out
     frame_ends = [arrivals[(f + 1) * words_out - 1] for f in range(FRAMES)]
     ii = frame_ends[-1] - frame_ends[-2]
     latency = frame_ends[0] + 1
     bottleneck = max(stages, key=stage_cycles)
     return TimingEstimate(ii_cycles=ii, latency_cycles=latency, bottleneck=bottleneck.name)
+
+
+FIFO_MARGIN_WORDS = 2  # the FIFO's own registers: a word in its output register and a fetch counted a cycle late
+SIZING_FRAMES = 4
+
+
+def fifo_words_needed(stages: list[Stage], ii: int) -> dict[str, int]:
+    """Words each FIFO must hold so its producer never waits on it in the steady state: frames offered one per
+    `ii` cycles (the rate the bottleneck sets), every block at its own schedule, and a FIFO word leaves when the
+    block behind it (through any splitting width converter) has taken the word holding its last element. The
+    most words in the FIFO at once, over the frames after the first, plus `FIFO_MARGIN_WORDS`."""
+    words = stages[0].words_in
+    arrivals = [f * ii for f in range(SIZING_FRAMES) for _ in range(words)]
+    plan = schedule(stages, arrivals)
+    needed = {}
+    for i, stage in enumerate(stages):
+        if stage.kind != "fifo" or i == 0:
+            continue
+        j = i + 1
+        while stages[j].kind == "dwc":
+            j += 1
+        consumer_taken = plan[j][1]
+        f, b = stage.in_elems_per_word, stages[j].in_elems_per_word
+        arrived = plan[i][0]
+        leaves = [consumer_taken[((k + 1) * f - 1) // b] for k in range(len(arrived))]
+        first_frame_end = stage.words_in  # the pipeline's start is no steady state
+        needed[stage.name] = _most_at_once(arrived[first_frame_end:], leaves[first_frame_end:]) + FIFO_MARGIN_WORDS
+    return needed
+
+
+def _most_at_once(enter: list[int], leave: list[int]) -> int:
+    """The most words present at once: word k is there from `enter[k]` up to (not including) `leave[k]`."""
+    events = sorted([(t, 1) for t in enter] + [(t, -1) for t in leave], key=lambda e: (e[0], e[1]))
+    most = count = 0
+    for _, delta in events:
+        count += delta
+        most = max(most, count)
+    return most
+
+
+def sized_stages(network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH, sizing: str = "analysed"
+                 ) -> tuple[list[Stage], dict[str, int] | None]:
+    """The chain with its FIFOs sized by analysis (`fifo_words_needed` at the interval the rule's chain
+    reaches, which the analysed one keeps), or by the rule / a fixed `fifo_depth`; and the analysed depths."""
+    rule = plan_stages(network, fifo_depth)
+    if sizing != "analysed" or fifo_depth is not None:
+        return rule, None
+    depths = fifo_words_needed(rule, estimate(rule).ii_cycles)
+    return plan_stages(network, fifo_depth, depths), depths
