@@ -194,9 +194,12 @@ def _most_at_once(enter: list[int], leave: list[int]) -> int:
 def sized_stages(network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH, sizing: str = "analysed"
                  ) -> tuple[list[Stage], dict[str, int] | None]:
     """The chain with its FIFOs sized by analysis (`fifo_words_needed` at the interval the rule's chain
-    reaches, which the analysed one keeps), or by the rule / a fixed `fifo_depth`; and the analysed depths."""
+    reaches, which the analysed one keeps), or by the rule / a fixed `fifo_depth`; and the analysed depths.
+    An analysed depth never exceeds the rule's: a FIFO holding a whole frame decouples its two layers (at one
+    word a frame the margin would otherwise make it deeper than that)."""
     rule = plan_stages(network, fifo_depth)
     if sizing != "analysed" or fifo_depth is not None:
         return rule, None
-    depths = fifo_words_needed(rule, estimate(rule).ii_cycles)
+    rule_depth = {s.name: s.depth for s in rule if s.kind == "fifo"}
+    depths = {name: min(words, rule_depth[name]) for name, words in fifo_words_needed(rule, estimate(rule).ii_cycles).items()}
     return plan_stages(network, fifo_depth, depths), depths

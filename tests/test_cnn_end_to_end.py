@@ -17,6 +17,7 @@ from rtlgen.build import BuildOptions, build
 from rtlgen.frontend import InputFormat, clean_model, load_model, lower_model
 from rtlgen.reference import qonnx_execute
 from rtlgen.runner import run_design
+from extreme_frames import check_extremes_in_rtl
 from test_end_to_end import PARALLEL, SERIAL, _check
 
 INT8_IN = InputFormat("INT8", 2.0**-7)  # the QKeras models take floats in [-1, 1]
@@ -50,10 +51,12 @@ def test_own_cnn_bit_exact(name, fold_name, folding, tmp_path):
 
 
 def test_radioml_vgg10(tmp_path):
-    """RadioML VGG10 (1-D convolutions, 8-bit, every reference frame has exact rounding ties): 4 frames."""
+    """RadioML VGG10 (1-D convolutions, 8-bit, every reference frame has exact rounding ties): 4 frames; 4
+    worst-case frames (all-max, all-min, and the two that put each of the 64 first-layer channels at its
+    maximum and minimum somewhere): the -O0 harness simulates about 2.7 s a frame."""
     x, y_ref = shared_refs("radioml_vgg10_w8a8")
     # 2 of the 16 reference frames have a quantizer input within 1e-5 steps of a boundary in qonnx's float32
-    _check(shared_model("radioml_vgg10_w8a8"), x[:4], y_ref[:4], None, tmp_path / "design")
+    _check(shared_model("radioml_vgg10_w8a8"), x[:4], y_ref[:4], None, tmp_path / "design", worst_frames=4)
 
 
 def _float_input_refs(name: str, frames: int):
@@ -97,13 +100,14 @@ def test_cnv_w1a1_at_finn_folding(tmp_path):
     spec = cnv_folding_spec(compute, pools)
     assert len(FINN_CNV_W1A1_FOLDING) == 9
     y_ref, _ = qonnx_execute(load_model(path), x[:3])
-    report, result = _check(path, x[:3], y_ref.reshape(3, -1), spec, tmp_path / "design")
+    # 4 worst-case frames (all-max, all-min, every first-layer channel at both extremes): 0.15 s a frame
+    report, result = _check(path, x[:3], y_ref.reshape(3, -1), spec, tmp_path / "design", worst_frames=4)
     assert report["estimate"]["ii_cycles"] == 32768
     assert result.stats["ii_cycles"] == 32768
 
 
 RANDOM_CNN_GOLDEN_SEEDS = range(60)
-RANDOM_CNN_E2E_SEEDS = [0, 1, 2, 3, 5, 10, 17, 23]
+RANDOM_CNN_E2E_SEEDS = [0, 1, 2, 3, 5, 10, 17, 23, 58]  # 58: a depthwise first layer (3x3, INT8 in, side padding)
 
 
 @pytest.mark.parametrize("seed", RANDOM_CNN_GOLDEN_SEEDS)
@@ -121,9 +125,18 @@ def test_random_cnn_golden_vs_qonnx(seed):
     assert all(t.distance_steps <= NEAR_TIE for t in cmp.near_ties), description
 
 
+def test_random_cnn_end_to_end_seeds_cover_every_first_layer_kind():
+    """The seeds run through the RTL start with a convolution and with a depthwise layer (their extreme frames
+    are the only depthwise-first accumulator extremes the RTL sees; no own or shared model starts with one)."""
+    firsts = {lower_model(clean_model(random_cnn(seed)[0])).network.layers[0].op for seed in RANDOM_CNN_E2E_SEEDS}
+    assert {"ConvMVTU", "DepthwiseVVU"} <= firsts, firsts
+
+
 @pytest.mark.parametrize("seed", RANDOM_CNN_E2E_SEEDS)
 def test_random_cnn_end_to_end(seed, tmp_path):
-    """Random CNNs at random foldings through the RTL with random gaps and stalls: hardware == golden."""
+    """Random CNNs at random foldings through the RTL with random gaps and stalls: hardware == golden; then
+    frames driving every channel of the first layer (a convolution, or for seed 58 a depthwise layer) to its
+    accumulator extremes."""
     import onnx
 
     model, x, folding, description = random_cnn(seed)
@@ -138,3 +151,4 @@ def test_random_cnn_end_to_end(seed, tmp_path):
     assert abs(steady.stats["ii_cycles"] - est) <= 0.05 * est, (description, steady.stats, json.dumps(report["estimate"]))
     est_latency = report["estimate"]["latency_cycles"]
     assert abs(steady.stats["latency_cycles"] - est_latency) <= 0.05 * est_latency, (description, steady.stats)
+    check_extremes_in_rtl(tmp_path / "design", lowered.network, est)

@@ -8,9 +8,10 @@ import pytest
 from conftest import own_model, shared_model, shared_refs
 from ipxact_checks import check_ip_folder
 from rtlgen.build import BuildOptions, build
-from rtlgen.frontend import load_model, lower_model
-from rtlgen.runner import load_design, run_design, simulate
-from test_overflow import worst_case_frames
+from rtlgen.frontend import InputFormat, load_model, lower_model, parse_dtype
+from rtlgen.reference import qonnx_execute
+from rtlgen.runner import run_design
+from extreme_frames import check_extremes_in_rtl
 from rtlgen.verify import NEAR_TIE, compare_with_qonnx
 
 SERIAL = {"defaults": {"PE": 1, "SIMD": 1}}
@@ -35,6 +36,8 @@ SHARED_CASES = [
                                                         "Gemm_1": {"PE": "max", "SIMD": "max"},
                                                         "Gemm_2": {"PE": "max", "SIMD": "max"},
                                                         "Gemm_3": {"PE": "max", "SIMD": "max"}}}),
+    ("bnn_fc_1layer", "serial", SERIAL),  # BipolarQuant input + Gemm, 3 -> 4
+    ("qkeras_dense_w1_w4", "default", None),  # QKeras Dense, bare `qonnx` domain, 6-bit unsigned input quantizer
 ]
 
 OWN_CASES = [(name, fold_name, fold) for name in ("w4a4_perchannel_bias", "w8a8_signed_narrow", "w2a2_bn",
@@ -42,7 +45,9 @@ OWN_CASES = [(name, fold_name, fold) for name in ("w4a4_perchannel_bias", "w8a8_
              for fold_name, fold in (("parallel", PARALLEL), ("serial", SERIAL))]
 
 
-def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_frames=1):
+def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_frames=1, worst_frames=None):
+    """Build, run and compare (see the module docstring); `worst_frames` caps the worst-case frames (default:
+    a simulated-cycle budget, extreme_frames.WORST_CASE_CYCLES)."""
     report = build(model_path, out_dir, BuildOptions(folding_spec=folding, input_format=input_format))
     check_ip_folder(out_dir)  # every model that builds leaves a valid Vivado IP folder
     result = run_design(out_dir, x)
@@ -63,11 +68,10 @@ def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_fr
             continue
         np.testing.assert_allclose(y[f], ref[f], rtol=1e-5, atol=1e-5 * max(1.0, np.abs(ref[f]).max()))
     assert result.outputs.shape == y_ref.shape
-    # 2b) worst-case integer frames straight into the RTL (all-max, all-min, alternating, per-channel extremes of
-    #     the first layer): an accumulator or threshold too narrow for them would show here
-    worst = worst_case_frames(lowered.network.layers[0])[:24]
-    hw_worst, _ = simulate(load_design(out_dir), worst)
-    np.testing.assert_array_equal(hw_worst, lowered.network.golden(worst))
+    # 2b) worst-case integer frames straight into the RTL: all-max, all-min, alternating, and frames driving each
+    #     channel of the first layer (dense, convolution or depthwise) to its accumulator maximum and minimum,
+    #     proven to reach them before they are sent; an accumulator or threshold too narrow would show here
+    check_extremes_in_rtl(out_dir, lowered.network, report["estimate"]["ii_cycles"], worst_frames)
     # 3) measured steady-state interval and first-frame latency within 5% of the estimate
     est = report["estimate"]["ii_cycles"]
     assert abs(result.stats["ii_cycles"] - est) <= 0.05 * est, (result.stats, report["estimate"])
@@ -107,3 +111,41 @@ def test_kws_mlperftiny_real_sample(tmp_path):
     y_ref, _ = qonnx_execute(load_model(path), x)
     _, result = _check(path, x, y_ref.reshape(len(x), -1), None, tmp_path / "design")
     assert int(np.argmax(result.outputs[0])) == label
+
+
+def test_finnonnx_multithreshold(tmp_path):
+    """FINN-ONNX TFC (MultiThreshold activations, UINT8 input, TopK tail) through the RTL on its 16 reference
+    frames; frame 0 is FINN's own sample and must come out as its stored label."""
+    from conftest import SHARED_MODELS
+
+    path = shared_model("tfc_w1a1_finnonnx")
+    x, y_ref = shared_refs("tfc_w1a1_finnonnx")
+    sample = np.load(SHARED_MODELS / "data" / "finn_tfc_input_0to255.npy").reshape(x.shape[1:])
+    assert np.array_equal(x[0], sample)
+    _, result = _check(path, x, y_ref, None, tmp_path / "design")
+    assert int(result.outputs[0].ravel()[0]) == int(np.load(SHARED_MODELS / "data" / "finn_tfc_expected_label.npy").ravel()[0])
+
+
+# float-input QKeras models: the host snaps x to a fixed-point grid (`--input-dtype/--input-scale`) and the RTL
+# takes the integers; the references are qonnx's outputs on inputs already on that grid
+FLOAT_INPUT_CASES = [("jettagging_qkeras_w6a6", InputFormat("INT16", 2.0**-8)),
+                     ("qkeras_qdense_0", InputFormat("INT12", 2.0**-6))]
+
+
+@pytest.mark.parametrize("name,fmt", FLOAT_INPUT_CASES, ids=[c[0] for c in FLOAT_INPUT_CASES])
+def test_float_input_model_bit_exact(name, fmt, tmp_path):
+    """Jet tagger (INT16 host input, Softmax tail; 7 of its 16 frames put an activation exactly on a rounding
+    tie) from its stored grid-snapped refs; qkeras_qdense_0's stored inputs snapped to INT12/2^-6 here, with
+    qonnx run on the snapped inputs for the reference."""
+    path = shared_model(name)
+    if name == "jettagging_qkeras_w6a6":
+        x, y_ref = shared_refs(f"{name}_fx")
+    else:
+        x, _ = shared_refs(name)
+        grid = parse_dtype(fmt.dtype)
+        x = (np.clip(np.round(x / fmt.scale), grid.min, grid.max) * fmt.scale).astype(np.float32)
+        y_ref, _ = qonnx_execute(load_model(path), x)
+        y_ref = y_ref.reshape(len(x), -1)
+    assert np.array_equal(x / fmt.scale, np.round(x / fmt.scale))  # on the grid: the head changes nothing
+    report, _ = _check(path, x, y_ref, None, tmp_path / "design", input_format=fmt)
+    assert report["layers"][0]["input_dtype"] == fmt.dtype
