@@ -25,6 +25,7 @@ from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor
 from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
 from .memfiles import externalize_rom_contents
+from .progress import step
 from .report_html import write_report_html
 from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
 from .timing import estimate, stage_cycles
@@ -220,7 +221,8 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
                           "each other; give one")
     if options.searching:
         from .fold_search import search_folding
-        found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth, options.fifo_sizing)
+        with step("folding search"):
+            found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth, options.fifo_sizing)
         folding, folding_note = found.folding, found.note
     elif options.folding_file is not None:
         folding, folding_note = load_folding(options.folding_file, network)

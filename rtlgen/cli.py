@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RtlgenError
+from . import progress
 from .report_html import record_measurement
 
 EXIT_MISMATCH = 1
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    progress.enable()
     try:
         return args.func(args)
     except RtlgenError as err:

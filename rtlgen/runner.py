@@ -11,6 +11,7 @@ import onnx
 from ip_cores.elements import pack_words, unpack_words
 
 from .errors import RtlgenError
+from .progress import step
 from .frontend import parse_dtype
 from .host import execute_frames
 
@@ -174,10 +175,12 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
         est = design.report["estimate"]
         watchdog_cycles = max(100000, 8 * (est["latency_cycles"] + est["ii_cycles"]))
     try:
-        harness = CompiledHarness.build(design.verilog, design.report["top"], design.root / "sim_build",
-                                        opt=harness_optimisation(design))
-        result = harness.run(words, n * io["out_words_per_frame"], io["in_words_per_frame"], io["out_words_per_frame"],
-                             p_in_gap=p_in_gap, p_out_stall=p_out_stall, seed=seed, watchdog_cycles=watchdog_cycles)
+        with step("Verilator: compiling the design"):
+            harness = CompiledHarness.build(design.verilog, design.report["top"], design.root / "sim_build",
+                                            opt=harness_optimisation(design))
+        with step(f"Verilator: simulating {n} frame{'s' * (n != 1)}"):
+            result = harness.run(words, n * io["out_words_per_frame"], io["in_words_per_frame"], io["out_words_per_frame"],
+                                 p_in_gap=p_in_gap, p_out_stall=p_out_stall, seed=seed, watchdog_cycles=watchdog_cycles)
     except (SimulationError, ToolchainError) as exc:
         raise RtlgenError(f"simulation failed: {exc}") from None
     if result.error_raised:

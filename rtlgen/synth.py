@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .delay_model import MODEL_SUMMARY, CombinationalLoop, IGNORED_TYPES, load_cell_timings, worst_path
 from .errors import RtlgenError
+from .progress import step
 
 SYNTH_COMMAND = "synth_xilinx -family xc7 -noiopad -noclkbuf"
 
@@ -252,7 +253,8 @@ def synthesize_build(build_dir: Path, top: str, report: dict) -> dict:
     stages = report["stages"]
     modules = stage_modules(verilog.read_text(), top, len(stages))
     jobs = [(module, f"stage{index}") for index, module in enumerate(modules) if module is not None]
-    netlists = run_yosys(verilog, top, jobs, build_dir / "synth")
+    with step(f"Yosys: synthesizing {len(jobs)} stages and the top"):
+        netlists = run_yosys(verilog, top, jobs, build_dir / "synth")
 
     notes = []
     stage_results = {}
