@@ -72,11 +72,11 @@ def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_fr
     #     channel of the first layer (dense, convolution or depthwise) to its accumulator maximum and minimum,
     #     proven to reach them before they are sent; an accumulator or threshold too narrow would show here
     check_extremes_in_rtl(out_dir, lowered.network, report["estimate"]["ii_cycles"], worst_frames)
-    # 3) measured steady-state interval and first-frame latency within 5% of the estimate
+    # 3) measured steady-state interval and first-frame latency within 2% of the estimate
     est = report["estimate"]["ii_cycles"]
-    assert abs(result.stats["ii_cycles"] - est) <= 0.05 * est, (result.stats, report["estimate"])
+    assert abs(result.stats["ii_cycles"] - est) <= 0.02 * est, (result.stats, report["estimate"])
     est_latency = report["estimate"]["latency_cycles"]
-    assert abs(result.stats["latency_cycles"] - est_latency) <= 0.05 * est_latency, (result.stats, report["estimate"])
+    assert abs(result.stats["latency_cycles"] - est_latency) <= 0.02 * est_latency, (result.stats, report["estimate"])
     return report, result
 
 
