@@ -34,6 +34,9 @@ from ip_cores.resources import Resources
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default_digits_mlp.onnx"
 
 
+FIFO_SIZINGS = ("rule", "analysed")
+
+
 @dataclass
 class BuildOptions:
     folding_file: Path | None = None
@@ -278,9 +281,6 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         _remove_empty(created)
         raise
     return report
-
-
-FIFO_SIZINGS = ("rule", "analysed")
 
 
 def size_fifos(network, options: BuildOptions) -> tuple[dict[str, int] | None, dict]:
