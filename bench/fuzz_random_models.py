@@ -6,12 +6,15 @@ with its float inputs. Per seed:
    (`rtlgen.verify.compare_with_qonnx`); a difference is allowed only as a near-tie (qonnx's float32 within
    NEAR_TIE quantizer steps of a boundary, and the golden level equal to exact arithmetic);
 2. unless --golden-only: build (package_ip=False, the model's random folding), run in Verilator with random
-   input gaps / output stalls, hardware == golden on every element, and the design's outputs vs qonnx.
+   input gaps / output stalls, hardware == golden on every element, and the design's outputs vs qonnx; a run
+   without gaps or stalls (every run with --free-flowing) also checks measured ii == estimate and first-frame
+   latency within 2 % of it.
 
 Run from the repository root, e.g.
 
     .venv/bin/python bench/fuzz_random_models.py --seeds 1000-5000 --golden-only --jobs 2
     .venv/bin/python bench/fuzz_random_models.py --seeds 1000-1199 --jobs 1          # end to end
+    .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --free-flowing        # cycles vs estimate (issue 14)
     .venv/bin/python bench/fuzz_random_models.py --cnn --seeds 0-999 --golden-only   # random CNNs
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --select-ci 56         # E2E_SEEDS for CI
 
@@ -57,8 +60,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _one(args: tuple[int, bool, str, bool]) -> dict:
-    seed, golden_only, workroot, cnn = args
+def _one(args: tuple[int, bool, str, bool, bool]) -> dict:
+    seed, golden_only, workroot, cnn, free_flowing = args
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -72,13 +75,14 @@ def _one(args: tuple[int, bool, str, bool]) -> dict:
         return {"seed": seed, "ok": False, "reason": f"generator error: {type(err).__name__}: {err}", "description": "",
                 "features": [], "frames": 0, "golden_qonnx_equal": 0, "near_ties": [], "unexplained": 0,
                 "refused": False, "error": True, "hw_checked": False, "hw_mismatch": False, "exact_ties": 0,
+                "timing_checked": False, "timing_mismatch": None,
                 "seconds": time.monotonic() - start}
     if golden_only:
         res, _ = check_golden(seed, rm)
     else:
         work = Path(tempfile.mkdtemp(prefix=f"fuzz_{seed}_", dir=workroot))
         try:
-            res = check_end_to_end(seed, work, rm)
+            res = check_end_to_end(seed, work, rm, free_flowing=free_flowing)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return {"seed": seed, "ok": res.ok, "reason": res.reason(), "description": res.description,
@@ -87,6 +91,7 @@ def _one(args: tuple[int, bool, str, bool]) -> dict:
                           for t in res.near_ties],
             "unexplained": len(res.unexplained), "refused": res.refused is not None, "error": res.error is not None,
             "hw_checked": res.hw_checked, "hw_mismatch": res.hw_mismatch is not None, "exact_ties": res.exact_ties,
+            "timing_checked": res.timing_checked, "timing_mismatch": res.timing_mismatch,
             "seconds": round(time.monotonic() - start, 3)}
 
 
@@ -188,6 +193,8 @@ def summarize(results: list[dict], golden_only: bool, seconds: float, jobs: int)
         "errors": sum(r["error"] for r in results),
         "hw_checked": sum(r["hw_checked"] for r in results),
         "hw_mismatch": sum(r["hw_mismatch"] for r in results),
+        "timing_checked": sum(r["timing_checked"] for r in results),
+        "timing_mismatch": sum(bool(r["timing_mismatch"]) for r in results),
         "exact_tie_elements": sum(r["exact_ties"] for r in results),
         "models_with_exact_ties": sum(r["exact_ties"] > 0 for r in results),
         "seconds": round(seconds, 1),
@@ -209,6 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ci-budget", type=int, default=500, help="largest cost estimate --select-ci accepts")
     ap.add_argument("--quiet", action="store_true", help="no line per seed")
     ap.add_argument("--cnn", action="store_true", help="random CNNs (tests/cnn_models.py) instead of MLPs")
+    ap.add_argument("--free-flowing", action="store_true",
+                    help="run every design without input gaps or output stalls and check the measured ii (equal) and "
+                         "first-frame latency (within 2 %%) against the estimate (default: one seed in five)")
     args = ap.parse_args(argv)
     excluded = set(parse_seeds(args.exclude))
     seeds = [s for s in parse_seeds(args.seeds) if s not in excluded]
@@ -225,7 +235,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     results: list[dict] = []
     with Pool(max(1, args.jobs), maxtasksperchild=50) as pool:
-        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, args.cnn) for s in seeds])):
+        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, args.cnn, args.free_flowing) for s in seeds])):
             results.append(r)
             if not args.quiet or not r["ok"]:
                 ties = f" near-ties {len(r['near_ties'])}" if r["near_ties"] else ""

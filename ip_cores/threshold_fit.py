@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["fit_affine_thresholds", "AffineFit", "MAX_SHIFT"]
+from .requantize import ROUNDING_MODES, Requantization, requantize_reference
+
+__all__ = ["fit_affine_thresholds", "AffineFit", "MAX_SHIFT", "fit_rounded_shift"]
 
 MAX_SHIFT = 40  # keeps every bound below 2**50: exact in int64
 
@@ -139,3 +141,68 @@ def _fit(t_all: np.ndarray, acc_lo: int, acc_hi: int) -> AffineFit | None:
         mults.append(m_min)
         offsets.append(_offset(t, lo, hi, shift, m_min))
     return AffineFit(tuple(mults), tuple(offsets), shift, tuple(p[3] for p in problems))
+
+
+def fit_rounded_shift(thresholds, ranges, out_offset: int = 0) -> tuple[Requantization, tuple] | None:
+    """A requantization with multiplier 1 equal to the threshold activation over each channel's accumulator
+    range: `clip(R((a + O[c]) / 2**S), out_offset, out_offset + N) == out_offset + count_k(a >= T[c, k])`,
+    R one of qonnx's rounding modes, below the channel's saturation value (from which the count is N, as in
+    `fit_affine_thresholds`). Returns (requantization, saturate_at per channel or None), or None.
+
+    This is what a quantizer after a power-of-two scale gives: uniform steps of 2**S, except that a rounding
+    to nearest puts every tie on one side (HALF_EVEN alternates steps of 2**S - 1 and 2**S + 1, which
+    `fit_affine_thresholds`' floor cannot express). Checking both sides of every threshold inside the range
+    and the range's ends proves equality everywhere (both sides are monotone step functions). `ranges` is
+    one (lo, hi) per channel, or one pair for all.
+    """
+    t_all = np.asarray(thresholds, dtype=np.int64)
+    if t_all.ndim != 2 or t_all.shape[1] < 2:
+        return None
+    if len(ranges) == 2 and np.ndim(ranges[0]) == 0:
+        ranges = [ranges] * len(t_all)
+    n = t_all.shape[1]
+    steps = np.diff(t_all, axis=1)
+    positive = steps[steps > 0]
+    if positive.size == 0:
+        return None
+    shifts = [s for s in range(MAX_SHIFT) if np.median(positive) - 1 <= (1 << s) <= np.median(positive) + 1]
+    for shift in shifts:
+        for mode in ROUNDING_MODES[1:]:  # ROUND is HALF_EVEN
+            fits = [_rounded_shift_channel(t, int(lo), int(hi), shift, mode, int(out_offset))
+                    for t, (lo, hi) in zip(t_all, ranges)]
+            if all(f is not None for f in fits):
+                rq = Requantization((1,) * len(fits), tuple(f[0] for f in fits), shift, mode, out_offset, out_offset + n)
+                return rq, tuple(f[1] for f in fits)
+    return None
+
+
+def _rounded_shift_channel(t, lo: int, hi: int, shift: int, mode: str, out_offset: int):
+    """(O, saturate_at) of `fit_rounded_shift` for one channel's thresholds t, or None: the whole row, or the
+    row below a final run of equal thresholds (the count jumps to N there)."""
+    o = _rounded_shift_offset(t, lo, hi, shift, mode, out_offset)
+    if o is not None:
+        return o, None
+    top = int(t[-1])
+    if len(t) < 2 or t[-2] != top or not lo < top <= hi:
+        return None
+    o = _rounded_shift_offset(t, lo, top - 1, shift, mode, out_offset)
+    return None if o is None else (o, top)
+
+
+def _rounded_shift_offset(t: np.ndarray, lo: int, hi: int, shift: int, mode: str, out_offset: int) -> int | None:
+    """The offset O with clip(R((a + O) / 2**shift)) == out_offset + count for every a in [lo, hi], or None."""
+    n, step, half = len(t), 1 << shift, (1 << shift) >> 1
+    inside = np.flatnonzero((t > lo) & (t <= hi))
+    points = np.unique(np.concatenate([t[inside], t[inside] - 1, [lo, hi]]))
+    expected = (points[:, None] >= t[None, :]).sum(axis=1) + out_offset
+    if len(inside):
+        k, first = int(inside[0]) + 1 + out_offset, int(t[inside[0]])  # the level reached first inside, and where
+        bases = {k * step - first, k * step - half - first, (k - 1) * step + 1 - first}
+    else:  # constant over the range: below the lowest level or above the highest
+        bases = {out_offset * step - hi - 2 * step, (out_offset + n) * step - lo + 2 * step}
+    for base in sorted(bases):
+        for o in range(base - 2, base + 3):
+            rq = Requantization((1,), (o,), shift, mode, out_offset, out_offset + n)
+            if np.array_equal(requantize_reference(points[:, None], rq)[:, 0], expected):
+                return o
+    return None

@@ -20,9 +20,9 @@ import onnx
 from . import __version__
 from .errors import RtlgenError
 from .cost import PARTS, TOP_LEVEL_RESOURCES, Budget
-from .folding import apply_folding, default_folding, folding_spec, load_folding, parse_folding
+from .folding import FoldingChoice, apply_folding, default_folding, folding_spec, load_folding, parse_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
-from .graph import DepthwiseLayer, MaxPoolLayer, fmt_name
+from .graph import DepthwiseLayer, MaxPoolLayer, MVTULayer, fmt_name
 from .host import build_head, build_tail, tail_input_shape
 from .memfiles import externalize_rom_contents
 from .progress import step
@@ -59,6 +59,7 @@ class BuildOptions:
     fifo_sizing: str = "analysed"  # from each block's word schedule (rtlgen.timing); "rule": a frame before dense
     #                                 layers, two rows before windows and pools
     max_resources: dict = field(default_factory=dict)  # {"luts", "ffs", "bram36", "dsp"} -> limit
+    latency: bool = False  # --latency: every layer unrolled into one pipeline, a frame a cycle (ip_cores/unrolled.py)
 
     @property
     def searching(self) -> bool:
@@ -186,6 +187,15 @@ def _layer_report(layer, stages) -> dict:
         "multipliers": layer.pe * (1 if isinstance(layer, DepthwiseLayer) else layer.simd),
         "xnor_popcount": layer.in_fmt.kind == "bipolar" and layer.w_fmt.kind == "bipolar",
     }
+    unrolled = next((s for s in stages if s.kind == "unrolled"), None)
+    if unrolled is not None:
+        core = timing_model(unrolled)
+        index = unrolled.layer.layers.index(layer)
+        entry["implementation"] = {"unrolled": True, "multipliers": "constant weights, canonical signed digits in a "
+                                   "bit heap (no DSP, no weight memory)",
+                                   "activation": core.specs[index].activation()[0],
+                                   "pipeline_registers": core.layer_registers[index]}
+        return entry
     entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and s.kind in ("mvtu", "vvu")))
     if layer.conv is not None:
         entry["conv"] = {**layer.conv.describe(), "depthwise": isinstance(layer, DepthwiseLayer)}
@@ -222,7 +232,9 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     if options.searching and (options.folding_file is not None or options.folding_spec is not None):
         raise RtlgenError("--folding and a folding target or budget (--target-cycles, --target-fps, --max-*) exclude "
                           "each other; give one")
-    if options.searching:
+    if options.latency:
+        folding, folding_note = _latency_folding(network, options)
+    elif options.searching:
         from .fold_search import search_folding
         with step("folding search"):
             found = search_folding(network, options.target_cycles, options.budget(), options.fifo_depth, options.fifo_sizing)
@@ -281,6 +293,21 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         _remove_empty(created)
         raise
     return report
+
+
+def _latency_folding(network, options: BuildOptions) -> tuple[dict, str]:
+    """Latency mode: every layer fully unrolled (PE = MH, SIMD = MW) in one pipeline whose registers are placed
+    for --clock-ns; dense networks only, and no folding of its own."""
+    if options.searching or options.folding_file is not None or options.folding_spec is not None:
+        raise RtlgenError("--latency unrolls every layer; it takes no --folding, --target-* or --max-* (give one)")
+    for layer in network.layers:
+        if not isinstance(layer, MVTULayer) or layer.conv is not None:
+            raise RtlgenError(f"--latency: layer {layer.name} is a {layer.op}; latency mode unrolls dense (MatMul/Gemm) "
+                              "layers only: build without --latency")
+    network.unrolled_clock_ns = options.clock_ns
+    folding = {layer.name: FoldingChoice(layer.mh, layer.mw) for layer in network.layers}
+    return folding, (f"latency mode: every layer unrolled (PE = MH, SIMD = MW) into one pipeline, a frame a cycle, "
+                     f"registers placed for a {options.clock_ns:g} ns clock")
 
 
 def size_fifos(network, options: BuildOptions) -> tuple[dict[str, int] | None, dict]:

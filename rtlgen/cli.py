@@ -78,7 +78,7 @@ def cmd_build(args) -> int:
                            clock_ns=clock_ns if clock_ns is not None else 10.0, vendor=args.vendor,
                            library=args.library, version=args.version, input_tlast=not args.ignore_input_tlast,
                            synth=args.synth, target_cycles=_target_cycles(args, clock_ns),
-                           max_resources=_max_resources(args), fifo_sizing=args.fifo_sizing)
+                           max_resources=_max_resources(args), fifo_sizing=args.fifo_sizing, latency=args.latency)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -179,6 +179,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-bram", type=float, help="BRAM36 budget of the folding search")
     b.add_argument("--max-dsp", type=float, help="DSP48 budget of the folding search (without a target: the fastest "
                    "folding within the budget)")
+    b.add_argument("--latency", action="store_true", help="latency mode for triggers: unroll every layer (PE = MH, "
+                   "SIMD = MW) into one pipeline taking a frame a cycle, constant weights in LUTs, registers placed "
+                   "for --clock-ns; dense networks only")
     b.add_argument("--vendor", default="rtlgen.org")
     b.add_argument("--library", default="rtlgen")
     b.add_argument("--version", default="1.0", help="IP version major.minor")

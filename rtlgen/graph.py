@@ -383,6 +383,9 @@ class Network:
     layers: list
     input_fmt: ElementFormat
     output_fmt: ElementFormat
+    # latency mode (`--latency`): every layer unrolled into one pipeline (ip_cores/unrolled.py), registers placed
+    # for this clock period; None: the folded dataflow chain
+    unrolled_clock_ns: float | None = None
 
     @property
     def in_elems(self) -> int:

@@ -16,6 +16,7 @@ from ip_cores.maxpool import StreamingMaxPool
 from ip_cores.mvtu import MVTU
 from ip_cores.sliding_window import SlidingWindow
 from ip_cores.stream_fifo import StreamFIFO
+from ip_cores.unrolled import DenseSpec, UnrolledNetwork
 from ip_cores.vector_unit import VectorVectorUnit
 from ip_cores.width_converter import StreamWidthConverter
 
@@ -28,7 +29,7 @@ DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO
 class Stage:
     """One hardware block of the chain, as the report and the timing model see it."""
 
-    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "fifo" | "dwc"
+    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "fifo" | "dwc" | "unrolled" (latency mode: the network)
     name: str
     in_elems_per_word: int
     out_elems_per_word: int
@@ -92,12 +93,17 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
 
     An MVTU reads its input stream only during its first neuron fold, in a burst of one word a cycle, while its
     producer trickles words out over the whole frame. So the FIFO must sit where it can hand over a buffered
-    frame at the consumer's pace: on the wide side of the width converters (after a gathering converter, before
-    a splitting one; a gathering converter behind a FIFO would pace the burst at one element a cycle). One frame
+    frame at the consumer's pace: behind the width converters when the last of them gathers (a gathering
+    converter behind the FIFO would pace the burst at one of its input words a cycle; through gcd(PE, SIMD) that
+    happens even when PE > SIMD), in front of them otherwise (a splitting converter serves one word a cycle). One frame
     of buffering lets the producer run a frame ahead, which keeps the interval at the slowest layer's cycles.
     `fifo_depths` (FIFO name -> words) replaces that rule where given (`rtlgen.timing.fifo_words_needed`).
     """
     first = network.layers[0]
+    if network.unrolled_clock_ns is not None:
+        last = network.layers[-1]
+        return [Stage("unrolled", "unrolled", first.in_elems, last.out_elems, first.in_fmt.width, last.out_fmt.width,
+                      first.in_elems, last.out_elems, layer=network)]
     # A two-word FIFO right behind the input framer: the AXI-Stream input (a DMA's TVALID and TDATA) reaches
     # registers only, never the first layer's issue logic.
     stages: list[Stage] = [Stage("fifo", "input_fifo", first.in_elems_per_word, first.in_elems_per_word,
@@ -112,11 +118,14 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
             frame = prev.out_elems
             converters = [Stage("dwc", f"dwc_{index}_{x}to{y}", x, y, w, w, frame, frame)
                           for x, y in zip(hops, hops[1:]) if x != y]
-            fifo_elems = max(a, b)
+            # behind the converters when the last one gathers (it offers a word only every few cycles), else
+            # in front of them (a splitting converter serves the burst at one word a cycle)
+            fifo_last = hops[-1] > hops[-2]
+            fifo_elems = b if fifo_last else a
             depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
             depth = (fifo_depths or {}).get(f"fifo_{index}", depth)  # sized by analysis (`rtlgen.timing`)
             fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
-            stages += [*converters, fifo] if b >= a else [fifo, *converters]
+            stages += [*converters, fifo] if fifo_last else [fifo, *converters]
         stages += layer_stages(layer)
     return stages
 
@@ -134,8 +143,24 @@ def _implementation(layer) -> dict:
             "memory_style": layer.memory_style}
 
 
+_UNROLLED: dict = {}  # (id of the network, clock) -> its UnrolledNetwork: planning it takes seconds
+
+
+def unrolled_core(network: Network) -> UnrolledNetwork:
+    """The latency-mode pipeline of a network (every layer dense, `network.unrolled_clock_ns` set)."""
+    key = (id(network), network.unrolled_clock_ns)
+    if key not in _UNROLLED or _UNROLLED[key][0] is not network:
+        specs = [DenseSpec(l.weights, l.in_fmt, l.out_fmt, l.thresholds, l.out_offset if l.thresholds is not None else 0,
+                           l.requant) for l in network.layers]
+        _UNROLLED.clear()
+        _UNROLLED[key] = (network, UnrolledNetwork(specs, clock_ns=network.unrolled_clock_ns))
+    return _UNROLLED[key][1]
+
+
 def build_component(stage: Stage):
     layer = stage.layer
+    if stage.kind == "unrolled":
+        return unrolled_core(layer)
     if stage.kind == "mvtu":
         return MVTU(layer.weights, simd=layer.simd, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
                     acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,

@@ -133,7 +133,7 @@ def schedule(stages: list[Stage], arrivals: list[int]) -> list[tuple[list[int], 
             outs, taken = timing_model(stage).schedule(arrivals)
         elif stage.kind == "maxpool":
             taken, outs = _maxpool(stage, arrivals)
-        elif stage.kind == "fifo":
+        elif stage.kind in ("fifo", "unrolled"):
             taken, outs = _passthrough(arrivals, timing_model(stage).latency)
         else:
             taken, outs = _dwc(stage, arrivals)

@@ -2,7 +2,8 @@
 
 - golden vs qonnx (layer by layer, `compare_with_qonnx`) on GOLDEN_SEEDS: cheap, no Verilator;
 - end to end on E2E_SEEDS: build with the model's random folding, Verilator run with random gaps and stalls,
-  hardware == golden on every element, the design's outputs vs qonnx;
+  hardware == golden on every element, the design's outputs vs qonnx; a run without gaps and stalls (some
+  seeds, and TIMING_SEEDS always) also checks measured ii == estimate and latency within 2 %;
 - REGRESSION_SEEDS: every seed that once failed (and a few explained near-ties), each with what it found;
 - models just outside rtlgen's limits are refused with a clear message naming the node.
 
@@ -66,7 +67,13 @@ REGRESSION_SEEDS: dict[int, tuple[str, str]] = {
     3635: ("golden", "near-ties in all 8 frames at 3.6e-15 steps (random bias cancels to ~0 before Relu/Div-/CEIL)"),
     1428: ("golden", "near-ties in all 8 frames at ~1e-18 steps (pre+c, grid bias, HALF_EVEN)"),
     1860: ("golden", "near-ties in all 8 frames, 213 exact rounding ties (UP with a negative scale)"),
+    # measured ii 114 against an estimated 110 (free-flowing fuzz): PE 10 -> SIMD 4 goes through 2-element
+    # words (10 -> 2 -> 4), and the FIFO sat in front of the converters, so the gathering 2 -> 4 converter paced
+    # the bottleneck's input burst at a word every two cycles; the FIFO now sits behind a gathering converter
+    9: ("e2e", "ii 114 measured, 110 estimated: gcd width converters paced the bottleneck's burst"),
 }
+
+TIMING_SEEDS = {9}  # run without gaps or stalls: measured cycles against the estimate (`check_timing`)
 
 
 def _describe(res) -> str:
@@ -113,7 +120,7 @@ def test_golden_vs_qonnx(seed):
 
 @pytest.mark.parametrize("seed", E2E_SEEDS + sorted(s for s, (stage, _) in REGRESSION_SEEDS.items() if stage == "e2e"))
 def test_end_to_end(seed, tmp_path):
-    res = check_end_to_end(seed, tmp_path)
+    res = check_end_to_end(seed, tmp_path, free_flowing=seed in TIMING_SEEDS)
     assert res.ok, _describe(res)
     assert res.hw_checked
 
