@@ -30,11 +30,11 @@ from amaranth.lib.wiring import In, Out
 
 from .bit_heap import COMPRESS_LEVEL_NS, BitHeap, Pipeliner, carry_chain_ns, csd_digits
 from .elements import ElementFormat, signed_width_for
-from .requantize import Requantization, requantize_reference
+from .requantize import Requantization
 from .resources import Resources
 from .threshold_fit import fit_rounded_shift
 
-__all__ = ["DenseSpec", "UnrolledNetwork", "unrolled_reference", "ACTIVATION_NS"]
+__all__ = ["DenseSpec", "UnrolledNetwork", "ACTIVATION_NS"]
 
 ACTIVATION_NS = 4.8  # round, shift and clip after the carry chain, as measured (bit_heap.py docstring): 5.3 ns with the clock overhead
 DECODE_NS = 1.5  # thermometer (comparator outputs) to binary: two LUT levels
@@ -84,21 +84,6 @@ class DenseSpec:
         return "compare", None, ()
 
 
-def unrolled_reference(specs: list[DenseSpec], x) -> np.ndarray:
-    """What the pipeline computes, in exact integers: frames (N, MW0) -> (N, MH_last)."""
-    v = np.asarray(x, dtype=object)
-    for spec in specs:
-        acc = v @ np.asarray(spec.weights, dtype=object).T
-        if spec.requant is not None:
-            v = requantize_reference(acc, spec.requant).astype(object)
-        elif spec.thresholds is not None:
-            counts = (acc[..., None] >= np.asarray(spec.thresholds, dtype=object)).sum(axis=-1)
-            v = 2 * counts - 1 if spec.out_fmt.is_bipolar else counts + spec.out_offset
-        else:
-            v = acc
-    return np.asarray(v, dtype=np.int64)
-
-
 def _element(word, fmt: ElementFormat, index: int):
     """Element `index` of a packed word, as a value of its format's sign."""
     raw = word[index * fmt.width:(index + 1) * fmt.width]
@@ -122,7 +107,7 @@ class _Datapath:
         self.luts = 0
         self.ffs = 0
         self.layer_registers = []  # registers each layer adds (its share of the latency)
-        values, fmt = [_element(x_word, specs[0].in_fmt, i) for i in range(specs[0].mw)], specs[0].in_fmt
+        values = [_element(x_word, specs[0].in_fmt, i) for i in range(specs[0].mw)]
         for index, spec in enumerate(specs):
             before = self.pipe.registers
             values = self._layer(index, spec, values)
@@ -135,7 +120,7 @@ class _Datapath:
         self.ffs += len(reg)
         return reg
 
-    def _heaps(self, index: int, spec: DenseSpec, values, mult, offset, widths) -> list[BitHeap]:
+    def _heaps(self, spec: DenseSpec, values, mult, offset, widths) -> list[BitHeap]:
         heaps = []
         for c in range(spec.mh):
             heap = BitHeap(widths[c])
@@ -164,7 +149,7 @@ class _Datapath:
         else:
             mult, offset, sums = [1] * spec.mh, [0] * spec.mh, ranges
         widths = [signed_width_for(lo, hi) for lo, hi in sums]
-        heaps = self._heaps(index, spec, values, mult, offset, widths)
+        heaps = self._heaps(spec, values, mult, offset, widths)
         name = f"l{index}"
         level = 0
         while max(h.height for h in heaps) > 2:

@@ -7,9 +7,9 @@ against a brute force over every accumulator value of the range.
 """
 from __future__ import annotations
 
+import math
 import random
 from fractions import Fraction
-import math
 
 import numpy as np
 import pytest
@@ -168,4 +168,6 @@ def test_unrolled_network_takes_a_frame_a_cycle_at_its_latency():
 
 def test_a_tighter_clock_places_more_registers():
     specs = _random_network(np.random.default_rng(3))
-    assert UnrolledNetwork(specs, clock_ns=2.0).latency > UnrolledNetwork(specs, clock_ns=100.0).latency == 2
+    tight, loose = UnrolledNetwork(specs, clock_ns=2.0), UnrolledNetwork(specs, clock_ns=100.0)
+    tight._MustUse__silence = loose._MustUse__silence = True  # planned, never elaborated
+    assert tight.latency > loose.latency == 2
