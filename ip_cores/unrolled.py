@@ -107,11 +107,14 @@ class _Datapath:
         self.luts = 0
         self.ffs = 0
         self.layer_registers = []  # registers each layer adds (its share of the latency)
+        self.layer_luts, self.layer_ffs = [], []  # each layer's share of the counts
         values = [_element(x_word, specs[0].in_fmt, i) for i in range(specs[0].mw)]
         for index, spec in enumerate(specs):
-            before = self.pipe.registers
+            before = (self.pipe.registers, self.luts, self.ffs)
             values = self._layer(index, spec, values)
-            self.layer_registers.append(self.pipe.registers - before)
+            self.layer_registers.append(self.pipe.registers - before[0])
+            self.layer_luts.append(self.luts - before[1])
+            self.layer_ffs.append(self.ffs - before[2])
         self.out_word = Cat(*[v[:specs[-1].out_fmt.width] for v in values])
 
     def _register(self, value, name: str):
@@ -253,6 +256,7 @@ class UnrolledNetwork(wiring.Component):
         plan = _Datapath(scratch, self.specs, self.clock_ns, Signal(self.in_width))
         self.layer_registers = plan.layer_registers
         self._plan_luts, self._plan_ffs = plan.luts, plan.ffs
+        self._layer_counts = list(zip(plan.layer_luts, plan.layer_ffs))
         self.latency = 1 + plan.pipe.registers + 1  # input register, the cuts, output register
         self.queue_depth = self.latency + 2
         super().__init__({"i": In(stream.Signature(self.in_width)), "o": Out(stream.Signature(self.out_width))})
@@ -265,6 +269,15 @@ class UnrolledNetwork(wiring.Component):
         queue_luts = -(-self.out_width // 6) * 4 * -(-self.queue_depth // 32)
         return Resources(luts=self._plan_luts + 30, ffs=self._plan_ffs + self.in_width + self.out_width + 40,
                          lutram=queue_luts)
+
+    def layer_resources(self) -> list[Resources]:
+        """Each layer's share of `resources()`: its heaps, carry chains, activations and pipeline registers (the
+        input register, output register and queue counted with the last layer)."""
+        shares = [Resources(luts=luts, ffs=ffs) for luts, ffs in self._layer_counts]
+        total = self.resources()
+        shares[-1] = shares[-1] + Resources(luts=total.luts - self._plan_luts, ffs=total.ffs - self._plan_ffs,
+                                            lutram=total.lutram)
+        return shares
 
     def elaborate(self, platform):
         m = Module()

@@ -143,8 +143,12 @@ def _resource_report(report: dict, stages) -> dict:
     per_stage = {s.name: timing_model(s).resources() for s in stages}
     owner = layer_of_stages(report)
     layers = {}
-    for name, res in per_stage.items():
-        layers[owner[name]] = layers.get(owner[name], Resources()) + res
+    for stage in stages:
+        if stage.kind == "unrolled":  # latency mode: one stage holds every layer, which knows each one's share
+            for layer, res in zip(stage.layer.layers, timing_model(stage).layer_resources()):
+                layers[layer.name] = res
+            continue
+        layers[owner[stage.name]] = layers.get(owner[stage.name], Resources()) + per_stage[stage.name]
     total = sum(per_stage.values(), TOP_LEVEL_RESOURCES)
     return {"model": "analytic estimate of Yosys xc7 counts from each core's structure (ip_cores/resources.py); "
                      "bench/bench_hardware.py compares it with synthesis",

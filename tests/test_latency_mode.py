@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -24,12 +25,15 @@ def test_latency_mode_is_exact_at_a_frame_a_cycle(name, tmp_path):
     assert [s["kind"] for s in report["stages"]] == ["unrolled"]
     assert report["estimate"]["ii_cycles"] == 1
     assert all(layer["implementation"]["unrolled"] for layer in report["layers"])
+    shares = report["resources"]["layers"]
+    assert set(shares) == {layer["name"] for layer in report["layers"]}
+    assert all(shares[layer["name"]]["luts"] > 0 for layer in report["layers"])  # every layer's own heaps
+    assert abs(sum(r["luts"] for r in shares.values()) - report["resources"]["stages"]["unrolled"]["luts"]) <= len(shares)
     code, stdout, stderr = rtlgen("verify", MODELS / f"{name}.onnx", out, "--frames", "40", "--backpressure", "0.4",
                                   "--seed", "3")
     assert code == 0, stderr
     assert "hardware == golden on 40/40" in stdout and "golden == qonnx on 40/40" in stdout
     x = tmp_path / "x.npy"
-    import numpy as np
     rng = np.random.default_rng(0)
     shape = report["io"]["input_shape"]
     np.save(x, rng.uniform(-1, 1, size=(12, *shape[1:])).astype(np.float32))
