@@ -1,42 +1,63 @@
-"""A bit heap: many signed terms summed in LUT compressor levels and one carry chain, pipelined by a delay budget.
+"""A bit heap: many signed terms summed in LUT counter levels and one carry chain, pipelined by a delay budget.
 
 A fully unrolled layer computes each output as a sum of dozens of terms (every input shifted by every nonzero
 digit of its constant weight, plus the activation's offset). A tree of two-input adders spends a carry chain,
 about 1.5 ns on a 7-series part, per level: six levels for 60 terms. A bit heap instead collects every term's
-bits by weight (column), reduces each column with counters of up to 6 bits (a 6-input popcount is three LUT6s,
-one LUT level, no carry chain) until two rows are left, and adds those with one carry chain. 60 terms take
-about six LUT levels and one carry chain.
+bits by weight (column), reduces the columns with counters of up to 6 bits (a 6-input count is three LUT6s side
+by side: one LUT level, no carry chain) until three rows are left, and adds those with one carry chain (the
+third row's full adder merges into the LUT in front of each carry bit).
+
+Each level is planned before it is built (`_plan_level`): the smallest height every column can reach in one
+level, counting the carries that counters of the columns below push into it, and for each column the fewest,
+largest counters that get it there. A naive "count every column of 3 or more" ripples carries upwards one
+column a level (the jet tagger's first layer took 16 levels that way; planned it takes 5).
 
 Signed arithmetic without sign extension: a bit b of negative weight -2**k is `(1 - b) * 2**k - 2**k`, so it
-enters the heap inverted and -2**k goes to the heap's constant. The constant enters as constant-1 bits. The sum
-is exact modulo 2**width; the caller gives a width that holds the sum's true range, so the low `width` bits,
-read as two's complement, are the sum.
+enters the heap inverted and -2**k goes to the heap's constant. The constant enters as constant-1 bits, which
+the counters fold into their truth tables (a counter's inputs are only the variable bits). The sum is exact
+modulo 2**width; the caller gives a width that holds the sum's true range, so the low `width` bits, read as two's
+complement, are the sum.
 
-Registers go where the delay budget says (`Pipeliner`): every level has an estimated delay (`COMPRESS_LEVEL_NS`,
-`carry_chain_ns`), and a level that would overrun the budget starts after a register.
+Counters are Xilinx LUT primitives (`LUT1`..`LUT6` instances with the count's truth table) when `primitives` is
+set: Yosys' ABC, given the same counters as logic, re-maps a level onto about two LUT levels (it shares XORs
+between a counter's three outputs; measured, module docstring of git history 8ccf1fc), so only instances keep
+the one level a counter is. Vivado keeps instantiated LUTs too. Simulators need models of them: the Verilator
+harness compiles sim/xilinx_luts.v; Amaranth's simulator gets the same tables as logic (`primitives=False`).
 
-Measured (Yosys 0.70 synth_xilinx and rtlgen.delay_model, 8 outputs of the jet tagger's second layer, 64 UINT6
-inputs, INT6 weights, ~60 terms an output, registers for 5 ns): 3,319 LUT, 1,543 FF, 47 CARRY4. Five counter
-levels from the input register took 8.06 ns in 9 LUT levels (the input bits fan out to every output's heap,
-and ABC maps a 6-input counter onto about two LUT levels), so a counter level costs about 1.6 ns, not the one
-LUT level it is in theory: `COMPRESS_LEVEL_NS` is that measurement. Neither `keep` on every counter bit nor 3:2
-full adders help (0.94 ns a level for a 1.5x reduction: the same 1.6 ns a halving, and 30 % more LUTs). The
-requantizing activation after the carry chain measured 5.3 ns (4 LUT levels), above a 5 ns clock on its own
-(`ip_cores.unrolled.ACTIVATION_NS`). Counters of one LUT level and a two-stage activation are open work.
+Every bit carries its arrival time by `rtlgen.delay_model`'s figures (a LUT6 is 0.642 ns from its slowest pin
+I0 and 0.127 ns from its fastest I5, a net to three LUTs 0.59 ns), so the user of a heap (ip_cores/unrolled.py)
+places registers by the structure's own static timing.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+import math
 
-__all__ = ["BitHeap", "csd_digits", "Pipeliner", "COMPRESS_LEVEL_NS", "carry_chain_ns", "counter"]
+from amaranth.hdl import Cat, Const, Instance, Module, Signal, signed
 
-COMPRESS_LEVEL_NS = 1.6  # one counter level, as measured (module docstring)
-CLOCK_OVERHEAD_NS = 0.55  # flip-flop clock-to-out plus setup
+__all__ = ["BitHeap", "csd_digits", "COUNTER_LEVEL_NS", "carry_chain_ns", "fanout_net_ns", "lut"]
+
+# rtlgen.delay_model's figures (Yosys cells_sim.v arcs, nets 0.40 ns + 0.12 ns x log2(fanout)):
+LUT_NS = 0.642            # LUT6, slowest pin
+PIN_NS = (0.127, 0.238, 0.407, 0.472, 0.631, 0.642)  # LUTn: pin I(n-1-j) takes PIN_NS[j] (I0 the slowest)
+COUNTER_NET_NS = 0.59     # a counter output to the next level's (up to) three LUTs
+COUNTER_LEVEL_NS = LUT_NS + COUNTER_NET_NS  # a counter level whose inputs all arrive together
+CLOCK_TO_OUT_NS = 0.303   # a flip-flop's clock-to-out
+MAX_COUNTER = 6
 
 
-def carry_chain_ns(width: int) -> float:
-    """A carry-chain adder of `width` bits: the net and LUT into it, the chain, the net out."""
-    return 1.05 + 0.11 * max(0, -(-width // 4) - 1)
+def fanout_net_ns(fanout: int) -> float:
+    """A net to `fanout` LUT inputs (the delay model's)."""
+    return 0.40 + 0.12 * math.log2(max(1, fanout))
+
+
+def carry_chain_ns(width: int, rows: int = 2) -> float:
+    """A carry-chain adder of `width` bits, from its rows' arrival (their nets included) to its top sum bit:
+    the XOR LUT2 in front of each bit (0.238 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3] 0.114 ns a further
+    CARRY4, CI to O[3] 0.313 ns out of the last). Three rows first pass a full-adder LUT3 and its net (Yosys'
+    maccmap keeps it apart from the chain's LUT, which becomes a LUT4: measured)."""
+    chunks = max(1, -(-width // 4))
+    front = 0.407 + 0.52 + 0.472 if rows == 3 else 0.238
+    return front + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
 
 
 def csd_digits(value: int) -> list[tuple[int, int]]:
@@ -53,40 +74,58 @@ def csd_digits(value: int) -> list[tuple[int, int]]:
     return digits
 
 
-def counter(bits: list, outputs: int):
-    """The low `outputs` bits of the count of 3 to 6 one-bit values, each bit a truth table indexed by the
-    inputs (one `$shiftx` of a constant: Yosys maps it onto one LUT, and the Verilog stays one line a bit)."""
-    n = len(bits)
-    index = Cat(*bits)
-    tables = [sum(1 << v for v in range(1 << n) if bin(v).count("1") >> j & 1) for j in range(outputs)]
-    return Cat(*[Const(table, 1 << n).bit_select(index, 1) for table in tables])
+def lut(m: Module, inputs: list, table: int, name: str, primitive: bool) -> Signal:
+    """One LUT: `table` bit v is the output for inputs (bit k of v = inputs[k]). A `LUTn` instance when
+    `primitive`, else the same table as logic (one `$shiftx` of a constant)."""
+    out = Signal(name=name)
+    n = len(inputs)
+    if primitive:
+        pins = {f"i_I{k}": bit for k, bit in enumerate(inputs)}
+        m.submodules[name] = Instance(f"LUT{n}", p_INIT=Const(table, 1 << n), o_O=out, **pins)
+    else:
+        m.d.comb += out.eq(Const(table, 1 << n).bit_select(Cat(*inputs), 1))
+    return out
+
+
+def _is_const(item) -> bool:
+    return isinstance(item[0], Const)
+
+
+def _outputs(size: int) -> int:
+    """Output bits of a counter of `size` bits (size >= 2)."""
+    return size.bit_length()
 
 
 class BitHeap:
-    """Terms to add, modulo 2**width, as columns of one-bit signals plus one integer constant."""
+    """Terms to add, modulo 2**width, as columns of one-bit signals plus one integer constant.
+
+    A column holds (bit, inverted, ready) items: an inverted bit (a negative weight's) stays the signal itself
+    and its inversion goes into the truth table of the counter that reads it, so no inverter sits in front of a
+    LUT (it would cost a level of its own); `ready` is when the bit arrives at the pins that read it, in ns
+    after the clock edge (the delay model's figures). A counter reads its latest inputs on its fastest pins,
+    and its outputs are ready at the latest input's arrival plus its pin delay and the net out."""
 
     def __init__(self, width: int):
         self.width = int(width)
         self.columns: list[list] = [[] for _ in range(self.width)]
         self.constant = 0
 
-    def add_term(self, value, value_signed: bool, shift: int, negate: bool = False) -> None:
-        """Add `value` (an Amaranth value of its own width) times 2**shift, negated if `negate`."""
+    def add_term(self, value, value_signed: bool, shift: int, negate: bool = False, ready: float = 0.0) -> None:
+        """Add `value` (an Amaranth value of its own width) times 2**shift, negated if `negate`; its bits
+        arrive at `ready` ns."""
         n = len(value)
         for i in range(n):
             weight = i + shift
             negative = (value_signed and i == n - 1) != negate
             if weight >= self.width:
                 continue  # a multiple of 2**width: nothing modulo 2**width
+            self.columns[weight].append((value[i], negative, ready))
             if negative:
-                self.columns[weight].append(~value[i])
                 self.constant -= 1 << weight
-            else:
-                self.columns[weight].append(value[i])
 
-    def add_bit(self, bit, shift: int, negate: bool = False) -> None:
+    def add_bit(self, bit, shift: int, negate: bool = False, ready: float = 0.0) -> None:
         """Add one bit times (+-)2**shift."""
-        self.add_term(bit, False, shift, negate)
+        self.add_term(bit, False, shift, negate, ready)
 
     def add_constant(self, value: int) -> None:
         self.constant += int(value)
@@ -100,81 +139,140 @@ class BitHeap:
         bits = self.constant % (1 << self.width)
         for k in range(self.width):
             if bits >> k & 1:
-                self.columns[k].append(Const(1, 1))
+                self.columns[k].append((Const(1, 1), False, 0.0))
         self.constant = 0
 
-    def compress(self, m: Module, name: str) -> int:
-        """One level of counters: every column of 3 or more bits is cut into groups of up to 6, each group
-        replaced by its count's bits in this column and the next ones. Height roughly halves. Every counter
-        output is a named signal (the expressions stay one counter deep). Returns the counters' output bits (one
-        LUT each)."""
+    def _plan_column(self, count: int, incoming: int, target: int) -> list[int] | None:
+        """Counter sizes that bring a column of `count` bits, with `incoming` carries arriving, to at most
+        `target` bits; None when it cannot."""
+        kept, own, sizes = count, 0, []
+        while kept + own + incoming > target:
+            if kept < 2:
+                return None
+            size = min(MAX_COUNTER, kept, kept + own + incoming - target + 1)
+            sizes.append(size)
+            kept -= size
+            own += 1
+        return sizes
+
+    def _plan_level(self, target: int) -> list[list[int]] | None:
+        """Counter sizes per column for one level ending with at most `target` bits in every column."""
+        incoming = [0] * (self.width + 3)
+        plan = []
+        for k, bits in enumerate(self.columns):
+            sizes = self._plan_column(len(bits), incoming[k], target)
+            if sizes is None:
+                return None
+            for size in sizes:
+                for j in range(1, _outputs(size)):
+                    incoming[k + j] += 1
+            plan.append(sizes)
+        return plan
+
+    def _groups(self, final_height: int) -> list[tuple[int, list, int]]:
+        """The next level's counters as (column, input items, outputs), and the items passing through as
+        (column, [item], 0): the smallest height reachable in one level, never below `final_height`. A
+        column's earliest bits are counted, its latest (if any) pass to the next level."""
+        target = max(final_height, 2)
+        plan = self._plan_level(target)
+        while plan is None:
+            target += 1
+            plan = self._plan_level(target)
+        groups = []
+        for k, (bits, sizes) in enumerate(zip(self.columns, plan)):
+            pool = sorted(bits, key=lambda item: item[2])
+            for size in sizes:
+                groups.append((k, pool[:size], min(_outputs(size), self.width - k)))
+                pool = pool[size:]
+            groups += [(k, [item], 0) for item in pool]
+        return groups
+
+    @staticmethod
+    def _counter_ready(group: list) -> float:
+        """When a counter's outputs arrive at the next level: its latest input on its fastest pin, etc."""
+        times = sorted(item[2] for item in group if not _is_const(item))
+        if not times:
+            return 0.0
+        n = len(times)
+        return max(t + PIN_NS[n - 1 - k] for k, t in enumerate(times)) + COUNTER_NET_NS
+
+    def next_level_ready(self, final_height: int = 2) -> float:
+        """When the outputs of the next `compress` would arrive (the planner's look-ahead)."""
+        return max((self._counter_ready(items) if outputs else items[0][2]
+                    for _, items, outputs in self._groups(final_height)), default=0.0)
+
+    @property
+    def ready(self) -> float:
+        """When the heap's latest bit arrives."""
+        return max((item[2] for column in self.columns for item in column), default=0.0)
+
+    def compress(self, m: Module, name: str, final_height: int = 2, primitives: bool = True) -> int:
+        """One level of counters (see `_groups`). Returns the LUTs spent."""
         luts = 0
         new = [[] for _ in range(self.width)]
-        for k, bits in enumerate(self.columns):
-            if len(bits) <= 2:
-                new[k] += bits
+        for g, (k, items, outputs) in enumerate(self._groups(final_height)):
+            if not outputs:
+                new[k].append(items[0])
                 continue
-            groups = [bits[i:i + 6] for i in range(0, len(bits), 6)]
-            if len(groups[-1]) <= 2 and len(groups) > 1:  # 1-2 leftover bits pass through uncounted
-                new[k] += groups.pop()
-            for g, group in enumerate(groups):
-                outputs = min(len(group).bit_length(), self.width - k)
-                count = Signal(outputs, name=f"{name}_c{k}g{g}")
-                m.d.comb += count.eq(counter(group, outputs))
-                for j in range(outputs):
-                    new[k + j].append(count[j])
-                luts += outputs
+            outs = self._counter(m, items, outputs, f"{name}_c{k}g{g}", primitives)
+            for j, item in enumerate(outs):
+                new[k + j].append(item)
+            luts += sum(1 for item in outs if not _is_const(item))
         self.columns = new
         return luts
 
-    def register(self, m: Module, name: str) -> None:
-        """Every bit of the heap through a flip-flop (reset-less datapath register)."""
+    @classmethod
+    def _counter(cls, m: Module, group: list, outputs: int, name: str, primitives: bool) -> list:
+        """The low `outputs` bits of the count of `group` (constant bits folded into the truth tables; inputs
+        on pins by arrival, the latest on I(n-1), the fastest)."""
+        variables = sorted((item for item in group if not _is_const(item)), key=lambda item: item[2])
+        offset = sum(int(item[0].value) for item in group if _is_const(item))
+        n = len(variables)
+        flips = sum(1 << k for k, item in enumerate(variables) if item[1])
+        ready = cls._counter_ready(variables)
+        bits = []
+        for j in range(outputs):
+            table = sum(1 << v for v in range(1 << n) if (bin(v ^ flips).count("1") + offset) >> j & 1)
+            if n == 0 or table in (0, (1 << (1 << n)) - 1):
+                bits.append((Const(table & 1, 1), False, 0.0))
+            else:
+                bits.append((lut(m, [item[0] for item in variables], table, f"{name}_{j}", primitives), False, ready))
+        return bits
+
+    def register(self, m: Module, name: str) -> int:
+        """Every bit of the heap through a flip-flop (reset-less datapath register). Returns the flip-flops."""
+        ffs = 0
         for k, bits in enumerate(self.columns):
             regs = []
-            for j, bit in enumerate(bits):
+            for j, (bit, inverted, _) in enumerate(bits):
                 if isinstance(bit, Const):
-                    regs.append(bit)
+                    regs.append((bit, inverted, 0.0))
                     continue
                 reg = Signal(name=f"{name}_c{k}_{j}", reset_less=True)
                 m.d.sync += reg.eq(bit)
-                regs.append(reg)
+                # the inversion stays in the next truth table; the copy drives what the bit drove
+                regs.append((reg, inverted, CLOCK_TO_OUT_NS + COUNTER_NET_NS))
+                ffs += 1
             self.columns[k] = regs
+        return ffs
 
-    def rows(self) -> tuple:
-        """The (at most two) rows of a compressed heap as two `width`-bit values."""
-        if self.height > 2:
-            raise ValueError(f"compress the heap to 2 rows first (height {self.height})")
-        rows = []
-        for r in range(2):
-            rows.append(Cat(*[bits[r] if r < len(bits) else Const(0, 1) for bits in self.columns]))
-        return rows
+    def rows(self) -> list:
+        """The (at most three) rows of a compressed heap as `width`-bit values."""
+        if self.height > 3:
+            raise ValueError(f"compress the heap to 3 rows first (height {self.height})")
+        def bit(items, r):
+            if r >= len(items):
+                return Const(0, 1)
+            signal, inverted, _ = items[r]
+            return ~signal if inverted else signal
+        return [Cat(*[bit(items, r) for items in self.columns]) for r in range(max(1, self.height))]
 
     def sum(self, m: Module, name: str) -> Signal:
-        """The carry-chain sum of the two rows, as a signed `width`-bit signal."""
-        a, b = self.rows()
+        """The sum of the rows in one carry chain, as a signed `width`-bit signal."""
         total = Signal(signed(self.width), name=name)
-        m.d.comb += total.eq(a + b)
+        rows = self.rows()
+        expr = rows[0]
+        for row in rows[1:]:
+            expr = expr + row
+        m.d.comb += total.eq(expr)
         return total
-
-
-class Pipeliner:
-    """Places registers by an estimated delay budget: `step(ns)` says whether a level of `ns` must start after
-    a register (it would overrun the budget), and counts the registers placed."""
-
-    def __init__(self, clock_ns: float):
-        self.budget = float(clock_ns) - CLOCK_OVERHEAD_NS
-        self.used = 0.0
-        self.registers = 0
-
-    def step(self, ns: float) -> bool:
-        cut = self.used > 0 and self.used + ns > self.budget
-        if cut:
-            self.registers += 1
-            self.used = 0.0
-        self.used += ns
-        return cut
-
-    def cut(self) -> None:
-        """A register here whatever the budget (the start of the next part of the pipeline)."""
-        self.registers += 1
-        self.used = 0.0

@@ -344,17 +344,28 @@ def memory_manifest(memory_files: dict[str, str], top_name: str, report: dict) -
     return manifest
 
 
+_INSTANTIATES_LUTS = re.compile(r"^\s*LUT[1-6]\s*#\(", re.M)
+
+
 def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Path, memory_files: list[str]) -> None:
     """The Vivado IP folder, with the port list read back from the emitted Verilog (never a hand-kept list)."""
+    from sim.toolchain import XILINX_LUT_MODELS
+
     from .ipxact import IpOptions, write_ip_package
     from .verilog_ports import VerilogPortError, read_verilog_ports
 
     try:
-        ports = read_verilog_ports(tmp / "ip" / "hdl" / f"{top_name}.v", top_name)
+        verilog = tmp / "ip" / "hdl" / f"{top_name}.v"
+        ports = read_verilog_ports(verilog, top_name)
         ip_options = IpOptions(vendor=options.vendor, library=options.library, name=top_name, version=options.version,
                                part=options.part, clock_ns=options.clock_ns)
+        sim_models = []
+        if _INSTANTIATES_LUTS.search(verilog.read_text()):  # latency mode's counters (ip_cores/bit_heap.py)
+            (tmp / "ip" / "sim").mkdir()
+            shutil.copyfile(XILINX_LUT_MODELS, tmp / "ip" / "sim" / XILINX_LUT_MODELS.name)
+            sim_models = [f"sim/{XILINX_LUT_MODELS.name}"]
         write_ip_package(tmp, top_name=top_name, ports=ports, hdl_files=[f"{top_name}.v", *memory_files],
-                         options=ip_options,
+                         options=ip_options, sim_models=sim_models,
                          description=f"rtlgen streaming accelerator for {model_path.name}")
     except VerilogPortError as exc:
         raise RtlgenError(f"could not read the ports of the generated Verilog: {exc}") from None

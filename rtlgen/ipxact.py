@@ -138,11 +138,13 @@ class Port:
 
 
 def write_ip_package(out_dir: Path, *, top_name: str, ports: list[Port], hdl_files: list[str],
-                     options: IpOptions, description: str = "") -> list[Path]:
+                     options: IpOptions, description: str = "", sim_models: list[str] = ()) -> list[Path]:
     """Write DIR/ip/{component.xml, xgui/, constraints/, NAME.core} and DIR/vivado/*; return the paths.
 
     `out_dir` is the build folder DIR; the HDL is already in DIR/ip/hdl/ and `hdl_files` are names relative
-    to it (the top module `top_name` among them). `ports` are the top's actual ports.
+    to it (the top module `top_name` among them). `ports` are the top's actual ports. `sim_models` (relative
+    to DIR/ip/, already there) are models of vendor primitives the HDL instantiates: not part of the IP
+    (Vivado has the primitives), listed in the FuseSoC core for its Verilator lint target.
     """
     options.validate()
     out_dir = Path(out_dir)
@@ -176,7 +178,8 @@ def write_ip_package(out_dir: Path, *, top_name: str, ports: list[Port], hdl_fil
     # Imported here: both modules build on IpOptions from this one.
     from rtlgen.fusesoc import core_file_text
     emit(f"{options.name}.core", core_file_text(top_name=top_name, hdl_files=[f"hdl/{f}" for f in hdl_files],
-                                                ooc_xdc=ooc_rel, options=options, description=description))
+                                                ooc_xdc=ooc_rel, options=options, description=description,
+                                                sim_models=list(sim_models)))
 
     from rtlgen.vivado_tcl import write_vivado_scripts
     written += write_vivado_scripts(out_dir / "vivado", ip_dir=ip_dir, options=options,

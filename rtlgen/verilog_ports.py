@@ -45,13 +45,14 @@ def read_verilog_ports(verilog_path: str | Path | Iterable[str | Path], top: str
 
 def _verilator_json(paths: list[Path], top: str) -> dict:
     # Imported here so that merely importing rtlgen (e.g. to write an IP package) needs no Verilator.
-    from sim.toolchain import verilator_env, verilator_executable
+    from sim.toolchain import XILINX_LUT_MODELS, verilator_env, verilator_executable
 
     with tempfile.TemporaryDirectory(prefix="rtlgen_ports_") as tmp:
         out = Path(tmp) / "tree.json"
         cmd = [
             verilator_executable(), "--json-only", "--json-only-output", str(out), "-Mdir", tmp,
             "--top-module", top, "-Wno-fatal", "-Wno-lint", "-Wno-style", *[str(p.resolve()) for p in paths],
+            str(XILINX_LUT_MODELS),
         ]
         # Run beside the first file so that relative $readmem paths resolve as they would for the user.
         proc = subprocess.run(cmd, cwd=paths[0].resolve().parent, env=verilator_env(),

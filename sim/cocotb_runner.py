@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Verilator
 
-from .toolchain import VERILATOR_MAKE_FIXES, apply_verilator_env, require_cxx, verilator_root
+from .toolchain import VERILATOR_MAKE_FIXES, XILINX_LUT_MODELS, apply_verilator_env, require_cxx, verilator_root
 
 __all__ = ["run_cocotb", "bench_params", "SimulationFailed", "PARAMS_ENV", "VERILATOR_BUILD_ARGS"]
 
@@ -143,7 +143,7 @@ def run_cocotb(
     build_log = build_dir / "build.log"
     try:
         runner.build(
-            sources=[Path(s).resolve() for s in sources],
+            sources=[Path(s).resolve() for s in sources] + [XILINX_LUT_MODELS],
             hdl_toplevel=toplevel,
             build_dir=build_dir,
             build_args=[*VERILATOR_BUILD_ARGS, *build_args],

@@ -17,6 +17,10 @@ from pathlib import Path
 # which breaks the precompiled-header build Verilator switches to once a design is split over several files.
 VERILATOR_MAKE_FIXES = ["CFG_CXXFLAGS_PCH_I=-include"]
 
+# Models of the Xilinx LUT primitives the latency-mode cores instantiate (ip_cores/bit_heap.py): every Verilator
+# run of a design (ports, harness, cocotb) compiles them beside it; the IP itself leaves them to Vivado.
+XILINX_LUT_MODELS = Path(__file__).resolve().parent / "xilinx_luts.v"
+
 
 class ToolchainError(RuntimeError):
     """A simulation tool is missing; the message says what to install."""

@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from sim.toolchain import VERILATOR_MAKE_FIXES, require_cxx, verilator_env, verilator_executable, verilator_root
+from sim.toolchain import VERILATOR_MAKE_FIXES, XILINX_LUT_MODELS, require_cxx, verilator_env, verilator_executable, verilator_root
 
 HARNESS_CPP = Path(__file__).resolve().parent / "harness.cpp"
 
@@ -388,6 +388,7 @@ class CompiledHarness:
         for path in verilog_files:
             if not path.is_file():
                 raise SimulationError(f"Verilog file not found: {path}")
+        verilog_files.append(XILINX_LUT_MODELS)
         require_cxx()
         obj_dir = build_dir / "obj"
         executable = obj_dir / "harness"
