@@ -31,6 +31,7 @@ places registers by the structure's own static timing.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from amaranth.hdl import Cat, Const, Instance, Module, Signal, signed
 
@@ -87,8 +88,18 @@ def lut(m: Module, inputs: list, table: int, name: str, primitive: bool) -> Sign
     return out
 
 
-def _is_const(item) -> bool:
-    return isinstance(item[0], Const)
+class Item(NamedTuple):
+    """One bit of a heap: the signal, whether it counts inverted, when it arrives at the pins that read it (ns
+    after the clock edge) and its pipeline stage (the registers on its path; -1 for a constant, any stage)."""
+
+    bit: object
+    inverted: bool
+    ready: float
+    stage: int
+
+
+def _is_const(item: Item) -> bool:
+    return isinstance(item.bit, Const)
 
 
 def _outputs(size: int) -> int:
@@ -99,33 +110,42 @@ def _outputs(size: int) -> int:
 class BitHeap:
     """Terms to add, modulo 2**width, as columns of one-bit signals plus one integer constant.
 
-    A column holds (bit, inverted, ready) items: an inverted bit (a negative weight's) stays the signal itself
-    and its inversion goes into the truth table of the counter that reads it, so no inverter sits in front of a
-    LUT (it would cost a level of its own); `ready` is when the bit arrives at the pins that read it, in ns
-    after the clock edge (the delay model's figures). A counter reads its latest inputs on its fastest pins,
-    and its outputs are ready at the latest input's arrival plus its pin delay and the net out."""
+    A column holds `Item`s. An inverted bit (a negative weight's) stays the signal itself and its inversion goes
+    into the truth table of the counter that reads it, so no inverter sits in front of a LUT (it would cost a
+    level of its own). A counter reads its latest inputs on its fastest pins, and its outputs arrive at the
+    latest input's arrival plus its pin delay and the net out. Registers go per counter: a counter whose
+    outputs would arrive after the clock period reads its inputs through flip-flops instead (a stage later),
+    and a counter that mixes stages delays its earlier inputs to the latest one's stage, so bits that are early
+    go on computing while late ones wait (`align` brings every bit to one stage at the end). `ffs` counts the
+    flip-flops spent.
+    """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, clock_ns: float = float("inf"), name: str = "heap"):
         self.width = int(width)
-        self.columns: list[list] = [[] for _ in range(self.width)]
+        self.name = name
+        self.clock_ns = float(clock_ns)
+        self.columns: list[list[Item]] = [[] for _ in range(self.width)]
         self.constant = 0
+        self.ffs = 0
+        self._registers = 0
 
-    def add_term(self, value, value_signed: bool, shift: int, negate: bool = False, ready: float = 0.0) -> None:
+    def add_term(self, value, value_signed: bool, shift: int, negate: bool = False, ready: float = 0.0,
+                 stage: int = 0) -> None:
         """Add `value` (an Amaranth value of its own width) times 2**shift, negated if `negate`; its bits
-        arrive at `ready` ns."""
+        arrive at `ready` ns, in pipeline stage `stage`."""
         n = len(value)
         for i in range(n):
             weight = i + shift
             negative = (value_signed and i == n - 1) != negate
             if weight >= self.width:
                 continue  # a multiple of 2**width: nothing modulo 2**width
-            self.columns[weight].append((value[i], negative, ready))
+            self.columns[weight].append(Item(value[i], negative, ready, stage))
             if negative:
                 self.constant -= 1 << weight
 
-    def add_bit(self, bit, shift: int, negate: bool = False, ready: float = 0.0) -> None:
+    def add_bit(self, bit, shift: int, negate: bool = False, ready: float = 0.0, stage: int = 0) -> None:
         """Add one bit times (+-)2**shift."""
-        self.add_term(bit, False, shift, negate, ready)
+        self.add_term(bit, False, shift, negate, ready, stage)
 
     def add_constant(self, value: int) -> None:
         self.constant += int(value)
@@ -134,12 +154,22 @@ class BitHeap:
     def height(self) -> int:
         return max((len(c) for c in self.columns), default=0)
 
+    @property
+    def ready(self) -> float:
+        """When the heap's latest bit arrives."""
+        return max((item.ready for column in self.columns for item in column), default=0.0)
+
+    @property
+    def stage(self) -> int:
+        """The latest stage of the heap's bits."""
+        return max((item.stage for column in self.columns for item in column), default=0)
+
     def place_constant(self) -> None:
         """Move the constant into the columns as constant-1 bits (two's complement modulo 2**width)."""
         bits = self.constant % (1 << self.width)
         for k in range(self.width):
             if bits >> k & 1:
-                self.columns[k].append((Const(1, 1), False, 0.0))
+                self.columns[k].append(Item(Const(1, 1), False, 0.0, -1))
         self.constant = 0
 
     def _plan_column(self, count: int, incoming: int, target: int) -> list[int] | None:
@@ -172,7 +202,7 @@ class BitHeap:
     def _groups(self, final_height: int) -> list[tuple[int, list, int]]:
         """The next level's counters as (column, input items, outputs), and the items passing through as
         (column, [item], 0): the smallest height reachable in one level, never below `final_height`. A
-        column's earliest bits are counted, its latest (if any) pass to the next level."""
+        column's earliest bits (by stage, then arrival) are counted, its latest (if any) pass on."""
         target = max(final_height, 2)
         plan = self._plan_level(target)
         while plan is None:
@@ -180,7 +210,7 @@ class BitHeap:
             plan = self._plan_level(target)
         groups = []
         for k, (bits, sizes) in enumerate(zip(self.columns, plan)):
-            pool = sorted(bits, key=lambda item: item[2])
+            pool = sorted(bits, key=lambda item: (item.stage, item.ready))
             for size in sizes:
                 groups.append((k, pool[:size], min(_outputs(size), self.width - k)))
                 pool = pool[size:]
@@ -188,32 +218,39 @@ class BitHeap:
         return groups
 
     @staticmethod
-    def _counter_ready(group: list) -> float:
+    def _counter_ready(group: list[Item]) -> float:
         """When a counter's outputs arrive at the next level: its latest input on its fastest pin, etc."""
-        times = sorted(item[2] for item in group if not _is_const(item))
+        times = sorted(item.ready for item in group if not _is_const(item))
         if not times:
             return 0.0
         n = len(times)
         return max(t + PIN_NS[n - 1 - k] for k, t in enumerate(times)) + COUNTER_NET_NS
 
-    def next_level_ready(self, final_height: int = 2) -> float:
-        """When the outputs of the next `compress` would arrive (the planner's look-ahead)."""
-        return max((self._counter_ready(items) if outputs else items[0][2]
-                    for _, items, outputs in self._groups(final_height)), default=0.0)
-
-    @property
-    def ready(self) -> float:
-        """When the heap's latest bit arrives."""
-        return max((item[2] for column in self.columns for item in column), default=0.0)
+    def _delay(self, m: Module, item: Item, stage: int) -> Item:
+        """`item` through flip-flops up to `stage` (a constant is any stage)."""
+        if _is_const(item):
+            return item
+        while item.stage < stage:
+            self._registers += 1
+            reg = Signal(name=f"{self.name}_r{self._registers}", reset_less=True)
+            m.d.sync += reg.eq(item.bit)
+            self.ffs += 1
+            # the inversion stays in the next truth table; the copy drives what the bit drove
+            item = Item(reg, item.inverted, CLOCK_TO_OUT_NS + COUNTER_NET_NS, item.stage + 1)
+        return item
 
     def compress(self, m: Module, name: str, final_height: int = 2, primitives: bool = True) -> int:
-        """One level of counters (see `_groups`). Returns the LUTs spent."""
+        """One level of counters (see `_groups`), registers where the clock needs them. Returns the LUTs."""
         luts = 0
         new = [[] for _ in range(self.width)]
         for g, (k, items, outputs) in enumerate(self._groups(final_height)):
             if not outputs:
                 new[k].append(items[0])
                 continue
+            stage = max(item.stage for item in items)
+            items = [self._delay(m, item, stage) for item in items]
+            if self._counter_ready(items) > self.clock_ns:
+                items = [self._delay(m, item, stage + 1) for item in items]
             outs = self._counter(m, items, outputs, f"{name}_c{k}g{g}", primitives)
             for j, item in enumerate(outs):
                 new[k + j].append(item)
@@ -222,49 +259,38 @@ class BitHeap:
         return luts
 
     @classmethod
-    def _counter(cls, m: Module, group: list, outputs: int, name: str, primitives: bool) -> list:
+    def _counter(cls, m: Module, group: list[Item], outputs: int, name: str, primitives: bool) -> list[Item]:
         """The low `outputs` bits of the count of `group` (constant bits folded into the truth tables; inputs
         on pins by arrival, the latest on I(n-1), the fastest)."""
-        variables = sorted((item for item in group if not _is_const(item)), key=lambda item: item[2])
-        offset = sum(int(item[0].value) for item in group if _is_const(item))
+        variables = sorted((item for item in group if not _is_const(item)), key=lambda item: item.ready)
+        offset = sum(int(item.bit.value) for item in group if _is_const(item))
         n = len(variables)
-        flips = sum(1 << k for k, item in enumerate(variables) if item[1])
+        flips = sum(1 << k for k, item in enumerate(variables) if item.inverted)
         ready = cls._counter_ready(variables)
+        stage = max((item.stage for item in variables), default=-1)
         bits = []
         for j in range(outputs):
             table = sum(1 << v for v in range(1 << n) if (bin(v ^ flips).count("1") + offset) >> j & 1)
             if n == 0 or table in (0, (1 << (1 << n)) - 1):
-                bits.append((Const(table & 1, 1), False, 0.0))
+                bits.append(Item(Const(table & 1, 1), False, 0.0, -1))
             else:
-                bits.append((lut(m, [item[0] for item in variables], table, f"{name}_{j}", primitives), False, ready))
+                bits.append(Item(lut(m, [item.bit for item in variables], table, f"{name}_{j}", primitives),
+                                 False, ready, stage))
         return bits
 
-    def register(self, m: Module, name: str) -> int:
-        """Every bit of the heap through a flip-flop (reset-less datapath register). Returns the flip-flops."""
-        ffs = 0
-        for k, bits in enumerate(self.columns):
-            regs = []
-            for j, (bit, inverted, _) in enumerate(bits):
-                if isinstance(bit, Const):
-                    regs.append((bit, inverted, 0.0))
-                    continue
-                reg = Signal(name=f"{name}_c{k}_{j}", reset_less=True)
-                m.d.sync += reg.eq(bit)
-                # the inversion stays in the next truth table; the copy drives what the bit drove
-                regs.append((reg, inverted, CLOCK_TO_OUT_NS + COUNTER_NET_NS))
-                ffs += 1
-            self.columns[k] = regs
-        return ffs
+    def align(self, m: Module, stage: int) -> None:
+        """Every bit through flip-flops up to `stage` (before the carry chain, which needs one stage)."""
+        self.columns = [[self._delay(m, item, stage) for item in column] for column in self.columns]
 
     def rows(self) -> list:
         """The (at most three) rows of a compressed heap as `width`-bit values."""
         if self.height > 3:
             raise ValueError(f"compress the heap to 3 rows first (height {self.height})")
+
         def bit(items, r):
             if r >= len(items):
                 return Const(0, 1)
-            signal, inverted, _ = items[r]
-            return ~signal if inverted else signal
+            return ~items[r].bit if items[r].inverted else items[r].bit
         return [Cat(*[bit(items, r) for items in self.columns]) for r in range(max(1, self.height))]
 
     def sum(self, m: Module, name: str) -> Signal:

@@ -185,23 +185,25 @@ class _Datapath:
         self.ffs += len(reg)
         return reg
 
-    def _heaps(self, spec: DenseSpec, copies: list[list], mult, offset, widths, ready: float) -> list[BitHeap]:
+    def _heaps(self, spec: DenseSpec, copies: list[list], mult, offset, widths, ready: float,
+               name: str) -> list[BitHeap]:
         """One heap per output channel; channel c reads copy c * len(copies) // MH of the input values, whose
-        bits arrive at `ready`."""
+        bits arrive at `ready`, in the current stage."""
         heaps = []
         for c in range(spec.mh):
-            heap = BitHeap(widths[c])
+            heap = BitHeap(widths[c], self.clock_ns, f"{name}_{c}")
             for i, x in enumerate(copies[c * len(copies) // spec.mh]):
                 w = int(spec.weights[c, i]) * mult[c]
                 if w == 0:
                     continue
                 if spec.in_fmt.is_bipolar:  # x = 2b - 1: w*x = 2w*b - w
                     for sign, shift in csd_digits(2 * w):
-                        heap.add_bit(x, shift, negate=sign < 0, ready=ready)
+                        heap.add_bit(x, shift, negate=sign < 0, ready=ready, stage=self.registers)
                     heap.add_constant(-w)
                     continue
                 for sign, shift in csd_digits(w):
-                    heap.add_term(x, spec.in_fmt.is_signed, shift, negate=sign < 0, ready=ready)
+                    heap.add_term(x, spec.in_fmt.is_signed, shift, negate=sign < 0, ready=ready,
+                                  stage=self.registers)
             heap.add_constant(offset[c])
             heap.place_constant()
             heaps.append(heap)
@@ -213,9 +215,14 @@ class _Datapath:
         digits = np.array([[len(csd_digits(int(w) * k)) for w in row] for row, k in zip(spec.weights, mult)])
         return 3 * int(digits.sum(axis=0).max(initial=1))
 
-    def _register_heaps(self, heaps: list[BitHeap], name: str) -> None:
-        self.ffs += sum(h.register(self.m, f"{name}_{c}") for c, h in enumerate(heaps))
-        self.registers += 1
+    def _align(self, heaps: list[BitHeap], stage: int) -> None:
+        """Every heap's bits to `stage` (the carry chains need their rows in one stage, the layer's outputs
+        leave together); `registers` counts the stages."""
+        before = sum(h.ffs for h in heaps)
+        for h in heaps:
+            h.align(self.m, stage)
+        self.ffs += sum(h.ffs for h in heaps) - before
+        self.registers = stage
 
     def _layer(self, index: int, spec: DenseSpec, values, t_out: float):
         kind, rq, saturate = spec.activation()
@@ -244,18 +251,18 @@ class _Datapath:
             ready = CLOCK_TO_OUT_NS + fanout_net_ns(-(-fanout // copies))
         else:
             values = [values]
-        heaps = self._heaps(spec, values, mult, offset, widths, ready)
-        level, fresh = 0, True
-        while max(h.height for h in heaps) > 2:
-            if not fresh and max(h.next_level_ready() for h in heaps) > clock:
-                self._register_heaps(heaps, f"{name}_h{level}")
+        heaps = self._heaps(spec, values, mult, offset, widths, ready, name)
+        level = 0
+        while max(h.height for h in heaps) > 2:  # registers go per counter, inside the heaps
             self.luts += sum(h.compress(self.m, f"{name}_k{level}_{c}", 2, self.primitives)
                              for c, h in enumerate(heaps))
-            level, fresh = level + 1, False
+            level += 1
         self.layer_levels.append(level)
+        self.ffs += sum(h.ffs for h in heaps)
+        self._align(heaps, max(h.stage for h in heaps))
         chain = carry_chain_ns(max(widths))
         if max(h.ready for h in heaps) + chain + REGISTER_NET_NS > clock:
-            self._register_heaps(heaps, f"{name}_cpa")
+            self._align(heaps, self.registers + 1)
         t_sum = max(h.ready for h in heaps) + chain
         sums_hw = [h.sum(self.m, f"{name}_sum_{c}") for c, h in enumerate(heaps)]
         self.luts += sum(widths)
