@@ -409,7 +409,7 @@ class UnrolledNetwork(wiring.Component):
 
     def layer_resources(self) -> list[Resources]:
         """Each layer's share of `resources()`: its heaps, carry chains, activations and pipeline registers (the
-        input register, output register and queue counted with the last layer)."""
+        output register and queue counted with the last layer)."""
         shares = [Resources(luts=luts, ffs=ffs) for luts, ffs in self._layer_counts]
         total = self.resources()
         shares[-1] = shares[-1] + Resources(luts=total.luts - self._plan_luts, ffs=total.ffs - self._plan_ffs,
