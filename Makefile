@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/rtlgen verify rtlgen/models/default_digits_mlp.onnx build/default --inputs rtlgen/models/default_digits_inputs.npy --backpressure 0.3
 
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -7,6 +7,10 @@ layer's LUT, FF, BRAM and DSP take together. Only the few choices with the fewes
 target are costed: more multipliers never make a layer cheaper at the same target. A slower target never
 needs more, so the fastest folding within a budget is a binary search over the cycle counts the layers reach.
 The FIFOs and width converters between layers are added when a whole folding is costed.
+
+The top level's streams are words of the first layer's input and the last layer's output; the search keeps them
+at most `MAX_STREAM_BITS` wide, the widest stream an AXI DMA moves (a fully parallel first layer of TFC on
+8-bit pixels would ask for 6,272 bits). A target only reachable wider is explained in the note.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from ip_cores.resources import Resources
 
-from .cost import DEFAULT_WEIGHTS, Budget, CostModel, usage
+from .cost import DEFAULT_WEIGHTS, Budget, CostModel, folded_copy, usage
 from .errors import RtlgenError
 from .folding import FoldingChoice, fastest_cycles
 from .graph import Network
@@ -22,6 +26,7 @@ from .stitch import DEFAULT_FIFO_DEPTH
 
 MAX_CANDIDATES = 6  # choices costed per layer and target: those with the fewest multipliers
 MULTIPLIER_SLACK = 2  # ... and at most this many times the fewest
+MAX_STREAM_BITS = 1024  # the top level's input and output words: AXI DMA's widest stream data width
 
 
 @dataclass
@@ -32,8 +37,33 @@ class SearchResult:
     note: str  # one line for the build summary and report.json
 
 
-def _candidates(layer, target: int) -> list[FoldingChoice]:
-    meets = [(pe * simd, -simd, pe) for pe in layer.pe_choices() for simd in layer.simd_choices()
+def stream_bits(network: Network, layer, choice: FoldingChoice) -> int:
+    """The widest top-level stream word `layer` would have at `choice`: its input word if it is the first
+    layer, its output word if it is the last, else 0."""
+    twin = folded_copy(layer, choice)
+    bits = 0
+    if layer is network.layers[0]:
+        bits = twin.in_elems_per_word * twin.in_fmt.width
+    if layer is network.layers[-1]:
+        bits = max(bits, twin.out_elems_per_word * twin.out_fmt.width)
+    return bits
+
+
+def allowed_choices(network: Network, layer) -> list[tuple[int, int]]:
+    """(PE, SIMD) pairs of `layer` whose top-level streams stay within MAX_STREAM_BITS."""
+    pairs = [(pe, simd) for pe in layer.pe_choices() for simd in layer.simd_choices()]
+    if layer is not network.layers[0] and layer is not network.layers[-1]:
+        return pairs
+    return [(pe, simd) for pe, simd in pairs if stream_bits(network, layer, FoldingChoice(pe, simd)) <= MAX_STREAM_BITS]
+
+
+def fastest_allowed(network: Network, layer) -> int:
+    """The fewest cycles per frame `layer` reaches with its streams within MAX_STREAM_BITS."""
+    return min(layer.cycles_at(pe, simd) for pe, simd in allowed_choices(network, layer))
+
+
+def _candidates(network: Network, layer, target: int) -> list[FoldingChoice]:
+    meets = [(pe * simd, -simd, pe) for pe, simd in allowed_choices(network, layer)
              if layer.cycles_at(pe, simd) <= target]
     if not meets:
         return []
@@ -54,7 +84,7 @@ class FoldingSearch:
         """Every layer at its cheapest choice that meets `target` cycles per frame."""
         folding = {}
         for layer in self.network.layers:
-            choices = _candidates(layer, target)
+            choices = _candidates(self.network, layer, target)
             folding[layer.name] = min(choices, key=lambda c: (self.weights.fraction(self.cost.layer(layer, c)),
                                                                c.pe * c.simd, -c.simd))
         cycles = max(layer.cycles_at(folding[layer.name].pe, folding[layer.name].simd) for layer in self.network.layers)
@@ -66,7 +96,7 @@ class FoldingSearch:
     def reachable_targets(self, low: int) -> list[int]:
         """Every cycles-per-frame count some layer reaches at some folding, from `low` up."""
         counts = {layer.cycles_at(pe, simd) for layer in self.network.layers
-                  for pe in layer.pe_choices() for simd in layer.simd_choices()}
+                  for pe, simd in allowed_choices(self.network, layer)}
         return sorted(c for c in counts | {low} if c >= low)
 
 
@@ -75,17 +105,19 @@ def search_folding(network: Network, target_cycles: int | None, budget: Budget |
     """The cheapest folding meeting `target_cycles` within `budget`; without a target (or when the budget
     cannot afford it) the fastest folding within the budget. The note says what was met and what binds."""
     search = FoldingSearch(network, budget, fifo_depth, fifo_sizing)
-    floor_layer = max(network.layers, key=fastest_cycles)
-    floor = fastest_cycles(floor_layer)
+    floor_layer = max(network.layers, key=lambda layer: fastest_allowed(network, layer))
+    floor = fastest_allowed(network, floor_layer)
+    capped = fastest_cycles(floor_layer) < floor  # the stream width, not the layer, binds
+    why = f"its stream to the top level at most {MAX_STREAM_BITS} bits" if capped else "at full parallelism"
     start = floor if target_cycles is None else max(target_cycles, floor)
     first = search.at(start)
     if not search.excess(first):
         if target_cycles is None:
             first.note = (f"folding search: the fastest folding, {first.cycles} cycles per frame ({floor_layer.name} "
-                          f"cannot go faster), fits {search.budget.label}")
+                          f"cannot go faster, {why}), fits {search.budget.label}")
         elif target_cycles < floor:
             first.note = (f"folding search: target {target_cycles} cycles per frame is below what {floor_layer.name} "
-                          f"reaches ({floor} cycles at full parallelism); folded for {first.cycles}")
+                          f"reaches ({floor} cycles, {why}); folded for {first.cycles}")
         else:
             within = f" within {search.budget.label}" if search.budget else ""
             first.note = (f"folding search: cheapest folding for at most {target_cycles} cycles per frame{within}: "

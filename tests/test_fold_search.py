@@ -92,6 +92,22 @@ def test_a_binding_budget_gives_the_fastest_folding_that_fits():
     assert usage(search.at(faster).total)["LUT"] > 8000
 
 
+def test_top_level_streams_stay_within_the_cap(monkeypatch):
+    """The first layer's input word and the last layer's output word at most MAX_STREAM_BITS (made 96 here:
+    the default model's 64 UINT4 inputs and 10 INT12 outputs would be 256 and 120 bits fully parallel)."""
+    import rtlgen.fold_search as fold_search
+    monkeypatch.setattr(fold_search, "MAX_STREAM_BITS", 96)
+    network = _network(DEFAULT_MODEL)
+    first, last = network.layers[0], network.layers[-1]
+    found = search_folding(network, 1, None)
+    assert found.folding[first.name].simd * first.in_fmt.width <= 96
+    assert found.folding[last.name].pe * last.out_fmt.width <= 96
+    # SIMD 16 (64 bits) is the widest 4-bit input word within 96 bits (SIMD | 64): the first layer binds at
+    # 64 / 16 = 4 cycles, where it would reach 1 uncapped
+    assert found.cycles == 4 == first.cycles_at(64, 16) and first.cycles_at(64, 64) == 1
+    assert "at most 96 bits" in found.note and "Gemm_0" in found.note
+
+
 def test_nothing_fits_is_one_error():
     with pytest.raises(RtlgenError, match="no folding fits --max-luts 100: even the smallest"):
         search_folding(_network(DEFAULT_MODEL), None, Budget(luts=100, label="--max-luts 100"))
