@@ -149,6 +149,17 @@ def clean_model(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelProto
     if dynamic_params:
         raise UnsupportedModelError([Offence(node.name or node.output[0], node.op_type, f"parameter {name} is a graph input, not a constant; "
                                              "quantizer scales, zero points and bit widths must be initializers") for node, name in dynamic_params])
+    # Channels-last custom ops are always refused, and qonnx's shape inference takes about a minute on such models
+    # (it prints every shape-compatible stand-in node): refuse them before cleanup, with the ops never supported.
+    channels_last = [node for node in proto.graph.node if node.domain == CHANNELS_LAST_DOMAIN]
+    if channels_last:
+        ops = ", ".join(sorted({node.op_type for node in channels_last}))
+        names = ", ".join(node.name or node.output[0] for node in channels_last)
+        offences = [Offence(names, ops, f"{len(channels_last)} channels-last custom op(s) ({CHANNELS_LAST_DOMAIN}); "
+                                        "export the model channels-first (NCHW, standard ONNX ops): rtlgen streams "
+                                        "channels-last itself")]
+        raise UnsupportedModelError(offences + [Offence(node.name or node.output[0], node.op_type, NOT_YET[node.op_type])
+                                                for node in proto.graph.node if node.op_type in NOT_YET])
     for node in proto.graph.node:  # cleanup renames every node: keep the user's names for messages
         if node.name:
             node.doc_string = ORIGINAL_NAME_TAG + node.name
@@ -507,10 +518,6 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
 
     for i, node in enumerate(chain):
         dyn_in = chain[i - 1].output[0] if i else in_name
-        if node.domain == CHANNELS_LAST_DOMAIN:
-            lw.offences.append(offence(node, f"is a channels-last custom op ({CHANNELS_LAST_DOMAIN}); export the model "
-                                             f"channels-first (NCHW, standard ONNX ops): rtlgen streams channels-last itself"))
-            continue
         if node.op_type in NOT_YET:  # also in the host tail: these are outside what rtlgen handles at all
             lw.offences.append(offence(node, NOT_YET[node.op_type]))
             continue
