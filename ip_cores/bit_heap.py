@@ -55,14 +55,13 @@ def fanout_net_ns(fanout: int) -> float:
     return 0.40 + 0.12 * math.log2(max(1, fanout))
 
 
-def carry_chain_ns(width: int, rows: int = 2) -> float:
-    """A carry-chain adder of `width` bits, from its rows' arrival (their nets included) to its top sum bit:
+def carry_chain_ns(width: int) -> float:
+    """A carry-chain adder of two `width`-bit rows, from their arrival (their nets included) to its top sum bit:
     the XOR LUT2 in front of each bit (0.238 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3] 0.114 ns a further
-    CARRY4, CI to O[3] 0.313 ns out of the last). Three rows first pass a full-adder LUT3 and its net (Yosys'
-    maccmap keeps it apart from the chain's LUT, which becomes a LUT4: measured)."""
+    CARRY4, CI to O[3] 0.313 ns out of the last). (A third row would cost a full-adder LUT level in front: Yosys'
+    maccmap keeps it apart from the chain's LUT, measured; so heaps are compressed to two rows.)"""
     chunks = max(1, -(-width // 4))
-    front = 0.407 + 0.52 + 0.472 if rows == 3 else 0.238
-    return front + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
+    return 0.238 + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
 
 
 def csd_digits(value: int) -> list[tuple[int, int]]:
@@ -287,9 +286,9 @@ class BitHeap:
         self.columns = [[self._delay(m, item, stage) for item in column] for column in self.columns]
 
     def rows(self) -> list:
-        """The (at most three) rows of a compressed heap as `width`-bit values."""
-        if self.height > 3:
-            raise ValueError(f"compress the heap to 3 rows first (height {self.height})")
+        """The (at most two) rows of a compressed heap as `width`-bit values."""
+        if self.height > 2:
+            raise ValueError(f"compress the heap to 2 rows first (height {self.height})")
 
         def bit(items, r):
             if r >= len(items):
@@ -301,8 +300,5 @@ class BitHeap:
         """The sum of the rows in one carry chain, as a signed `width`-bit signal."""
         total = Signal(signed(self.width), name=name)
         rows = self.rows()
-        expr = rows[0]
-        for row in rows[1:]:
-            expr = expr + row
-        m.d.comb += total.eq(expr)
+        m.d.comb += total.eq(rows[0] + rows[1] if len(rows) == 2 else rows[0])
         return total

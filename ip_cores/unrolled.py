@@ -253,8 +253,8 @@ class _Datapath:
             values = [values]
         heaps = self._heaps(spec, values, mult, offset, widths, ready, name)
         level = 0
-        while max(h.height for h in heaps) > 2:  # registers go per counter, inside the heaps
-            self.luts += sum(h.compress(self.m, f"{name}_k{level}_{c}", 2, self.primitives)
+        while max(h.height for h in heaps) > FINAL_ROWS:  # registers go per counter, inside the heaps
+            self.luts += sum(h.compress(self.m, f"{name}_k{level}_{c}", FINAL_ROWS, self.primitives)
                              for c, h in enumerate(heaps))
             level += 1
         self.layer_levels.append(level)
@@ -404,7 +404,7 @@ class UnrolledNetwork(wiring.Component):
     def resources(self) -> Resources:
         """Analytic estimate: heap counters and chains from the plan, the registers, the output queue."""
         queue_luts = -(-self.out_width // 6) * 4 * -(-self.queue_depth // 32)
-        return Resources(luts=self._plan_luts + 30, ffs=self._plan_ffs + self.in_width + self.out_width + 40,
+        return Resources(luts=self._plan_luts + 30, ffs=self._plan_ffs + self.out_width + 40,
                          lutram=queue_luts)
 
     def layer_resources(self) -> list[Resources]:
