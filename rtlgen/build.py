@@ -23,10 +23,13 @@ from .cost import PARTS, TOP_LEVEL_RESOURCES, Budget
 from .folding import FoldingChoice, apply_folding, default_folding, folding_spec, load_folding, parse_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
 from .graph import DepthwiseLayer, MaxPoolLayer, MVTULayer, fmt_name
-from .host import build_head, build_tail, tail_input_shape
+from .driver_files import write_driver
+from .host import build_head, build_tail, portable, tail_input_shape
+from .portable_onnx import is_standard
 from .memfiles import externalize_rom_contents
 from .progress import step
 from .report_html import write_report_html
+from .testbench import write_testbench
 from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
 from .timing import estimate, stage_cycles
 from ip_cores.resources import Resources
@@ -256,7 +259,7 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
                                        fifo_depths=fifo_depths)
     verilog, memory_files = externalize_rom_contents(verilog)
     timing = estimate(stages)
-    head, tail = build_head(lowered), build_tail(lowered)
+    head, tail = portable(build_head(lowered)), portable(build_tail(lowered))
 
     created = _make_parents(out_dir)
     try:
@@ -276,6 +279,10 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         report["resources"] = _resource_report(report, stages)
         report["memory_files"] = memory_manifest(memory_files, top_name, report)
         report["fifo_sizing"] = fifo_report
+        report["host"]["runtime"] = "onnxruntime" if is_standard(head) and is_standard(tail) else "qonnx"
+        report["notes"] = report["notes"] + write_driver(tmp, report, head, tail)
+        with step("testbench: golden frames"):
+            write_testbench(tmp / "sim", network, report, options.clock_ns, bool(_INSTANTIATES_LUTS.search(verilog)))
         if options.package_ip:
             _package_ip(tmp, top_name, options, model_path, sorted(memory_files))
         report["build_seconds"] = round(time.monotonic() - start, 3)

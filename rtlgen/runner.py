@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ip_cores.elements import pack_words, unpack_words
-
 from .errors import RtlgenError
 from .progress import step
 from .frontend import parse_dtype
 from .host import execute_frames
+from .stream_packing import StreamFormat, frames_to_words, unpack_frames, words_to_bytes
 
 
 @dataclass
@@ -132,30 +131,8 @@ def harness_optimisation(design: Design) -> str:
 
 
 def input_words(design: Design, hw_in: np.ndarray) -> list[int]:
-    """The s_axis words of integer frames (N, in_elems): elements packed into words of `in_stream_bits`; as
-    TDATA words (`s_axis_tdata_bits`) the padding bits above them are zero."""
-    io = design.io
-    in_fmt = parse_dtype(io["input_dtype"])
-    words = []
-    for frame in hw_in:
-        words.extend(pack_words(frame, in_fmt, io["in_elems_per_word"]))
-    return words
-
-
-def dma_buffer(words, tdata_bits: int) -> bytes:
-    """Words as an AXI DMA reads them from memory: each one `tdata_bits // 8` bytes, zero-padded, least
-    significant byte first, one after the other (a frame of W words is W * TDATA bytes, no gaps)."""
-    if tdata_bits % 8:
-        raise ValueError(f"TDATA of {tdata_bits} bits is not whole bytes")
-    return b"".join(int(w).to_bytes(tdata_bits // 8, "little") for w in words)
-
-
-def words_from_dma_buffer(buffer: bytes, tdata_bits: int) -> list[int]:
-    """The inverse of `dma_buffer`: the words an S2MM channel wrote, TDATA bytes each."""
-    step = tdata_bits // 8
-    if tdata_bits % 8 or len(buffer) % step:
-        raise ValueError(f"{len(buffer)} bytes are not whole {tdata_bits}-bit words")
-    return [int.from_bytes(buffer[k:k + step], "little") for k in range(0, len(buffer), step)]
+    """The s_axis words of integer frames (N, in_elems), packed as a DMA sends them (`rtlgen.stream_packing`)."""
+    return frames_to_words(hw_in, StreamFormat.of_input(design.io))
 
 
 def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_stall: float = 0.0, seed: int = 0,
@@ -168,7 +145,7 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
     from sim.toolchain import ToolchainError
 
     io = design.io
-    out_fmt = parse_dtype(io["output_dtype"])
+    out_fmt = StreamFormat.of_output(io)
     words = input_words(design, hw_in)
     n = len(hw_in)
     if watchdog_cycles is None:  # no output word for this long means a stall, not a slow design
@@ -189,7 +166,7 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
         raise RtlgenError(f"simulation failed: the core raised its error flag (input framing) in cycle "
                           f"{result.error_cycle}, at input frame {frame}, although every frame had exactly "
                           f"{io['in_words_per_frame']} words with TLAST on the last; the design is faulty")
-    hw_out = unpack_words(result.out_words, out_fmt, io["out_elems_per_word"], n * io["out_elems"]).reshape(n, io["out_elems"])
+    hw_out = unpack_frames(np.frombuffer(words_to_bytes(result.out_words, out_fmt.tdata_bits), dtype=np.uint8), out_fmt)
     stats = {
         "frames": n,
         "latency_cycles": result.latency_cycles,

@@ -22,7 +22,9 @@
 //
 // IN.hex: one input word a line, hexadecimal (no prefix needed, "0x" accepted), least significant
 // bit = bit 0 of s_axis_tdata. The words form frames of A words; each frame is sent as beats with
-// TLAST on its last beat. Corrupted frames, to test the core's input framer:
+// TLAST on its last beat. A line "WORD last" marks its beat's TLAST explicitly (a DMA transfer of any
+// length); with any marks, TLAST is on exactly the marked beats and the last one. Corrupted frames, to test
+// the core's input framer:
 //   --drop-word F:J    frame F loses its word J (A-1 beats, TLAST on the last of them)
 //   --extra-word F:J   frame F gets a copy of its word J inserted before it (A+1 beats)
 // DMA-side pacing, for widths that differ between a DMA and the core:
@@ -269,7 +271,10 @@ Options parse_args(int argc, char** argv) {
     return o;
 }
 
-std::vector<uint32_t> read_words(const std::string& path, long long& n_words) {
+// Each line: a hex word, optionally followed by " last" (explicit framing: that beat carries TLAST, as a DMA
+// transfer of any length ends; with any such mark, TLAST is exactly on the marked beats and --in-per-frame only
+// counts frames for the statistics).
+std::vector<uint32_t> read_words(const std::string& path, long long& n_words, std::vector<uint8_t>& marks) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) fail("cannot open input file " + path + ": " + std::strerror(errno));
     std::string text;
@@ -291,6 +296,15 @@ std::vector<uint32_t> read_words(const std::string& path, long long& n_words) {
         while (b < e && (text[b] == ' ' || text[b] == '\t' || text[b] == '\r')) ++b;
         while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r')) --e;
         if (b == e || text[b] == '#') continue;
+        std::size_t word_end = b;
+        while (word_end < e && text[word_end] != ' ' && text[word_end] != '\t') ++word_end;
+        std::size_t mark = word_end;
+        while (mark < e && (text[mark] == ' ' || text[mark] == '\t')) ++mark;
+        if (mark < e && text.compare(mark, e - mark, "last") != 0)
+            fail(path + ":" + std::to_string(line_no) + ": after the word only 'last' may follow: '" +
+                 text.substr(b, std::min<std::size_t>(e - b, 80)) + "'");
+        marks.push_back(mark < e ? 1 : 0);
+        e = word_end;
         data.resize(data.size() + kInChunks);
         if (!parse_hex(text.data() + b, text.data() + e, &data[data.size() - kInChunks], kInChunks, HARNESS_IN_W))
             fail(path + ":" + std::to_string(line_no) + ": not a hex word of at most " +
@@ -308,14 +322,23 @@ struct Beats {
     std::vector<uint8_t> first;  // first beat of a frame
 };
 
-Beats make_beats(const Options& o, long long n_words) {
+Beats make_beats(const Options& o, long long n_words, const std::vector<uint8_t>& marks) {
+    Beats b;
+    if (std::find(marks.begin(), marks.end(), 1) != marks.end()) {  // explicit framing
+        if (!o.drop_word.empty() || !o.extra_word.empty()) fail("--drop-word/--extra-word need unmarked input words");
+        for (long long w = 0; w < n_words; ++w) {
+            b.word.push_back(w);
+            b.last.push_back(marks[static_cast<std::size_t>(w)] || w + 1 == n_words ? 1 : 0);
+            b.first.push_back(w == 0 || marks[static_cast<std::size_t>(w - 1)] ? 1 : 0);
+        }
+        return b;
+    }
     const long long n_frames = (n_words + o.in_per_frame - 1) / o.in_per_frame;
     for (const auto* corrupt : {&o.drop_word, &o.extra_word})
         for (const auto& fj : *corrupt)
             if (fj.first >= n_frames || fj.first * o.in_per_frame + fj.second >= n_words)
                 fail("frame " + std::to_string(fj.first) + " word " + std::to_string(fj.second) +
                      " to corrupt is not in the input (" + std::to_string(n_words) + " words)");
-    Beats b;
     for (long long f = 0; f < n_frames; ++f) {
         const long long start = f * o.in_per_frame;
         const long long end = std::min(n_words, start + o.in_per_frame);
@@ -352,8 +375,9 @@ int main(int argc, char** argv) {
                   "m_axis_tdata width in harness_config.h does not match the model");
 
     long long n_words = 0;
-    const std::vector<uint32_t> in_data = read_words(opt.in_path, n_words);
-    const Beats beats = make_beats(opt, n_words);
+    std::vector<uint8_t> marks;
+    const std::vector<uint32_t> in_data = read_words(opt.in_path, n_words, marks);
+    const Beats beats = make_beats(opt, n_words, marks);
     const long long n_in = static_cast<long long>(beats.word.size());
     const long long n_out = opt.n_out;
 

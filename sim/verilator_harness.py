@@ -483,6 +483,7 @@ class CompiledHarness:
         extra_words: Sequence[tuple[int, int]] = (),
         in_cycles_per_word: int = 1,
         out_cycles_per_word: int = 1,
+        in_lasts: Sequence[bool] | None = None,
     ) -> HarnessResult:
         """Stream `in_words` into the design and collect `n_out_words` output words.
 
@@ -492,13 +493,15 @@ class CompiledHarness:
         `drop_words` / `extra_words`: (frame, word) pairs; that frame loses its word, or gets a copy of it
         inserted before it (`sim.framing.corrupt_frames` makes the same beats). `in_cycles_per_word` /
         `out_cycles_per_word`: at most one input word offered, one output word taken, every so many
-        cycles (a DMA streaming that many beats a word through a width converter). Raises a
+        cycles (a DMA streaming that many beats a word through a width converter). `in_lasts`: TLAST per
+        input word, explicitly (DMA transfers of any length; `in_words_per_frame` then only counts frames for
+        the statistics, and `drop_words`/`extra_words` must be empty). Raises a
         `SimulationError` when no output word arrives for `watchdog_cycles` cycles, and (with
         `check_tlast`) when TLAST is not set exactly on the last word of every output frame.
         """
         if in_words_per_frame < 1 or out_words_per_frame < 1:
             raise ValueError("words per frame must be >= 1")
-        if len(in_words) % in_words_per_frame:
+        if len(in_words) % in_words_per_frame and in_lasts is None:
             raise ValueError(f"{len(in_words)} input words are not whole frames of {in_words_per_frame}")
         if n_out_words % out_words_per_frame:
             raise ValueError(f"{n_out_words} output words are not whole frames of {out_words_per_frame}")
@@ -515,6 +518,8 @@ class CompiledHarness:
                 raise ValueError(f"{option} {f}:{j}: no such word ({n_frames} frames of {in_words_per_frame} words)")
         if len({f for _, f, _ in corrupt}) != len(corrupt):
             raise ValueError("at most one corruption a frame")
+        if in_lasts is not None and (len(in_lasts) != len(in_words) or corrupt):
+            raise ValueError("in_lasts needs one flag an input word and no drop_words/extra_words")
         limit = 1 << self.in_w
         if in_words and not (0 <= min(in_words) and max(in_words) < limit):
             i, w = next((i, w) for i, w in enumerate(in_words) if not 0 <= w < limit)
@@ -525,7 +530,8 @@ class CompiledHarness:
         with tempfile.TemporaryDirectory(dir=runs) as tmp:
             in_file = Path(tmp) / "in.hex"
             out_file = Path(tmp) / "out.txt"
-            in_file.write_text("\n".join(map(hex, in_words)) + "\n")
+            marks = in_lasts if in_lasts is not None else [False] * len(in_words)
+            in_file.write_text("".join(f"{w:x}{' last' if m else ''}\n" for w, m in zip(in_words, marks)))
             cmd = [
                 str(self.executable), "--in", str(in_file), "--out", str(out_file),
                 "--n-out", str(n_out_words), "--in-per-frame", str(in_words_per_frame),

@@ -8,7 +8,7 @@ recorded block design. From them a deliberately simple model of the DMA side (st
 - the DMA, its interconnect and the core run on one clock (the block designs connect one clock to all of them);
 - during a transfer the DMA moves at most one stream beat a cycle, and the memory side at most as many bytes a
   cycle as its narrowest hop (the DMA's memory-mapped width, the Zynq HP port or the BRAM controller);
-- a frame is one buffer of `words x TDATA bytes` (`rtlgen.runner.dma_buffer`), frames are queued back to back
+- a frame is one buffer of `words x TDATA bytes` (`rtlgen.stream_packing.words_to_bytes`), frames are queued back to back
   (a transfer or descriptor per frame ready before the previous one ends), memory always answers.
 
 So the core gets at most one word every ceil(TDATA bytes / bytes a cycle) cycles: the compiled harness's
@@ -31,8 +31,8 @@ from ip_cores.elements import pack_words
 from rtlgen.build import BuildOptions, build
 from rtlgen.errors import RtlgenError
 from rtlgen.frontend import load_model, lower_model, parse_dtype
-from rtlgen.runner import (check_inputs, dma_buffer, host_head, input_words, load_design, simulate,
-                           words_from_dma_buffer)
+from rtlgen.runner import check_inputs, host_head, input_words, load_design, simulate
+from rtlgen.stream_packing import bytes_to_words, words_to_bytes
 from sim.verilator_harness import CompiledHarness
 from test_ipxact import TCLSH, bd_model, run_stubbed, stream_path
 
@@ -103,10 +103,10 @@ def test_tfc_w1a1_keeps_ii_64_through_the_dma(tfc, script, tmp_path):
     assert side["mm2s_mm"] >= side["mm2s_stream"] and side["s2mm_mm"] >= side["s2mm_stream"]
 
     # a frame in memory: 16 words x 8 bytes, i.e. 16 beats of the 64-bit MM2S stream, one beat a word
-    frame = dma_buffer(input_words(design, hw_in[:1]), io["s_axis_tdata_bits"])
+    frame = words_to_bytes(input_words(design, hw_in[:1]), io["s_axis_tdata_bits"])
     assert len(frame) == io["in_frame_bytes"] == 16 * 8
     assert len(frame) // (side["mm2s_stream"] // 8) == io["in_words_per_frame"]
-    assert words_from_dma_buffer(frame, io["s_axis_tdata_bits"]) == input_words(design, hw_in[:1])
+    assert bytes_to_words(frame, io["s_axis_tdata_bits"]) == input_words(design, hw_in[:1])
 
     k_in = cycles_per_word(io["s_axis_tdata_bits"], side["mm2s_stream"], side["mm2s_mm"], side["memory"])
     k_out = cycles_per_word(io["m_axis_tdata_bits"], side["s2mm_stream"], side["s2mm_mm"], side["memory"])
