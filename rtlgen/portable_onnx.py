@@ -116,6 +116,8 @@ class _Rewriter:
         attrs = _attrs(node)
         layout = attrs.get("data_layout", b"")
         layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+        if not layout:  # qonnx guesses the layout from the rank: NC, NWC, NCHW
+            layout = {2: "NC", 3: "NWC", 4: "NCHW"}.get(rank, "")
         cdim = layout.index("C") if "C" in layout else 1
         if thresholds.ndim != 2 or not 0 < cdim < rank:
             return False
@@ -126,8 +128,7 @@ class _Rewriter:
             x = self.op("Unsqueeze", node.input[0], self.int_const([-1]))
         else:
             x = self.op_attrs("Unsqueeze", [node.input[0]], axes=[rank])
-        reached = self.op("Cast", self.op("Not", self.op("Less", x, t)))
-        self.nodes[-1].attribute.append(helper.make_attribute("to", onnx.TensorProto.FLOAT))
+        reached = self.op_attrs("Cast", [self.op("Not", self.op("Less", x, t))], to=onnx.TensorProto.FLOAT)
         if opset >= 13:
             count = self.op_attrs("ReduceSum", [reached, self.int_const([-1])], keepdims=0)
         else:

@@ -61,11 +61,13 @@ def test_bipolar_quant_matches_qonnx():
     assert np.array_equal(qonnx_run(model, X), ort_run(model, X))
 
 
-@pytest.mark.parametrize("layout,shape", [("NC", [2, 3]), ("NCHW", [1, 3, 2, 2]), ("NHWC", [1, 2, 2, 3])])
+@pytest.mark.parametrize("layout,shape", [("NC", [2, 3]), ("NCHW", [1, 3, 2, 2]), ("NHWC", [1, 2, 2, 3]),
+                                          ("", [1, 2, 3]), ("", [1, 3, 2, 2])])  # no layout: qonnx guesses NWC, NCHW
 def test_multithreshold_matches_qonnx(layout, shape):
     thresholds = np.array([[-1.0, 0.0, 0.5], [0.0, 0.0, 2.0], [-3.0, 1.0, 1.5]])
-    node = helper.make_node("MultiThreshold", ["x", "t"], ["y"], domain=QONNX, name="m", data_layout=layout,
-                            out_scale=2.0, out_bias=-3.0)
+    layout_attr = {"data_layout": layout} if layout else {}
+    node = helper.make_node("MultiThreshold", ["x", "t"], ["y"], domain=QONNX, name="m", out_scale=2.0,
+                            out_bias=-3.0, **layout_attr)
     model = one_node_model(node, {"t": thresholds}, shape, opset=11)
     x = np.random.default_rng(0).choice([-3.0, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5], size=shape).astype(np.float32)
     assert np.array_equal(qonnx_run(model, x), ort_run(model, x))
