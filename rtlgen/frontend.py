@@ -34,6 +34,7 @@ from .errors import Offence, RtlgenError, UnsupportedModelError
 from .graph import Conv, DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
 from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEvaluator, display_name,
                         initializer_arrays, node_attrs, offence)
+from .qcdq import is_qcdq, to_quant
 from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
                          int_range)
 from .stream_order import channels_last_positions, stream_order
@@ -54,8 +55,6 @@ NOT_YET = {
     "Resize": "Resize is not supported",
     "Concat": "Concat (branching graphs) is not supported",
     "DepthToSpace": "DepthToSpace is not supported",
-    "QuantizeLinear": "QCDQ (QuantizeLinear/DequantizeLinear) models are not supported yet",
-    "DequantizeLinear": "QCDQ (QuantizeLinear/DequantizeLinear) models are not supported yet",
 }
 
 
@@ -137,11 +136,15 @@ def load_model(path: str | Path) -> onnx.ModelProto:
 
 
 def clean_model(proto: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
+    """qonnx's cleanup of a model as exported, after refusing what cleanup cannot take; QCDQ quantizers are first
+    fused into Quant nodes (`rtlgen.qcdq`)."""
     import warnings
 
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    if is_qcdq(proto):
+        proto = to_quant(proto, label)
     init_names = {i.name for i in proto.graph.initializer}
     graph_inputs = {i.name for i in proto.graph.input} - init_names
     dynamic_params = [(node, name) for node in proto.graph.node if node.op_type in ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold")

@@ -30,3 +30,15 @@ def qonnx_execute(model: onnx.ModelProto, frames: np.ndarray, taps: list[str] = 
             for t in taps:
                 tapped[t].append(np.asarray(ctx[t]))
     return np.stack(outs), {t: np.stack(v) for t, v in tapped.items()}
+
+
+def onnxruntime_execute(model: onnx.ModelProto, frames: np.ndarray) -> np.ndarray:
+    """Run a standard-ONNX `model` (a QCDQ original, as its author exported it) on each frame with onnxruntime,
+    graph optimizations off; returns the stacked graph output. The independent reference for a QCDQ model:
+    it never sees rtlgen's or qonnx's conversion to Quant nodes."""
+    from .portable_onnx import session
+
+    run = session(model)
+    name = run.get_inputs()[0].name
+    in_shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return np.stack([run.run(None, {name: np.asarray(f, dtype=np.float32).reshape(in_shape)})[0] for f in frames])

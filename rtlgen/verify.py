@@ -9,7 +9,9 @@ Three comparisons, on the same frames:
    exact quantizer input lies within `NEAR_TIE` steps of a decision boundary (a near-tie, reported with its
    distance: float32 rounding decided it) and in what follows from that in later layers.
 3. the final output after the host tail equals qonnx's output: exactly when the hardware ends on a
-   quantizer, within float32 rounding when the tail rescales accumulators.
+   quantizer, within float32 rounding when the tail rescales accumulators. For a QCDQ model (`rtlgen.qcdq`),
+   whose qonnx reference is the model converted to Quant nodes, the final output is also compared, by the same
+   rule, with onnxruntime running the original QCDQ graph as it was exported.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from .errors import RtlgenError
 from .exact_eval import ExactEvaluationError, ExactEvaluator, Rational
 from .frontend import InputFormat, LoweredModel, load_model, lower_model
-from .reference import qonnx_execute
+from .qcdq import is_qcdq
+from .reference import onnxruntime_execute, qonnx_execute
 from .runner import check_inputs, host_head, host_tail, load_design, simulate
 
 NEAR_TIE = 1e-3  # in units of the quantizer's step
@@ -48,6 +52,7 @@ class VerifyResult:
     memory_changes: list[str] = field(default_factory=list)  # when it is not: memory files changed since the build
     refereed: int = 0  # frames decided in exact arithmetic (`ExactReferee`), every element of every layer
     max_output_diff: float = 0.0
+    original_runtime_diff: float | None = None  # QCDQ: max |output - onnxruntime on the original graph|
     stats: dict = field(default_factory=dict)
 
     @property
@@ -63,11 +68,13 @@ class VerifyResult:
         if self.hw_mismatches:
             where = f" ({'; '.join(self.memory_changes[:3])})" if self.memory_changes else ""
             bad = f"; HARDWARE != GOLDEN: {'; '.join(self.hw_mismatches[:3])}{where}" + bad
+        original = ("" if self.original_runtime_diff is None else
+                    f", max |output - onnxruntime on the original QCDQ graph| {self.original_runtime_diff:.3g}")
         s = self.stats
         ii = f"{s['ii_cycles']:.1f}" if s.get("ii_cycles") is not None else "n/a"
         return (f"verify {name}: {self.frames} frames; hardware == golden on {self.hw_golden_equal}/{self.frames}; "
                 f"golden == qonnx on {self.golden_qonnx_equal}/{self.frames}{ties}; max |output - qonnx| "
-                f"{self.max_output_diff:.3g}; ii {ii} cycles (estimate {s['estimate']['ii_cycles']}), latency "
+                f"{self.max_output_diff:.3g}{original}; ii {ii} cycles (estimate {s['estimate']['ii_cycles']}), latency "
                 f"{s['latency_cycles']} cycles (estimate {s['estimate']['latency_cycles']}){bad}")
 
 
@@ -118,13 +125,39 @@ def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = N
     hw_out, stats = simulate(design, hw_in, **{"seed": seed, **sim_options})
     golden = lowered.network.golden_per_layer(hw_in)
 
-    result = compare_with_qonnx(lowered, x, hw_in, y_hw=host_tail(design, hw_out))
+    y_hw = host_tail(design, hw_out)
+    result = compare_with_qonnx(lowered, x, hw_in, y_hw=y_hw)
+    original = onnx.load(str(model_path))
+    if is_qcdq(original):
+        compare_with_original_runtime(result, lowered, original, x, hw_in, hw_out, y_hw)
     result.hw_golden_equal = int(np.all(hw_out == golden[-1], axis=1).sum())
     result.hw_mismatches = hardware_mismatches(hw_out, golden[-1], lowered.network.layers[-1].name)
     if result.hw_mismatches:
         result.memory_changes = changed_memories(design)
     result.stats = stats
     return result
+
+
+def compare_with_original_runtime(result: VerifyResult, lowered: LoweredModel, original, x: np.ndarray,
+                                  hw_in: np.ndarray, acc_out: np.ndarray, y_hw: np.ndarray) -> None:
+    """The final output against onnxruntime on the original (QCDQ) graph, by `compare_with_qonnx`'s rule:
+    exact when the hardware ends on a quantizer, else within float32 rounding of the largest value the tail
+    handles. Records the largest difference; a frame beyond the rule is unexplained."""
+    n = len(x)
+    x_ref = x if lowered.input_format is None else (hw_in * lowered.input_format.scale).reshape(x.shape).astype(np.float32)
+    y_ort = onnxruntime_execute(original, x_ref).astype(np.float64).reshape(n, -1)
+    diff = np.abs(np.asarray(y_hw, dtype=np.float64).reshape(n, -1) - y_ort)
+    result.original_runtime_diff = float(diff.max())
+    last = lowered.layer_sources[-1]
+    for f in range(n):
+        if last.quantizer_node is not None:
+            allowed = 0.0
+        else:
+            acc = acc_out[f].reshape(-1, last.alpha.size)
+            allowed = FLOAT_RTOL * max(1.0, float(np.abs(y_ort[f]).max()), float(np.abs(last.alpha * acc + last.beta).max()))
+        if diff[f].max() > allowed:
+            result.unexplained.append(f"frame {f}: final output differs from onnxruntime on the original QCDQ graph "
+                                      f"by {diff[f].max():.3g}")
 
 
 def hardware_mismatches(hw_out: np.ndarray, golden_out: np.ndarray, layer: str) -> list[str]:
