@@ -120,7 +120,6 @@ def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = N
             raise RtlgenError(f"--frames {frames}: must be at least 1")
         x = random_inputs(lowered, frames, seed)
     x = check_inputs(design, x)
-    n = len(x)
     hw_in = host_head(design, x)
     hw_out, stats = simulate(design, hw_in, **{"seed": seed, **sim_options})
     golden = lowered.network.golden_per_layer(hw_in)

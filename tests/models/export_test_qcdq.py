@@ -18,7 +18,6 @@ For every model NAME it writes, next to this script:
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import tempfile
