@@ -206,6 +206,8 @@ def _layer_report(layer, stages) -> dict:
     entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and s.kind in ("mvtu", "vvu")))
     if layer.conv is not None:
         entry["conv"] = {**layer.conv.describe(), "depthwise": isinstance(layer, DepthwiseLayer)}
+        if "average_pool" in layer.sources:
+            entry["conv"]["average_pool"] = layer.sources["average_pool"]
         swg = next((s for s in stages if s.layer is layer and s.kind == "swg"), None)
         if swg is not None:
             core = timing_model(swg)

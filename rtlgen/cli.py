@@ -102,7 +102,8 @@ def _layer_line(layer: dict) -> str:
     shape = f"{layer['MW']}x{layer['MH']}"
     if "conv" in layer:
         conv = layer["conv"]
-        kind = "depthwise conv" if conv["depthwise"] else "conv"
+        kind = ("average pool (window sum)" if conv.get("average_pool") else
+                "depthwise conv" if conv["depthwise"] else "conv")
         shape = (f"{kind} {conv['kernel'][0]}x{conv['kernel'][1]}/{conv['stride'][0]} "
                  f"{'x'.join(map(str, conv['in']))}->{conv['out'][0]}x{conv['out'][1]}x{layer['MH']}")
     return (f"{layer['name']}: {shape} PE={layer['PE']} SIMD={layer['SIMD']} "

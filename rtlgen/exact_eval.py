@@ -430,6 +430,73 @@ class ExactEvaluator:
             best = cand if best is None else _where(cand.ge(best) & ~best.ge(cand), cand, best)
         return best
 
+    def _window_sum(self, x: Rational, kernel: list[int], strides: list[int], pads: list[int]) -> Rational:
+        """Sum of every (zero-padded) window, exactly."""
+        spatial = len(kernel)
+        pad_width = [(0, 0), (0, 0)] + [(pads[i], pads[i + spatial]) for i in range(spatial)]
+        padded = Rational(np.pad(x.num, pad_width, constant_values=0), np.pad(x.den, pad_width, constant_values=1))
+        out_sizes = [(padded.shape[2 + i] - kernel[i]) // strides[i] + 1 for i in range(spatial)]
+        total = None
+        for off in np.ndindex(*kernel):
+            sl = (slice(None), slice(None)) + tuple(slice(off[i], off[i] + strides[i] * (out_sizes[i] - 1) + 1, strides[i])
+                                                    for i in range(spatial))
+            cand = padded.layout(lambda v: v[sl])
+            total = cand if total is None else total + cand
+        return total
+
+    def _op_AveragePool(self, node, a, ins):
+        kernel = a["kernel_shape"]
+        spatial = len(kernel)
+        pads = a.get("pads", [0] * (2 * spatial))
+        if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1])) or (any(pads) and not a.get("count_include_pad", 0)):
+            raise ExactEvaluationError(f"{node.name}: AveragePool with ceil mode, dilation or pads not counted")
+        total = self._window_sum(ins[0], kernel, a.get("strides", [1] * spatial), pads)
+        return total / _int(int(np.prod(kernel)))
+
+    def _op_GlobalAveragePool(self, node, a, ins):
+        x = ins[0]
+        kernel = list(x.shape[2:])
+        return self._window_sum(x, kernel, [1] * len(kernel), [0] * (2 * len(kernel))) / _int(int(np.prod(kernel)))
+
+    def _op_ReduceMean(self, node, a, ins):
+        x = ins[0]
+        axes = self._axes(a, ins)
+        rank = len(x.shape)
+        if axes is None or sorted(ax % rank for ax in axes) != list(range(2, rank)):
+            raise ExactEvaluationError(f"{node.name}: ReduceMean over axes {axes}, not the spatial axes")
+        y = self._op_GlobalAveragePool(node, a, ins)
+        return y if a.get("keepdims", 1) else y.layout(lambda v: v.reshape(v.shape[:2]))
+
+    def _op_Trunc(self, node, a, ins):
+        """qonnx Trunc v1/v2 (the version the model's opset names for its domain; the newest when none)."""
+        version = next((o.version for o in self.model.opset_import if o.domain == node.domain), 2)
+        x, scale, zeropt, in_bits = ins[:4]
+        mode = a.get("rounding_mode", b"FLOOR")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        y0 = x / scale + zeropt
+        first = Rational(_round(y0, "ROUND"))
+        if version == 1:
+            shift = self._ints(in_bits)[0] - self._ints(ins[4])[0]
+            y = first / _int(2 ** shift)
+            k = _round(y, mode)
+            half = mode.upper() in ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN")
+            self.margins[node.output[0]] = np.minimum(_boundary_margin(y, -2 ** 62, 2 ** 62, half),
+                                                      _boundary_margin(y0, -2 ** 62, 2 ** 62, True) / 2.0 ** shift)
+            return (Rational(k) - zeropt) * scale
+        out_scale, out_bits = ins[4], self._ints(ins[5])[0]
+        shift = np.round(np.log2(out_scale.to_float() / scale.to_float()))
+        trunc_scale = Rational(np.asarray(2 ** shift.astype(np.int64), dtype=object)) if np.all(shift >= 0) else \
+            Rational(np.ones(shift.shape, dtype=object), np.asarray(2 ** (-shift).astype(np.int64), dtype=object))
+        signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+        lo = -(2 ** (out_bits - 1)) + (1 if narrow else 0) if signed else 0
+        hi = 2 ** (out_bits - 1) - 1 if signed else 2 ** out_bits - 1 - (1 if narrow else 0)
+        y = first / trunc_scale
+        k = np.clip(_round(y, mode), lo, hi)
+        half = mode.upper() in ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN")
+        self.margins[node.output[0]] = np.minimum(_boundary_margin(y, lo, hi, half),
+                                                  _boundary_margin(y0, -2 ** 62, 2 ** 62, True) / trunc_scale.to_float())
+        return (Rational(k) - zeropt / trunc_scale) * out_scale
+
     def _op_BatchNormalization(self, node, a, ins):
         x, gamma, beta, mean, var = ins[:5]
         eps = Rational.from_float(np.float32(a.get("epsilon", 1e-5)))

@@ -1,8 +1,10 @@
 """Frontend: load a QONNX model, check every node up front, and lower it to integer layers.
 
 The model is read as a chain: graph input -> [host head] -> input quantizer -> (layer -> per-element ops ->
-quantizer)* -> [host tail], where a layer is a MatMul/Gemm/Conv (or a MaxPool on quantized levels). Each
-integer layer is derived, not pattern-matched:
+quantizer)* -> [host tail], where a layer is a MatMul/Gemm/Conv, a MaxPool on quantized levels, or an average
+pool (AveragePool, GlobalAveragePool, spatial ReduceMean: a depthwise convolution with unit weights and weight
+scale 1/N, so its divide and the quantizer or qonnx Trunc after it become exact thresholds like any layer's).
+Each integer layer is derived, not pattern-matched:
 
 - the layer's input is the previous quantizer's integer k (or the previous layer's accumulator when no
   quantizer sits between them); the ops between must make the layer's input an affine function `a*k + b` of
@@ -36,22 +38,23 @@ from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEv
                         initializer_arrays, node_attrs, offence)
 from .qcdq import is_qcdq, to_quant
 from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
-                         int_range)
+                         TruncQuantizer, int_range)
 from .stream_order import channels_last_positions, stream_order
 from .thresholds import derive_requantization, derive_thresholds
 
-QUANT_OPS = {"Quant", "IntQuant", "BipolarQuant", "MultiThreshold"}
+QUANT_OPS = {"Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "Trunc"}
 MATMUL_OPS = {"MatMul", "Gemm"}
 MAX_WEIGHT_BITS = 8
 MAX_ACTIVATION_BITS = 8  # a quantizer that becomes thresholds: 2^bits - 1 of them per channel
 MAX_INPUT_BITS = 24
-COMPUTE_OPS = MATMUL_OPS | {"Conv"}
+# average pools are lowered as depthwise convolutions with unit weights and a 1/N scale (`_pool_weights`)
+AVG_POOL_OPS = {"AveragePool", "GlobalAveragePool", "ReduceMean"}
+COMPUTE_OPS = MATMUL_OPS | {"Conv"} | AVG_POOL_OPS
+FEATURE_MAP_OPS = {"Conv"} | AVG_POOL_OPS  # compute ops whose output is a feature map (channel axis 1)
 CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 POOL_OPS = {"MaxPool"}
 NOT_YET = {
-    "AveragePool": "pooling is not supported yet",
     "FloatQuant": "floating-point quantization (FloatQuant) is outside integer dataflow",
-    "Trunc": "Trunc (average-pool requantization) is not supported yet",
     "Resize": "Resize is not supported",
     "Concat": "Concat (branching graphs) is not supported",
     "DepthToSpace": "DepthToSpace is not supported",
@@ -287,6 +290,8 @@ class _Lowering:
             fmt = ElementFormat.signed(bitwidth) if signed else ElementFormat.unsigned(bitwidth)
             return IntQuantizer(node.name, node.op_type, fmt, lo, hi, scale=scale, bitwidth=bitwidth,
                                 signed=signed, narrow=narrow, rounding=rounding.upper())
+        if node.op_type == "Trunc":
+            return self._trunc_quantizer(node, a, label)
         if node.op_type == "BipolarQuant":
             scale = self._const_input(node, 1, "scale").astype(np.float64)
             return BipolarQuantizer(node.name, node.op_type, ElementFormat.bipolar(), -1, 1, scale=scale)
@@ -312,6 +317,61 @@ class _Lowering:
             return ThresholdQuantizer(node.name, node.op_type, fmt, k_lo, k_hi, thresholds=thresholds,
                                       out_scale=float(a.get("out_scale", 1.0)), out_bias=float(a.get("out_bias", 0.0)))
         raise RtlgenError(f"{label}: not a quantizer")
+
+    def _custom_op_version(self, node: onnx.NodeProto) -> int | None:
+        return next((o.version for o in self.model.opset_import if o.domain == node.domain), None)
+
+    def _trunc_quantizer(self, node: onnx.NodeProto, a: dict, label: str) -> TruncQuantizer:
+        """qonnx's Trunc as its version executes it (the model's opset for the node's domain; qonnx takes the
+        newest, 2, when the model names none): v1 (x, scale, zero point, in bits, out bits), v2 (x, scale, zero
+        point, in bits, out scale, out bits)."""
+        version = 1 if self._custom_op_version(node) == 1 else 2
+        if len(node.input) != 4 + version:
+            raise RtlgenError(f"{label}: {len(node.input)} inputs, but qonnx executes it as Trunc v{version}, which takes "
+                              f"{4 + version}; fix the model's opset_import for domain {node.domain}")
+        scale = self._const_input(node, 1, "scale").astype(np.float64)
+        if np.any(self._const_input(node, 2, "zero point") != 0):
+            raise RtlgenError(f"{label}: zero point is not 0; only symmetric quantizers map to integer dataflow")
+        bits = [self._const_input(node, i, "bit width") for i in ((3, 4) if version == 1 else (3, 5))]
+        if any(b.size != 1 or float(b.ravel()[0]) != int(b.ravel()[0]) or int(b.ravel()[0]) < 1 for b in bits):
+            raise RtlgenError(f"{label}: bit widths {[b.ravel()[:2].tolist() for b in bits]} are not positive integers")
+        in_bits, out_bits = (int(b.ravel()[0]) for b in bits)
+        if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+            raise RtlgenError(f"{label}: scale must be positive and finite")
+        rounding = a.get("rounding_mode", b"FLOOR")
+        rounding = (rounding.decode() if isinstance(rounding, bytes) else str(rounding)).upper()
+        if rounding not in ROUNDING_MODES:
+            raise RtlgenError(f"{label}: rounding mode {rounding} is not one qonnx implements")
+        if version == 1:
+            if in_bits < out_bits:
+                raise RtlgenError(f"{label}: input bit width {in_bits} is below the output's {out_bits}")
+            signed = self._upstream_signed(node)
+            lo, hi = int_range(out_bits, signed, False)
+            shift, out_scale, clip = np.asarray(float(in_bits - out_bits)), scale, False
+        else:
+            out_scale = self._const_input(node, 4, "output scale").astype(np.float64)
+            if np.any(out_scale <= 0) or not np.all(np.isfinite(out_scale)):
+                raise RtlgenError(f"{label}: output scale must be positive and finite")
+            shift = np.round(np.log2(out_scale / scale))
+            signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+            lo, hi = int_range(out_bits, signed, narrow)
+            clip = True
+        fmt = ElementFormat.signed(out_bits) if signed else ElementFormat.unsigned(out_bits)
+        return TruncQuantizer(node.name, node.op_type, fmt, lo, hi, scale=out_scale, in_scale=scale, shift=shift,
+                              clip=clip, rounding=rounding)
+
+    def _upstream_signed(self, node: onnx.NodeProto) -> bool:
+        """Whether the nearest quantizer upstream of `node` is signed (a Trunc v1 has no signed attribute: its
+        levels keep the sign of the pooled levels); signed when there is none."""
+        name = node.input[0]
+        while name in self.producer:
+            up = self.producer[name]
+            if up.op_type in ("Quant", "IntQuant"):
+                return bool(node_attrs(up).get("signed", 1))
+            if up.op_type == "BipolarQuant":
+                return True
+            name = up.input[0]
+        return True
 
     # chain -----------------------------------------------------------------------------------------------
     def dynamic_chain(self) -> tuple[str, list[onnx.NodeProto]]:
@@ -350,9 +410,12 @@ class _Lowering:
         """(W_int (MW, MH), scale per output column (MH,), format, bipolar) of a MatMul/Gemm weight input.
 
         For a Conv: (W_int, scale per output channel, format, bipolar) with W_int (KH*KW*IC, OC) in im2col
-        order (kh, kw, ic), or (C, KH*KW) for a depthwise convolution."""
+        order (kh, kw, ic), or (C, KH*KW) for a depthwise convolution; an average pool is the depthwise
+        convolution with unit weights and scale 1/N (`_pool_weights`)."""
         if node.op_type == "Conv":
             return self._conv_weights(node)
+        if node.op_type in AVG_POOL_OPS:
+            return self._pool_weights(node)
         a = node_attrs(node)
         name = node.input[1]
         levels, scales, bipolar, quantizer_node = self._weight_levels(name, node)
@@ -387,6 +450,14 @@ class _Lowering:
         else:  # depthwise (checked by the caller against the input channels): one K-tap filter per channel
             rows = levels.reshape(oc, -1)
         return rows.astype(np.int64), per_channel[:, 0].astype(np.float64), fmt, bipolar
+
+    def _pool_weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, ElementFormat, bool]:
+        """An average pool's sum as a depthwise convolution: one unit weight per tap, scale 1/N per channel."""
+        kernel, _, _ = pool_window(self, node)
+        channels = tensor_shape(self.model, node.input[0])[1]
+        taps = kernel[0] * kernel[1]
+        return (np.ones((channels, taps), dtype=np.int64), np.full(channels, 1.0 / taps), ElementFormat.unsigned(1),
+                False)
 
     def _weight_format(self, levels: np.ndarray, bipolar: bool, node: onnx.NodeProto,
                        quantizer_node: onnx.NodeProto | None, name: str) -> ElementFormat:
@@ -473,7 +544,9 @@ class _IntTensor:
 
 
 def _is_weighted(lw: _Lowering, node: onnx.NodeProto) -> bool:
-    """A MatMul/Gemm/Conv whose second input is a constant or comes from a weight quantizer."""
+    """A MatMul/Gemm/Conv whose second input is a constant or comes from a weight quantizer, or an average pool."""
+    if node.op_type in AVG_POOL_OPS:
+        return True
     if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
         return False
     w = node.input[1]
@@ -700,6 +773,37 @@ def _window_attrs(node: onnx.NodeProto, spatial: int, label: str) -> tuple[list[
     return kernel, strides, pads
 
 
+def pool_window(lw: _Lowering, node: onnx.NodeProto) -> tuple[list[int], list[int], list[int]]:
+    """(kernel, strides, pads) of an average pool (AveragePool, GlobalAveragePool, ReduceMean over the spatial
+    axes) as 2-D lists; RtlgenError where it is not one sum of N taps divided by N everywhere."""
+    label = f"{display_name(node)} ({node.op_type})"
+    shape = tensor_shape(lw.model, node.input[0])
+    if shape is None or len(shape) not in (3, 4):
+        raise RtlgenError(f"{label}: input shape {shape} is not (1, C, L) or (1, C, H, W) after shape inference")
+    spatial = len(shape) - 2
+    if node.op_type == "AveragePool":
+        a = node_attrs(node)
+        if int(a.get("ceil_mode", 0)):
+            raise RtlgenError(f"{label}: ceil_mode=1 is not supported")
+        kernel, strides, pads = _window_attrs(node, spatial, label)
+        if any(pads) and not int(a.get("count_include_pad", 0)):
+            raise RtlgenError(f"{label}: padded with count_include_pad=0, border windows divide by fewer taps than "
+                              f"the others; export with count_include_pad=1 or without padding")
+        return kernel, strides, pads
+    if node.op_type == "ReduceMean":
+        a = node_attrs(node)
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = lw.constant(node.input[1])
+            if axes is None:
+                raise RtlgenError(f"{label}: axes {node.input[1]} is not a constant")
+        axes = sorted(int(x) % len(shape) for x in np.ravel(axes)) if axes is not None else []
+        if axes != list(range(2, len(shape))):
+            raise RtlgenError(f"{label}: averages over axes {axes or 'all'}; only the mean over the spatial axes "
+                              f"{list(range(2, len(shape)))} (a global average pool) is supported")
+    return list(shape[2:]) + [1] * (2 - spatial), [1, 1], [0, 0, 0, 0]
+
+
 def _lower_maxpool(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto], cur: _IntTensor):
     label = f"{display_name(node)} (MaxPool)"
     if any(p.op_type not in LAYOUT for p in pre):
@@ -732,7 +836,10 @@ def _lower_maxpool(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
 
 def _conv_geometry(lw: _Lowering, node: onnx.NodeProto, pre, cur: _IntTensor, label: str) -> tuple[Conv, tuple]:
     c, h, w, shape = _feature_map_input(lw, node, pre, cur, label)
-    kernel, strides, pads = _window_attrs(node, len(shape) - 2, label)
+    if node.op_type in AVG_POOL_OPS:
+        kernel, strides, pads = pool_window(lw, node)
+    else:
+        kernel, strides, pads = _window_attrs(node, len(shape) - 2, label)
     conv = Conv(h, w, c, kernel[0], kernel[1], strides[0], strides[1], pads[0], pads[1], pads[2], pads[3])
     if conv.pad_top + conv.pad_bottom >= conv.kernel_h or conv.pad_left + conv.pad_right >= conv.kernel_w:
         raise RtlgenError(f"{label}: padding {pads} is as large as the kernel {kernel}; at most kernel - 1 in total per axis is supported")
@@ -748,10 +855,12 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     w_int, w_scale, w_fmt, w_bipolar = lw.integer_weights(node)
     in_fmt = cur.fmt
     conv, depthwise = None, False
-    if node.op_type == "Conv":
+    if node.op_type == "Conv" or node.op_type in AVG_POOL_OPS:
         conv, in_shape = _conv_geometry(lw, node, pre, cur, label)
-        group = int(node_attrs(node).get("group", 1))
-        if group != 1:
+        group = int(node_attrs(node).get("group", 1)) if node.op_type == "Conv" else conv.channels
+        if node.op_type in AVG_POOL_OPS:
+            depthwise = True
+        elif group != 1:
             if not (group == conv.channels and w_int.shape[0] == conv.channels):
                 raise RtlgenError(f"{label}: group={group} is neither 1 nor depthwise (groups = channels = {conv.channels}, one filter each)")
             depthwise = True
@@ -851,6 +960,8 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
         lo, hi = int(wh.min()), int(wh.max())
         w_fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else ElementFormat.unsigned(max(1, hi.bit_length()))
     sources = {"node": node.name, "epilogue": [n.name for n in epilogue], "quantizer": qnode.name if qnode is not None else None}
+    if node.op_type in AVG_POOL_OPS:  # the sum of a window's levels (unit weights); the 1/N is in the thresholds
+        sources["average_pool"] = node.op_type
     common = dict(name=node.name, weights=wh, in_fmt=in_fmt, w_fmt=w_fmt, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width,
                   thresholds=thresholds, out_fmt=out_fmt, out_offset=out_offset, sources=sources, requant=requant)
     layer = DepthwiseLayer(conv=conv, **common) if depthwise else MVTULayer(conv=conv, **common)
@@ -892,7 +1003,7 @@ class _Epilogue:
         self.q_positions = q_positions
         flat = q_positions.reshape(-1)
         # per-channel ops on a 1 x 1 image give one value per channel; layout ops need the whole tensor
-        self.reduced = len(out_shape) > 2 and node.op_type == "Conv" and not layout
+        self.reduced = len(out_shape) > 2 and node.op_type in FEATURE_MAP_OPS and not layout
         self.representative = np.array([int(np.flatnonzero(flat == c)[0]) for c in range(mh)])
         pixels = int(np.prod(out_shape[1:], dtype=np.int64)) // mh
         if pixels > 1 and epilogue:
@@ -911,7 +1022,7 @@ class _Epilogue:
         """Epilogue on the whole tensor, every pixel of channel c given accumulator acc[:, c]."""
         y = self.alpha[None, :] * acc + self.beta[None, :]
         shape = self.out_shape
-        if len(shape) > 2 and self.node.op_type == "Conv":
+        if len(shape) > 2 and self.node.op_type in FEATURE_MAP_OPS:
             y = np.broadcast_to(y.reshape(y.shape + (1,) * (len(shape) - 2)), (len(acc),) + shape[1:])
         else:
             y = y.reshape((len(acc),) + shape[1:])

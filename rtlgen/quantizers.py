@@ -152,3 +152,22 @@ class ThresholdQuantizer(Quantizer):
     def uniform_scale(self) -> float | None:
         return float(self.out_scale) / (2.0 if self.fmt.kind == "bipolar" else 1.0)
 
+
+
+@dataclass
+class TruncQuantizer(ScaledQuantizer):
+    """qonnx Trunc, the requantization of Brevitas' TruncAvgPool2d: y = round(x / in_scale) (half to even), divided
+    by 2**shift, rounded by `rounding`. Version 1 divides by 2**(in_bits - out_bits) and does not clip, its level
+    meaning k * in_scale; version 2 divides by 2**round(log2(out_scale / in_scale)) and clips to the output bit
+    width's range before rounding, its level meaning k * out_scale (`scale`). Zero points are 0."""
+
+    in_scale: np.ndarray = None
+    shift: np.ndarray = None
+    clip: bool = True
+    rounding: str = "FLOOR"
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        y = np.round(np.asarray(x, dtype=np.float64) / self.in_scale.astype(np.float64)) / 2.0 ** self.shift
+        if self.clip:
+            y = np.clip(y, self.k_lo, self.k_hi)
+        return apply_rounding(y, self.rounding).astype(np.int64) - self.k_lo
