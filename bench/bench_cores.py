@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 from amaranth.back import verilog  # noqa: E402
 
 from ip_cores.elements import ElementFormat, signed_width_for  # noqa: E402
+from ip_cores.label_select import LabelSelect  # noqa: E402
 from ip_cores.maxpool import StreamingMaxPool  # noqa: E402
 from ip_cores.mvtu import MVTU, accumulator_range  # noqa: E402
 from ip_cores.requantize import Requantization  # noqa: E402
@@ -76,6 +77,9 @@ CORES = {
     "vvu_64ch_k9_pe8_4bit": _vvu,
     "sliding_window_32x32x64_k3_pad1_simd8": lambda: SlidingWindow(U(4), 64, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, simd=8),
     "maxpool_2x2_32x32x64_simd8": lambda: StreamingMaxPool(U(4), 64, 32, 32, 2, 2, 2, 2, simd=8),
+    # --argmax-in-hardware on a classifier's scores: 10 INT16 scores at SIMD 10 (ii 1), 1,000 INT12 at SIMD 8
+    "label_select_10xint16_simd10": lambda: LabelSelect(10, 10, S(16)),
+    "label_select_1000xint12_simd8": lambda: LabelSelect(1000, 8, S(12)),
     "fifo_64x32": lambda: StreamFIFO(32, 64),
     "fifo_1024x64": lambda: StreamFIFO(64, 1024),
     "width_converter_8to32": lambda: StreamWidthConverter(4, 8, 32),

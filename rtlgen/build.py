@@ -22,7 +22,8 @@ from .errors import RtlgenError
 from .cost import PARTS, TOP_LEVEL_RESOURCES, Budget
 from .folding import FoldingChoice, apply_folding, default_folding, folding_spec, load_folding, parse_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
-from .graph import DepthwiseLayer, MaxPoolLayer, MVTULayer, fmt_name
+from .argmax import select_label_in_hardware
+from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, MVTULayer, fmt_name
 from .driver_files import write_driver
 from .host import build_head, build_tail, portable, tail_input_shape
 from .portable_onnx import is_standard
@@ -63,6 +64,7 @@ class BuildOptions:
     #                                 layers, two rows before windows and pools
     max_resources: dict = field(default_factory=dict)  # {"luts", "ffs", "bram36", "dsp"} -> limit
     latency: bool = False  # --latency: every layer unrolled into one pipeline, a frame a cycle (ip_cores/unrolled.py)
+    argmax_in_hardware: bool = False  # the model's TopK(1)/ArgMax as a label-select core (rtlgen/argmax.py)
 
     @property
     def searching(self) -> bool:
@@ -183,6 +185,9 @@ def _layer_report(layer, stages) -> dict:
               "cycles_per_frame": layer.cycles, "blocks": blocks, "sources": layer.sources}
     if isinstance(layer, MaxPoolLayer):
         return {**common, "pool": layer.pool.describe()}
+    if isinstance(layer, LabelSelectLayer):
+        return {**common, "label_select": {"channels": layer.channels, "ties": "last index" if layer.last_on_tie
+                                           else "first index"}}
     entry = {
         **common, "MW": layer.mw, "MH": layer.mh, "NF": layer.nf, "SF": layer.sf,
         "weight_dtype": fmt_name(layer.w_fmt),
@@ -237,6 +242,10 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top_name):
         raise RtlgenError(f"--name {top_name}: must be a Verilog identifier (letters, digits, _; starting with a letter)")
     lowered = lower_model(model, input_format=options.input_format, name=top_name)
+    if options.argmax_in_hardware:
+        if options.latency:
+            raise RtlgenError("--argmax-in-hardware and --latency exclude each other: latency mode unrolls dense layers only")
+        lowered = select_label_in_hardware(lowered)
     network = lowered.network
     if options.searching and (options.folding_file is not None or options.folding_spec is not None):
         raise RtlgenError("--folding and a folding target or budget (--target-cycles, --target-fps, --max-*) exclude "
@@ -425,6 +434,7 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
             "tail_input_shape": list(tail_input_shape(lowered)),
             "input_format": None if lowered.input_format is None else
             {"dtype": lowered.input_format.dtype, "scale": lowered.input_format.scale},
+            "argmax_in_hardware": options.argmax_in_hardware,
         },
         "host": {"head": "host/head.onnx", "tail": "host/tail.onnx"},
         "notes": lowered.notes,

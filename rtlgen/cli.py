@@ -77,7 +77,8 @@ def cmd_build(args) -> int:
                            clock_ns=clock_ns if clock_ns is not None else 10.0, vendor=args.vendor,
                            library=args.library, version=args.version, input_tlast=not args.ignore_input_tlast,
                            synth=args.synth, target_cycles=_target_cycles(args, clock_ns),
-                           max_resources=_max_resources(args), fifo_sizing=args.fifo_sizing, latency=args.latency)
+                           max_resources=_max_resources(args), fifo_sizing=args.fifo_sizing, latency=args.latency,
+                           argmax_in_hardware=args.argmax_in_hardware)
     report = build(args.model, args.output, options)
     est = report["estimate"]
     print(report["folding"])
@@ -95,6 +96,9 @@ def cmd_build(args) -> int:
 
 def _layer_line(layer: dict) -> str:
     """One layer of report.json as a line: shape, folding and formats."""
+    if layer["op"] == "LabelSelect":
+        return (f"{layer['name']}: label select (argmax) of {layer['in_elems']} {layer['input_dtype']} SIMD={layer['SIMD']} "
+                f"-> {layer['output_dtype']}")
     if layer["op"] == "MaxPool":
         pool = layer["pool"]
         return (f"{layer['name']}: MaxPool {pool['kernel'][0]}x{pool['kernel'][1]}/{pool['stride'][0]} on "
@@ -199,6 +203,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--latency", action="store_true", help="latency mode for triggers: unroll every layer (PE = MH, "
                    "SIMD = MW) into one pipeline taking a frame a cycle, constant weights in LUTs, registers placed "
                    "for --clock-ns; dense networks only")
+    b.add_argument("--argmax-in-hardware", action="store_true",
+                   help="put the model's final TopK(k=1) or ArgMax in hardware as a label-select core: one label word a "
+                        "frame leaves instead of the scores (checked to give the same label: see README)")
     b.add_argument("--vendor", default="rtlgen.org")
     b.add_argument("--library", default="rtlgen")
     b.add_argument("--version", default="1.0", help="IP version major.minor")

@@ -30,7 +30,9 @@ from ip_cores.mac_terms import MAC_RESOURCES
 from ip_cores.memories import STYLES as MEMORY_STYLES
 
 from .errors import RtlgenError
-from .graph import DepthwiseLayer, MaxPoolLayer, Network
+from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
+
+SIMD_ONLY = (MaxPoolLayer, LabelSelectLayer)  # layers folded by SIMD alone, without implementation options
 
 DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
 
@@ -115,7 +117,7 @@ def load_folding(path: str | Path, network: Network) -> tuple[dict[str, FoldingC
 
 FINN_NODE = re.compile(r"^([A-Za-z]+?)(?:_(?:hls|rtl))?_(\d+)$")
 FINN_KINDS = {"MVAU": "matrix", "MatrixVectorActivation": "matrix", "VVAU": "depthwise",
-              "VectorVectorActivation": "depthwise", "StreamingMaxPool": "pool"}
+              "VectorVectorActivation": "depthwise", "StreamingMaxPool": "pool", "LabelSelect": "label"}
 FINN_OPTIONS = {"resType": ("mac_resource", {"lut": "lut", "dsp": "dsp", "auto": "auto"}),
                 "ram_style": ("memory_style", {"block": "block", "distributed": "lutram", "auto": "auto", "ultra": "block"})}
 
@@ -127,6 +129,8 @@ def is_finn_folding(spec) -> bool:
 
 
 def _layer_kind(layer) -> str:
+    if isinstance(layer, LabelSelectLayer):
+        return "label"
     return "pool" if isinstance(layer, MaxPoolLayer) else "depthwise" if isinstance(layer, DepthwiseLayer) else "matrix"
 
 
@@ -157,7 +161,7 @@ def from_finn_folding(spec: dict, network: Network, label: str) -> tuple[dict, l
             mine = {}
             for name, value in entry.items():
                 if name == "PE":  # a FINN pool's PE is its channels a word: SIMD here
-                    mine["SIMD" if kind == "pool" else "PE"] = value
+                    mine["SIMD" if kind in ("pool", "label") else "PE"] = value
                 elif name == "SIMD" and kind == "matrix":  # a VVAU's SIMD (kernel elements) has no counterpart
                     mine["SIMD"] = value
                 elif name in FINN_OPTIONS and str(value) in FINN_OPTIONS[name][1]:
@@ -208,9 +212,9 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
         base = folding.get(layer.name, FoldingChoice(1, 1) if not defaults and layer.name not in layers and "target_cycles" not in spec else None)
         if base is None:
             base = FoldingChoice(1, 1)
-        if isinstance(layer, MaxPoolLayer) and "SIMD" not in entry and previous is not None and "target_cycles" not in spec \
+        if isinstance(layer, SIMD_ONLY) and "SIMD" not in entry and previous is not None and "target_cycles" not in spec \
                 and previous.pe in layer.simd_choices():
-            base = FoldingChoice(1, previous.pe)  # unspecified pool: at its producer's width, no converter
+            base = FoldingChoice(1, previous.pe)  # unspecified pool or label select: its producer's width, no converter
         pe = _parse_factor(entry["PE"], layer.pe_choices(), layer.name, "PE", _pe_meaning(layer)) if "PE" in entry else base.pe
         simd = _parse_factor(entry["SIMD"], layer.simd_choices(), layer.name, "SIMD", _simd_meaning(layer)) if "SIMD" in entry else base.simd
         options = tuple((key, _parse_option(entry[key], key, layer)) for key in IMPLEMENTATION_OPTIONS
@@ -220,8 +224,8 @@ def parse_folding(spec, network: Network, label: str = "folding") -> tuple[dict[
 
 
 def _parse_option(value, key: str, layer) -> str:
-    if isinstance(layer, MaxPoolLayer):
-        raise RtlgenError(f"folding: {key} does not apply to max-pool layer {layer.name}; give it to a "
+    if isinstance(layer, SIMD_ONLY):
+        raise RtlgenError(f"folding: {key} does not apply to {layer.op} layer {layer.name}; give it to a "
                           f"MatMul/Gemm/Conv layer")
     allowed = IMPLEMENTATION_OPTIONS[key]
     if value not in allowed:
@@ -230,15 +234,15 @@ def _parse_option(value, key: str, layer) -> str:
 
 
 def _pe_meaning(layer) -> str:
-    if isinstance(layer, MaxPoolLayer):
-        return "1 (a max-pool is folded by SIMD)"
+    if isinstance(layer, SIMD_ONLY):
+        return f"1 (a {layer.op} layer is folded by SIMD)"
     return f"the {layer.mh} output channels (MH)"
 
 
 def _simd_meaning(layer) -> str:
     if isinstance(layer, DepthwiseLayer):
         return "1 (a depthwise convolution is folded by PE)"
-    if isinstance(layer, MaxPoolLayer):
+    if isinstance(layer, SIMD_ONLY):
         return f"the {layer.channels} channels"
     if layer.conv is not None:
         return f"the {layer.conv.channels} input channels (the sliding window streams SIMD channels a word)"
@@ -251,7 +255,7 @@ def fold_layer(layer, choice: FoldingChoice) -> None:
         setattr(layer, key, value)
     if isinstance(layer, DepthwiseLayer):
         layer.pe = choice.pe
-    elif isinstance(layer, MaxPoolLayer):
+    elif isinstance(layer, SIMD_ONLY):
         layer.simd = choice.simd
     else:
         layer.pe, layer.simd = choice.pe, choice.simd

@@ -14,6 +14,7 @@ image. Three layer kinds:
 - `DepthwiseLayer`: a depthwise convolution (one KH x KW filter per channel): sliding windows in depthwise
   order into a vector-vector unit.
 - `MaxPoolLayer`: a streaming max-pool on quantized levels.
+- `LabelSelectLayer`: the index of the frame's largest element (`--argmax-in-hardware`), one label a frame.
 
 The activation of an MVTU/VVU layer is one of: none (the accumulator leaves the layer), thresholds (the
 number of thresholds the accumulator reached, plus an offset) or a requantization (an exact integer
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ip_cores.elements import ElementFormat
+from ip_cores.label_select import label_select_reference, label_width
 from ip_cores.maxpool import maxpool_reference
 from ip_cores.requantize import Requantization, requantize_reference
 from ip_cores.sliding_window import conv_output_size, sliding_window_reference
@@ -372,7 +374,64 @@ class MaxPoolLayer:
         return maxpool_reference(fm, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w).reshape(len(x), -1)
 
 
-Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer
+@dataclass
+class LabelSelectLayer:
+    """The index of the largest of a frame's `channels` elements (ArgMax / TopK(1) of a classifier's output in
+    hardware: one label a frame instead of the scores); the lowest index among equal maxima, or the highest
+    with `last_on_tie` (ArgMax's select_last_index)."""
+
+    name: str
+    fmt: ElementFormat
+    channels: int
+    last_on_tie: bool = False
+    simd: int = 1
+    sources: dict = field(default_factory=dict)
+
+    op = "LabelSelect"
+    thresholds = None
+    requant = None
+    conv = None
+    pe = 1
+    macs = 0
+
+    @property
+    def in_fmt(self) -> ElementFormat:
+        return self.fmt
+
+    @property
+    def out_fmt(self) -> ElementFormat:
+        return ElementFormat.unsigned(label_width(self.channels))
+
+    def pe_choices(self) -> list[int]:
+        return [1]
+
+    def simd_choices(self) -> list[int]:
+        return divisors(self.channels)
+
+    def cycles_at(self, pe: int, simd: int) -> int:
+        return self.channels // simd
+
+    @property
+    def cycles(self) -> int:
+        return self.cycles_at(1, self.simd)
+
+    @property
+    def in_elems(self) -> int:
+        return self.channels
+
+    out_elems = 1
+
+    @property
+    def in_elems_per_word(self) -> int:
+        return self.simd
+
+    out_elems_per_word = 1
+
+    def golden(self, x: np.ndarray) -> np.ndarray:
+        return label_select_reference(np.asarray(x, dtype=np.int64).reshape(len(x), self.channels), self.last_on_tie)
+
+
+Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer | LabelSelectLayer
 
 
 @dataclass

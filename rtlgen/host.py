@@ -138,12 +138,19 @@ def _reorder_nodes(src: str, dst: str, order: np.ndarray, shape, prefix: str) ->
     return nodes, inits
 
 
-def build_tail(lm: LoweredModel) -> onnx.ModelProto:
-    """Hardware output frame (stream order) -> the boundary tensor in model layout -> the rest of the model."""
+def build_tail(lm: LoweredModel, output: onnx.ValueInfoProto | None = None) -> onnx.ModelProto:
+    """Hardware output frame (stream order) -> the boundary tensor in model layout -> the rest of the model (up to
+    `output` when given, else the graph's output). A label selected in hardware is the graph's integer output."""
     src = lm.layer_sources[-1]
     shape = tail_input_shape(lm)
     n = int(np.prod(shape))
     in_vi = _value_info(HW_OUT, (1, n))
+    if src.node.op_type in ("TopK", "ArgMax"):  # `--argmax-in-hardware`: the label, as the int64 it is in ONNX
+        nodes = [helper.make_node("Cast", [HW_OUT], ["rtlgen_tail_label"], to=TensorProto.INT64, name="rtlgen_tail_cast"),
+                 helper.make_node("Reshape", ["rtlgen_tail_label", "rtlgen_tail_label_shape"], [src.boundary],
+                                  name="rtlgen_tail_reshape")]
+        inits = [numpy_helper.from_array(np.asarray(shape, dtype=np.int64), "rtlgen_tail_label_shape")]
+        return _model(lm, nodes, [in_vi], [lm.model.graph.output[0]], inits, "tail")
     if src.quantizer_node is not None:
         a, b = _affine_of_levels(src.quantizer, shape)
     else:  # accumulators: alpha/beta per output channel (axis 1 of a feature map, the last axis otherwise)
@@ -158,7 +165,7 @@ def build_tail(lm: LoweredModel) -> onnx.ModelProto:
         helper.make_node("Mul", ["rtlgen_tail_levels", "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
         helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [src.boundary], name="rtlgen_tail_add"),
     ] + list(lm.tail_nodes)
-    out = lm.model.graph.output[0]
+    out = lm.model.graph.output[0] if output is None else output
     inits += [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]
     return _model(lm, nodes, [in_vi], [out], inits, "tail")
 

@@ -117,6 +117,8 @@ def _block_label(stage: dict, layers: dict) -> tuple[str, str]:
         return "sliding window", f"SIMD {stage['in_elems_per_word']}"
     if kind == "maxpool":
         return "max-pool", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
+    if kind == "label":
+        return "label select", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
     if kind == "unrolled":
         return "unrolled pipeline", f"{len(layers)} layers, a frame a cycle"
     return ("MVTU" if kind == "mvtu" else "VVU"), (f"PE {layer['PE']} x SIMD {layer['SIMD']}" if layer else "")

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ip_cores.axis_top import AxisDataflowTop, axis_width, to_verilog
+from ip_cores.label_select import LabelSelect
 from ip_cores.maxpool import StreamingMaxPool
 from ip_cores.mvtu import MVTU
 from ip_cores.sliding_window import SlidingWindow
@@ -20,7 +21,7 @@ from ip_cores.unrolled import DenseSpec, UnrolledNetwork
 from ip_cores.vector_unit import VectorVectorUnit
 from ip_cores.width_converter import StreamWidthConverter
 
-from .graph import DepthwiseLayer, MaxPoolLayer, Network
+from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
 
 DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 
@@ -29,7 +30,7 @@ DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO
 class Stage:
     """One hardware block of the chain, as the report and the timing model see it."""
 
-    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "fifo" | "dwc" | "unrolled" (latency mode: the network)
+    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "label" | "fifo" | "dwc" | "unrolled" (latency mode: the network)
     name: str
     in_elems_per_word: int
     out_elems_per_word: int
@@ -54,6 +55,8 @@ def layer_stages(layer) -> list[Stage]:
     w_in, w_out = layer.in_fmt.width, layer.out_fmt.width
     if isinstance(layer, MaxPoolLayer):
         return [Stage("maxpool", layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
+    if isinstance(layer, LabelSelectLayer):
+        return [Stage("label", layer.name, layer.simd, 1, w_in, w_out, layer.in_elems, 1, layer)]
     if layer.conv is None:
         return [Stage("mvtu", layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
     conv = layer.conv
@@ -176,6 +179,8 @@ def build_component(stage: Stage):
         return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,
                              c.pad_top, c.pad_left, c.pad_bottom, c.pad_right, simd=layer.simd,
                              depthwise=isinstance(layer, DepthwiseLayer))
+    if stage.kind == "label":
+        return LabelSelect(layer.channels, layer.simd, layer.fmt, layer.last_on_tie)
     if stage.kind == "maxpool":
         p = layer.pool
         return StreamingMaxPool(layer.fmt, p.channels, p.in_h, p.in_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,

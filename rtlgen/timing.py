@@ -10,6 +10,7 @@ the same rules as the hardware (docs/CONTRACTS.md):
 - vector unit: one input word a cycle, a word out `latency` cycles after each fold's last input word;
 - max-pool: one input word a cycle, an output word `StreamingMaxPool.latency` cycles after the input word
   that completes its window;
+- label select: one input word a cycle, the label `LabelSelect.latency` cycles after the frame's last word;
 - FIFO: its latency (`StreamFIFO.latency`), then one word a cycle; width converter: one word a cycle.
 Several frames are pushed through back to back (input always valid, output always ready) to get the
 steady-state interval. The model is feed-forward: it assumes the FIFOs between layers absorb every burst,
@@ -82,6 +83,19 @@ def _maxpool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     return accepted, outs
 
 
+def _label(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
+    """One input word a cycle; a frame's label `latency` cycles after its last word is taken."""
+    folds = stage.words_in
+    latency = timing_model(stage).latency
+    taken, outs, t = [], [], -1
+    for index, arrival in enumerate(arrivals):
+        t = max(t + 1, arrival)
+        taken.append(t)
+        if index % folds == folds - 1:
+            outs.append(t + latency)
+    return taken, outs
+
+
 def _passthrough(arrivals: list[int], latency: int) -> tuple[list[int], list[int]]:
     outs, last = [], -1
     for a in arrivals:
@@ -110,7 +124,7 @@ def stage_cycles(stage: Stage) -> int:
     """Steady-state cycles per frame of one block on its own."""
     if stage.kind == "swg":
         return timing_model(stage).cycles_per_frame()
-    if stage.kind in ("mvtu", "vvu", "maxpool"):
+    if stage.kind in ("mvtu", "vvu", "maxpool", "label"):
         layer = stage.layer
         if stage.kind == "mvtu":
             return layer.vectors * layer.nf * layer.sf
@@ -133,6 +147,8 @@ def schedule(stages: list[Stage], arrivals: list[int]) -> list[tuple[list[int], 
             outs, taken = timing_model(stage).schedule(arrivals)
         elif stage.kind == "maxpool":
             taken, outs = _maxpool(stage, arrivals)
+        elif stage.kind == "label":
+            taken, outs = _label(stage, arrivals)
         elif stage.kind in ("fifo", "unrolled"):
             taken, outs = _passthrough(arrivals, timing_model(stage).latency)
         else:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .argmax import select_label_in_hardware
 from .errors import RtlgenError
 from .exact_eval import ExactEvaluationError, ExactEvaluator, Rational
-from .frontend import InputFormat, LoweredModel, load_model, lower_model
+from .frontend import InputFormat, LoweredModel, load_model, lower_model, parse_dtype
 from .qcdq import is_qcdq
 from .reference import onnxruntime_execute, qonnx_execute
 from .runner import check_inputs, host_head, host_tail, load_design, simulate
@@ -84,7 +85,10 @@ def random_inputs(lowered: LoweredModel, frames: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     shape = (frames,) + tuple(lowered.input_shape[1:])
     fmt = lowered.network.input_fmt
-    if lowered.input_quantizer is None and lowered.input_format is None:
+    annotation = (lowered.input_annotation or "").upper()
+    if annotation and annotation not in ("FLOAT32", "FLOAT16") and lowered.input_format is None:
+        fmt = parse_dtype(annotation)  # qonnx refuses anything else for an integer-annotated input
+    if (lowered.input_quantizer is None or annotation not in ("", "FLOAT32", "FLOAT16")) and lowered.input_format is None:
         if fmt.kind == "bipolar":
             return rng.choice([-1.0, 1.0], size=shape).astype(np.float32)
         return rng.integers(fmt.min, fmt.max + 1, size=shape).astype(np.float32)
@@ -115,6 +119,8 @@ def verify(model_path: str | Path, out_dir: str | Path, x: np.ndarray | None = N
     fmt = design.io.get("input_format")
     lowered = lower_model(load_model(model_path), name=design.report["top"],
                           input_format=InputFormat(fmt["dtype"], fmt["scale"]) if fmt else None)
+    if design.io.get("argmax_in_hardware"):
+        lowered = select_label_in_hardware(lowered)
     if x is None:
         if frames < 1:
             raise RtlgenError(f"--frames {frames}: must be at least 1")
