@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 from amaranth.back import verilog  # noqa: E402
 
 from ip_cores.elements import ElementFormat, signed_width_for  # noqa: E402
+from ip_cores.branches import StreamDuplicator, StreamInterleave  # noqa: E402
 from ip_cores.label_select import LabelSelect  # noqa: E402
 from ip_cores.maxpool import StreamingMaxPool  # noqa: E402
 from ip_cores.mvtu import MVTU, accumulator_range  # noqa: E402
@@ -80,6 +81,9 @@ CORES = {
     # --argmax-in-hardware on a classifier's scores: 10 INT16 scores at SIMD 10 (ii 1), 1,000 INT12 at SIMD 8
     "label_select_10xint16_simd10": lambda: LabelSelect(10, 10, S(16)),
     "label_select_1000xint12_simd8": lambda: LabelSelect(1000, 8, S(12)),
+    # residual blocks: fan-out of 16 x 4-bit channels a word with a 1-row skip buffer of a 32x32 map, and the join
+    "duplicator_64bit_skip34": lambda: StreamDuplicator(64, [2, 34]),
+    "interleave_64bit": lambda: StreamInterleave(64),
     "fifo_64x32": lambda: StreamFIFO(32, 64),
     "fifo_1024x64": lambda: StreamFIFO(64, 1024),
     "width_converter_8to32": lambda: StreamWidthConverter(4, 8, 32),
