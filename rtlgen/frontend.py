@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from .errors import Offence, RtlgenError, UnsupportedModelError
 from .graph import Conv, DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
 from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEvaluator, display_name,
                         initializer_arrays, node_attrs, offence)
-from .qcdq import is_qcdq, to_quant
+from .qcdq import is_qcdq, is_rounding_stage, to_quant
 from .quantizers import (ROUNDING_MODES, BipolarQuantizer, IntQuantizer, Quantizer, ThresholdQuantizer,
                          TruncQuantizer, int_range)
 from .stream_order import channels_last_positions, stream_order
@@ -271,8 +271,9 @@ class _Lowering:
             scale = self._const_input(node, 1, "scale").astype(np.float64)
             zeropt = self._const_input(node, 2, "zero point")
             bits = self._const_input(node, 3, "bit width")
-            if np.any(zeropt != 0):
-                raise RtlgenError(f"{label}: zero point {zeropt.ravel()[:4].tolist()} is not 0; only symmetric quantizers map to integer dataflow")
+            if np.unique(zeropt).size != 1 or float(zeropt.ravel()[0]) != int(zeropt.ravel()[0]):
+                raise RtlgenError(f"{label}: zero point {zeropt.ravel()[:4].tolist()} is not one integer; per-channel "
+                                  f"or fractional zero points do not map to integer dataflow")
             if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) or int(bits.ravel()[0]) < 1:
                 raise RtlgenError(f"{label}: bit width {bits.ravel()[:4].tolist()} is not one positive integer")
             if np.any(scale == 0) or not np.all(np.isfinite(scale)):
@@ -283,13 +284,23 @@ class _Lowering:
             rounding = rounding.decode() if isinstance(rounding, bytes) else str(rounding)
             if rounding.upper() not in ROUNDING_MODES:
                 raise RtlgenError(f"{label}: rounding mode {rounding} is not one qonnx implements")
+            zero = int(zeropt.ravel()[0])
             if bitwidth == 1 and signed:
+                if zero:
+                    raise RtlgenError(f"{label}: a 1-bit signed (bipolar) quantizer with zero point {zero}")
                 return IntQuantizer(node.name, node.op_type, ElementFormat.bipolar(), -1, 1, scale=scale,
                                     bitwidth=1, signed=True, narrow=narrow, rounding=rounding.upper())
             lo, hi = int_range(bitwidth, signed, narrow)
+            if not lo <= zero <= hi:
+                raise RtlgenError(f"{label}: zero point {zero} is outside its {bitwidth}-bit range [{lo}, {hi}]")
             fmt = ElementFormat.signed(bitwidth) if signed else ElementFormat.unsigned(bitwidth)
+            rounder = self.producer.get(node.input[0])
+            round_first = rounder is not None and is_rounding_stage(rounder)
+            if round_first and not np.array_equal(self._const_input(rounder, 1, "scale"), self._const_input(node, 1, "scale")):
+                raise RtlgenError(f"{label}: its rounding stage {display_name(rounder)} has another scale")
             return IntQuantizer(node.name, node.op_type, fmt, lo, hi, scale=scale, bitwidth=bitwidth,
-                                signed=signed, narrow=narrow, rounding=rounding.upper())
+                                signed=signed, narrow=narrow, rounding=rounding.upper(), zeropt=zero,
+                                round_first=round_first)
         if node.op_type == "Trunc":
             return self._trunc_quantizer(node, a, label)
         if node.op_type == "BipolarQuant":
@@ -579,7 +590,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     end_q = None
     for i in range(last_mm + 1, len(chain)):
         if chain[i].op_type in QUANT_OPS:
-            end_q = i
+            end_q = i + 1 if is_rounding_stage(chain[i]) else i  # a split pair ends on its second Quant
             break
         if chain[i].op_type not in MONOTONE_ELEMENTWISE | LAYOUT or lw.evaluator.check(chain[i], chain[i - 1].output[0]):
             break
@@ -674,7 +685,8 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     tail_nodes: list[onnx.NodeProto] = []
     while True:
         j = i  # the ops before the next hardware node: layout and affine ops on the current integers
-        while j <= region_end and chain[j].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS:
+        while j <= region_end and (chain[j].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS or
+                                   _is_noop_quantizer(lw, chain[i:j], cur, chain[j])):
             j += 1
         if j > region_end or chain[j].op_type in QUANT_OPS or (chain[j].op_type in COMPUTE_OPS and not _is_weighted(lw, chain[j])):
             tail_nodes = chain[i:]
@@ -691,11 +703,15 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         while k <= region_end and chain[k].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS:
             k += 1
         qnode = chain[k] if k <= region_end and chain[k].op_type in QUANT_OPS else None
+        epilogue_end = k
+        if qnode is not None and is_rounding_stage(qnode):  # a QCDQ pair: the quantizer is its second Quant
+            k += 1
+            qnode = chain[k]
         if k <= region_end and chain[k].op_type in POOL_OPS:
             raise RtlgenError(f"{display_name(chain[k])} (MaxPool): pools the output of {node.name} before its activation "
                               f"quantizer; rtlgen pools quantized levels: put the MaxPool after the quantizer")
         feeds_compute = qnode is None and k <= region_end and chain[k].op_type in COMPUTE_OPS
-        epilogue = chain[j + 1: k] if qnode is not None else []
+        epilogue = chain[j + 1: epilogue_end] if qnode is not None else []
         layer, src, cur = _lower_compute(lw, node, pre, cur, epilogue, qnode)
         layers.append(layer)
         sources.append(src)
@@ -715,6 +731,25 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
 
 
 # ----------------------------------------------------------------------------------------------- layers
+
+def _is_noop_quantizer(lw: _Lowering, pre: list[onnx.NodeProto], cur: _IntTensor, node: onnx.NodeProto) -> bool:
+    """Whether quantizer `node`, after the layout and affine ops `pre` on the current levels, gives back every real
+    value those levels can carry (ONNX Runtime re-quantizes a Reshape's output with the same scale and zero
+    point): then it is no layer boundary, and the levels pass through it unchanged."""
+    if node.op_type not in QUANT_OPS:
+        return False
+    step = 2 if cur.fmt.kind == "bipolar" else 1
+    levels = np.arange(cur.k_range[0], cur.k_range[1] + 1, step)
+    if levels.size > 2 ** (MAX_ACTIVATION_BITS + 1):
+        return False
+    probes = cur.value(np.stack([np.full(cur.shape[1:], k, dtype=np.float64) for k in levels]))
+    try:
+        before = lw.evaluator.run(pre, probes, cur.name)
+        after = lw.evaluator.run([*pre, node], probes, cur.name)
+    except (RtlgenError, ValueError):
+        return False
+    return before.shape == after.shape and np.array_equal(before, after)
+
 
 def _input_positions(lw: _Lowering, pre: list[onnx.NodeProto], cur: _IntTensor, feature_map: bool) -> np.ndarray:
     """Position map of `cur`, fixing the hardware input's stream order on first use.
@@ -753,14 +788,16 @@ def _feature_map_input(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeP
     return c, h, w, tuple(shape)
 
 
-def _window_attrs(node: onnx.NodeProto, spatial: int, label: str) -> tuple[list[int], list[int], list[int]]:
-    """(kernel, strides, pads [begin..., end...]) as 2-D lists (a 1-D op gets a K x 1 window)."""
+def _window_attrs(node: onnx.NodeProto, spatial: int, label: str,
+                  default_kernel: list[int] | None = None) -> tuple[list[int], list[int], list[int]]:
+    """(kernel, strides, pads [begin..., end...]) as 2-D lists (a 1-D op gets a K x 1 window); a Conv without
+    kernel_shape (optional in ONNX, ONNX Runtime's quantizer drops it) takes `default_kernel`, its weights'."""
     a = node_attrs(node)
     auto_pad = a.get("auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if auto_pad not in ("NOTSET", "VALID", ""):
         raise RtlgenError(f"{label}: auto_pad={auto_pad} is not supported; export explicit pads")
-    kernel = list(a.get("kernel_shape", []))
+    kernel = list(a.get("kernel_shape", default_kernel or []))
     if len(kernel) != spatial:
         raise RtlgenError(f"{label}: kernel_shape {kernel} does not match the {spatial}-D input")
     strides = list(a.get("strides", [1] * spatial))
@@ -806,8 +843,8 @@ def pool_window(lw: _Lowering, node: onnx.NodeProto) -> tuple[list[int], list[in
 
 def _lower_maxpool(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto], cur: _IntTensor):
     label = f"{display_name(node)} (MaxPool)"
-    if any(p.op_type not in LAYOUT for p in pre):
-        bad = next(p for p in pre if p.op_type not in LAYOUT)
+    if any(p.op_type not in LAYOUT | QUANT_OPS for p in pre):  # a quantizer here is a no-op (`_is_noop_quantizer`)
+        bad = next(p for p in pre if p.op_type not in LAYOUT | QUANT_OPS)
         raise RtlgenError(f"{label}: {bad.op_type} {bad.name} sits between the quantizer and the pool; rtlgen pools quantized levels directly")
     a = node_attrs(node)
     if int(a.get("ceil_mode", 0)):
@@ -834,12 +871,25 @@ def _lower_maxpool(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     return layer, src, _IntTensor(node.output[0], tuple(out_shape), cur.fmt, cur.k_range, cur.value, positions)
 
 
+def _zero_level(offsets: np.ndarray, scale: float, fmt: ElementFormat, label: str) -> int:
+    """The input level whose real value is 0 (`scale * k + offset == 0`, an asymmetric quantizer's zero point):
+    what zero padding pads with. RtlgenError when it is not one integer level of `fmt` for every channel."""
+    levels = -np.asarray(offsets, dtype=np.float64) / scale
+    level = int(np.round(levels[0]))
+    lo, hi = (-1, 1) if fmt.kind == "bipolar" else (fmt.min, fmt.max)
+    if not np.allclose(levels, level, rtol=0, atol=1e-6) or not lo <= level <= hi or fmt.kind == "bipolar":
+        raise RtlgenError(f"{label}: zero padding of its input has no integer level (the real value 0 sits at level "
+                          f"{levels[0]:.4g} of the input quantizer); pad with a symmetric quantizer or remove the padding")
+    return level
+
+
 def _conv_geometry(lw: _Lowering, node: onnx.NodeProto, pre, cur: _IntTensor, label: str) -> tuple[Conv, tuple]:
     c, h, w, shape = _feature_map_input(lw, node, pre, cur, label)
     if node.op_type in AVG_POOL_OPS:
         kernel, strides, pads = pool_window(lw, node)
     else:
-        kernel, strides, pads = _window_attrs(node, len(shape) - 2, label)
+        weights = tensor_shape(lw.model, node.input[1]) if len(node.input) > 1 else None
+        kernel, strides, pads = _window_attrs(node, len(shape) - 2, label, list(weights[2:]) if weights else None)
     conv = Conv(h, w, c, kernel[0], kernel[1], strides[0], strides[1], pads[0], pads[1], pads[2], pads[3])
     if conv.pad_top + conv.pad_bottom >= conv.kernel_h or conv.pad_left + conv.pad_right >= conv.kernel_w:
         raise RtlgenError(f"{label}: padding {pads} is as large as the kernel {kernel}; at most kernel - 1 in total per axis is supported")
@@ -904,10 +954,10 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     else:
         b_map = b_vec.reshape(in_shape[1:])
         b_channel = b_map.reshape(conv.channels, -1)
-        if conv.padded and np.any(b_channel != 0):
-            raise RtlgenError(f"{label}: the padded input has an offset (real value of level 0 is not 0), so zero padding has no integer level")
         if not np.allclose(b_channel, b_channel[:, :1], rtol=1e-12, atol=0):
             raise RtlgenError(f"{label}: its input offset differs per pixel; only per-channel offsets map to integers")
+        if conv.padded and np.any(b_channel != 0):
+            conv = replace(conv, pad_value=_zero_level(b_channel[:, 0], a, in_fmt, label))
         b_ch = b_channel[:, 0]
         if depthwise:
             wh = w_int

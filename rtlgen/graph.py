@@ -59,6 +59,7 @@ class Conv:
     pad_left: int = 0
     pad_bottom: int = 0
     pad_right: int = 0
+    pad_value: int = 0  # the level of real value 0 (an asymmetric quantizer's zero point)
 
     @property
     def out_h(self) -> int:
@@ -85,11 +86,13 @@ class Conv:
         return any((self.pad_top, self.pad_left, self.pad_bottom, self.pad_right))
 
     def windows(self, x: np.ndarray, depthwise: bool = False) -> np.ndarray:
-        """Frames (N, H*W*C) -> im2col rows (N, OH*OW, KH*KW*C) in standard order (kh, kw, c); zero padding."""
+        """Frames (N, H*W*C) -> im2col rows (N, OH*OW, KH*KW*C) in standard order (kh, kw, c); padding with the
+        level `pad_value`."""
         n = x.shape[0]
         fm = np.asarray(x, dtype=np.int64).reshape(n, self.in_h, self.in_w, self.channels)
         rows = sliding_window_reference(fm, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w,
-                                        self.pad_top, self.pad_left, self.pad_bottom, self.pad_right)
+                                        self.pad_top, self.pad_left, self.pad_bottom, self.pad_right,
+                                        pad_value=self.pad_value)
         return rows.reshape(n, self.pixels_out, self.kernel_elems * self.channels)
 
     def swg_cycles(self, simd: int) -> int:
@@ -100,7 +103,8 @@ class Conv:
     def describe(self) -> dict:
         return {"in": [self.in_h, self.in_w, self.channels], "out": [self.out_h, self.out_w],
                 "kernel": [self.kernel_h, self.kernel_w], "stride": [self.stride_h, self.stride_w],
-                "pads": [self.pad_top, self.pad_left, self.pad_bottom, self.pad_right]}
+                "pads": [self.pad_top, self.pad_left, self.pad_bottom, self.pad_right],
+                **({"pad_level": self.pad_value} if self.pad_value else {})}
 
 
 def _activate(acc: np.ndarray, thresholds: np.ndarray | None, requant: Requantization | None,

@@ -18,7 +18,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import RtlgenError
-from .frontend import LoweredModel
+from .frontend import FEATURE_MAP_OPS, LoweredModel
+from .quantizers import IntQuantizer, TruncQuantizer
 from .portable_onnx import is_standard, session, to_standard_onnx
 
 HW_IN = "hw_in"
@@ -151,22 +152,34 @@ def build_tail(lm: LoweredModel, output: onnx.ValueInfoProto | None = None) -> o
                                   name="rtlgen_tail_reshape")]
         inits = [numpy_helper.from_array(np.asarray(shape, dtype=np.int64), "rtlgen_tail_label_shape")]
         return _model(lm, nodes, [in_vi], [lm.model.graph.output[0]], inits, "tail")
-    if src.quantizer_node is not None:
-        a, b = _affine_of_levels(src.quantizer, shape)
-    else:  # accumulators: alpha/beta per output channel (axis 1 of a feature map, the last axis otherwise)
-        channel_shape = (1, -1) + (1,) * (len(shape) - 2) if src.node.op_type == "Conv" else (1,) * (len(shape) - 1) + (-1,)
-        a = np.broadcast_to(src.alpha.reshape(channel_shape), shape)
-        b = np.broadcast_to(src.beta.reshape(channel_shape), shape)
     # stream element s is flat element out_order[s] of the boundary tensor: gather by the inverse
     inverse = np.empty_like(src.out_order)
     inverse[src.out_order] = np.arange(src.out_order.size)
     nodes, inits = _reorder_nodes(HW_OUT, "rtlgen_tail_levels", inverse, shape, "rtlgen_tail_order")
-    nodes += [
-        helper.make_node("Mul", ["rtlgen_tail_levels", "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
-        helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [src.boundary], name="rtlgen_tail_add"),
-    ] + list(lm.tail_nodes)
+    if isinstance(src.quantizer, (IntQuantizer, TruncQuantizer)):
+        # (k - zero point) * scale, in this order, as qonnx's Quant and ONNX's DequantizeLinear round it in float32
+        zero = getattr(src.quantizer, "zeropt", 0)
+        scale = np.broadcast_to(np.asarray(src.quantizer.scale, dtype=np.float64), shape)
+        nodes += [
+            helper.make_node("Add", ["rtlgen_tail_levels", "rtlgen_tail_zero"], ["rtlgen_tail_centred"], name="rtlgen_tail_sub"),
+            helper.make_node("Mul", ["rtlgen_tail_centred", "rtlgen_tail_scale"], [src.boundary], name="rtlgen_tail_mul"),
+        ]
+        inits += [_const("rtlgen_tail_zero", np.full(shape, -float(zero))), _const("rtlgen_tail_scale", scale)]
+    else:
+        if src.quantizer_node is not None:
+            a, b = _affine_of_levels(src.quantizer, shape)
+        else:  # accumulators: alpha/beta per output channel (axis 1 of a feature map, the last axis otherwise)
+            feature_map = src.node.op_type in FEATURE_MAP_OPS and len(shape) > 2
+            channel_shape = (1, -1) + (1,) * (len(shape) - 2) if feature_map else (1,) * (len(shape) - 1) + (-1,)
+            a = np.broadcast_to(src.alpha.reshape(channel_shape), shape)
+            b = np.broadcast_to(src.beta.reshape(channel_shape), shape)
+        nodes += [
+            helper.make_node("Mul", ["rtlgen_tail_levels", "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
+            helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [src.boundary], name="rtlgen_tail_add"),
+        ]
+        inits += [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]
+    nodes += list(lm.tail_nodes)
     out = lm.model.graph.output[0] if output is None else output
-    inits += [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]
     return _model(lm, nodes, [in_vi], [out], inits, "tail")
 
 

@@ -8,7 +8,8 @@ rounds), after which the frontend sees the QONNX model it knows.
 
 That transformation asserts on some inputs and silently skips or misreads others, so every pattern is checked
 first (`qcdq_offences`) for what keeps the conversion exact:
-- scales and zero points are constants, the same on both sides of a pair, zero points 0 (symmetric);
+- scales and zero points are constants, the same on both sides of a pair, one zero point per tensor (an
+  asymmetric activation's, as ONNX Runtime quantizes them, becomes the Quant node's zero point);
 - a Clip's bounds are constants spanning exactly the range of one bit width of the integer type's signedness
   (signed, signed narrow or unsigned): the fused Quant's range is the one its bit width implies, so Clip(0, 6)
   would silently become 0..7;
@@ -32,6 +33,13 @@ INTEGER_OPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvIn
                         "DynamicQuantizeLinear"}
 _INTEGER_TYPES = {onnx.TensorProto.INT8: True, onnx.TensorProto.UINT8: False, onnx.TensorProto.INT16: True,
                   onnx.TensorProto.UINT16: False, onnx.TensorProto.INT32: True}
+
+
+def is_rounding_stage(node: onnx.NodeProto) -> bool:
+    """Whether `node` is the rounding half of a Quant pair `_round_before_zero_point` split (by its name in the
+    converted model, kept in the doc string once qonnx's cleanup renames it)."""
+    return node.op_type == "Quant" and (node.name.endswith(ROUNDING_STAGE_SUFFIX) or
+                                        (node.doc_string or "").endswith(ROUNDING_STAGE_SUFFIX))
 
 
 def is_qcdq(model: onnx.ModelProto) -> bool:
@@ -84,9 +92,9 @@ class _Checker:
         if scale is None or zero is None:
             self.refuse(node, "scale and zero point must be initializers (constants)")
             return None
-        if np.any(zero != 0):
-            self.refuse(node, f"zero point {np.ravel(zero)[:4].tolist()} is not 0; only symmetric quantizers map to "
-                              "integer dataflow (quantize with symmetric activations and weights)")
+        if np.unique(zero).size != 1:
+            self.refuse(node, f"zero points {np.ravel(zero)[:4].tolist()} differ per channel; only one zero point per "
+                              "tensor maps to integer dataflow (quantize per-channel weights symmetrically)")
             return None
         block = next((a.i for a in node.attribute if a.name == "block_size"), 0)
         if block:
@@ -165,6 +173,40 @@ def qcdq_offences(model: onnx.ModelProto) -> list[Offence]:
     return checker.offences
 
 
+def _initializer_dequantizers_to_quant(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every DequantizeLinear of an integer initializer (ONNX Runtime's weights and biases) is a Quant
+    node of the dequantized values (float32), with its scale and zero point shaped to broadcast against them.
+    qonnx 1.0.0's QCDQToQuant does this itself, but subtracts the zero point in the integer type (a uint8
+    bias 0 with zero point 174 becomes 82) and multiplies per-axis scales before shaping them."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inits = {t.name: t for t in model.graph.initializer}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        levels = onnx.numpy_helper.to_array(inits[node.input[0]])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % max(1, levels.ndim)
+        shape = [1] * levels.ndim
+        params = []
+        for slot in (1, 2):
+            value = onnx.numpy_helper.to_array(inits[node.input[slot]]).astype(np.float64)
+            if value.size > 1:
+                shape[axis] = value.size
+                value = value.reshape(shape)
+            params.append(value)
+        scale, zero = params
+        real = ((levels.astype(np.int64) - zero) * scale).astype(np.float32)
+        tag = node.name or node.output[0]
+        names = [f"{tag}_rtlgen_{what}" for what in ("values", "scale", "zero_point", "bit_width")]
+        bits = np.float32(8 * levels.dtype.itemsize)
+        for name, value in zip(names, (real, scale.astype(np.float32), zero.astype(np.float32), bits)):
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        signed = int(np.issubdtype(levels.dtype, np.signedinteger))
+        model.graph.node[index].CopyFrom(onnx.helper.make_node(
+            "Quant", names, [node.output[0]], name=tag, domain="qonnx.custom_op.general", signed=signed, narrow=0,
+            rounding_mode="ROUND"))
+    return model
+
+
 def to_quant(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
     """`model` with every QCDQ pattern fused into a qonnx Quant node; UnsupportedModelError listing every pattern
     that would not convert exactly."""
@@ -175,6 +217,7 @@ def to_quant(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
     offences = qcdq_offences(model)
     if offences:
         raise UnsupportedModelError(offences)
+    model = _initializer_dequantizers_to_quant(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -188,4 +231,57 @@ def to_quant(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto:
             for n in wrapper.model.graph.node if n.op_type in QCDQ_OPS]
     if left:
         raise UnsupportedModelError(left)
-    return wrapper.model
+    return _round_before_zero_point(_float_quant_parameters(wrapper.model))
+
+
+def _float_quant_parameters(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Quant nodes with float32 scale, zero point and bit width, as qonnx exports them (the conversion keeps the
+    integer zero-point tensors of the QCDQ pairs, which onnxruntime's Quant rewrite cannot take)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Quant":
+            continue
+        for slot in range(1, len(node.input)):
+            tensor = inits.get(node.input[slot])
+            if tensor is None or tensor.data_type == onnx.TensorProto.FLOAT:
+                continue
+            name = f"{node.input[slot]}_rtlgen_float"
+            if name not in inits:
+                value = onnx.numpy_helper.to_array(tensor).astype(np.float32)
+                inits[name] = onnx.numpy_helper.from_array(value, name)
+                model.graph.initializer.append(inits[name])
+            node.input[slot] = name
+    return model
+
+
+ROUNDING_STAGE_SUFFIX = "_rtlgen_rounding"  # name of the first Quant of a split pair
+
+
+def _round_before_zero_point(model: onnx.ModelProto) -> onnx.ModelProto:
+    """QuantizeLinear rounds x / scale and then adds the zero point; qonnx's Quant rounds x / scale + zero point.
+    With round half to even the two differ on ties when the zero point is odd (24.5 + 3 rounds to 28, but
+    round(24.5) + 3 is 27). So each fused Quant of a dynamic tensor with a nonzero zero point becomes two: the
+    rounding, a Quant with zero point 0 two bits wider than the range can reach (so it never clips first), and
+    then the original Quant, whose input is on the integer grid (its rounding has nothing left to do). The
+    frontend reads the pair as one quantizer that rounds first (`IntQuantizer.round_first`)."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    nodes = []
+    for node in model.graph.node:
+        zero = inits.get(node.input[2]) if node.op_type == "Quant" and len(node.input) > 3 else None
+        if zero is None or node.input[0] in inits or not np.any(zero != 0):
+            nodes.append(node)
+            continue
+        bits = int(np.ravel(inits[node.input[3]])[0])
+        tag = node.name or node.output[0]
+        wide, zero_name, rounded = f"{tag}_rtlgen_round_bits", f"{tag}_rtlgen_round_zero", f"{tag}_rtlgen_rounded"
+        model.graph.initializer.extend([onnx.numpy_helper.from_array(np.float32(min(bits + 2, 32)), wide),
+                                        onnx.numpy_helper.from_array(np.float32(0), zero_name)])
+        rounding = next((a.s.decode() for a in node.attribute if a.name == "rounding_mode"), "ROUND")
+        first = onnx.helper.make_node("Quant", [node.input[0], node.input[1], zero_name, wide], [rounded],
+                                      name=f"{tag}{ROUNDING_STAGE_SUFFIX}", domain=node.domain, signed=1, narrow=0,
+                                      rounding_mode=rounding)
+        node.input[0] = rounded
+        nodes.extend([first, node])
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model

@@ -108,20 +108,28 @@ class ScaledQuantizer(Quantizer):
 
 @dataclass
 class IntQuantizer(ScaledQuantizer):
-    """qonnx Quant / IntQuant with zero point 0: k = clip(round(x / scale)), value = k * scale."""
+    """qonnx Quant / IntQuant: k = round(clip(x / scale + zeropt)), value = (k - zeropt) * scale (one integer
+    zero point per tensor; asymmetric activations, as ONNX Runtime quantizes them, have one)."""
 
     bitwidth: int = 8
     signed: bool = True
     narrow: bool = False
     rounding: str = "ROUND"
+    zeropt: int = 0
+    round_first: bool = False  # QuantizeLinear's order: round(x / scale) + zeropt (a QCDQ conversion's pair)
 
     def index(self, x: np.ndarray) -> np.ndarray:
         y = np.asarray(x, dtype=np.float64) / self.scale.astype(np.float64)
         if self.fmt.kind == "bipolar":  # qonnx turns 1-bit signed Quant into a sign function
             return (y >= 0).astype(np.int64)
         lo, hi = self.k_lo, self.k_hi
-        k = apply_rounding(np.clip(y, lo, hi), self.rounding)
+        if self.round_first:
+            y = apply_rounding(y, self.rounding)
+        k = apply_rounding(np.clip(y + self.zeropt, lo, hi), self.rounding)
         return k.astype(np.int64) - lo
+
+    def value(self, k: np.ndarray) -> np.ndarray:
+        return (np.asarray(k, dtype=np.float64) - self.zeropt) * self.scale.astype(np.float64)
 
 
 @dataclass

@@ -178,7 +178,7 @@ def build_component(stage: Stage):
         c = layer.conv
         return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,
                              c.pad_top, c.pad_left, c.pad_bottom, c.pad_right, simd=layer.simd,
-                             depthwise=isinstance(layer, DepthwiseLayer))
+                             depthwise=isinstance(layer, DepthwiseLayer), pad_value=c.pad_value)
     if stage.kind == "label":
         return LabelSelect(layer.channels, layer.simd, layer.fmt, layer.last_on_tie)
     if stage.kind == "maxpool":

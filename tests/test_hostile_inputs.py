@@ -61,7 +61,7 @@ def test_the_clean_model_builds(tmp_path):
 @pytest.mark.parametrize("flaw,needles", [
     ({"dynamic_batch": True}, ["x", "shape"]),
     ({"no_shape": True}, ["x", "shape"]),
-    ({"zeropt": 1.0}, ["Quant_act", "zero point"]),
+    ({"zeropt": 0.5}, ["Quant_act", "zero point"]),  # a fractional one (an integer zero point is supported)
     ({"act_bits": 12.0}, ["Quant_act", "12-bit", "at most 8"]),
     ({"w_bits": 12.0}, ["Quant_w1", "at most 8"]),
     ({"act_bits": 2.5}, ["Quant_act", "bit width"]),

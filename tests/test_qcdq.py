@@ -95,7 +95,8 @@ def _init(name, value, dtype):
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
-def _qdq_mlp(*, act_clip=(0, 15), act_zero=0, act_target="DequantizeLinear", weight_dtype=np.int8, extra_nodes=()):
+def _qdq_mlp(*, act_clip=(0, 15), act_zero=0, act_target="DequantizeLinear", weight_dtype=np.int8, extra_nodes=(),
+             w1_zero=(0, 0, 0, 0, 0)):
     """x (1, 6) -> Q/DQ int8 -> MatMul(DQ(int8 W1 per column)) -> Relu -> Q uint8 -> Clip -> DQ ->
     MatMul(DQ(int8 W2)) -> y (1, 3): the ONNX Runtime QDQ form, weights as integer initializers. Power-of-two
     scales keep onnxruntime's float32 exact, ties included, so its output is the exact reference."""
@@ -105,7 +106,7 @@ def _qdq_mlp(*, act_clip=(0, 15), act_zero=0, act_target="DequantizeLinear", wei
     inits = [
         _init("s_in", 0.0625, np.float32), _init("z_in", 0, np.int8),
         _init("w1", w1, weight_dtype), _init("s_w1", [0.125, 0.25, 0.0625, 0.125, 0.5], np.float32),
-        _init("z_w1", [0] * 5, weight_dtype),
+        _init("z_w1", list(w1_zero), weight_dtype),
         _init("s_a", 0.25, np.float32), _init("z_a", act_zero, np.uint8),
         _init("w2", w2, weight_dtype), _init("s_w2", 0.125, np.float32), _init("z_w2", 0, weight_dtype),
     ]
@@ -135,15 +136,17 @@ def _qdq_mlp(*, act_clip=(0, 15), act_zero=0, act_target="DequantizeLinear", wei
     return model
 
 
-def test_onnxruntime_qdq_form_lowers_exactly(tmp_path):
+@pytest.mark.parametrize("act_zero,act_clip", [(0, (0, 15)), (3, None)])
+def test_onnxruntime_qdq_form_lowers_exactly(act_zero, act_clip, tmp_path):
     """Weights as DequantizeLinear of int8 initializers (per-column scales on axis 1), a uint8 activation with a
-    4-bit Clip: the golden model equals onnxruntime on the original graph on every frame."""
-    model = _qdq_mlp()
+    4-bit Clip, or with zero point 3 over the whole uint8 range: the golden model equals onnxruntime on the
+    original graph on every frame."""
+    model = _qdq_mlp(act_zero=act_zero, act_clip=act_clip)
     assert not qcdq_offences(model)
     path = tmp_path / "qdq.onnx"
     onnx.save(model, str(path))
     lowered = lower_model(load_model(path))
-    assert [layer.in_fmt.width for layer in lowered.network.layers] == [8, 4]
+    assert [layer.in_fmt.width for layer in lowered.network.layers] == [8, 4 if act_clip else 8]
     assert lowered.network.layers[1].in_fmt.kind == "unsigned"
     x = np.random.default_rng(3).normal(scale=3.0, size=(40, 1, 6)).astype(np.float32)
     x[0, 0, :3] = [100.0, -100.0, 0.0]  # beyond the int8 range both ways
@@ -161,7 +164,7 @@ def test_clip_ranges(lo, hi, signed, ok):
 
 @pytest.mark.parametrize("kwargs,where,why", [
     ({"act_clip": (0, 6)}, "clip_act", "range [0, 6] is not the full range"),
-    ({"act_zero": 3, "act_clip": None}, "q_act", "zero point [3] is not 0"),
+    ({"w1_zero": [0, 1, 0, 0, 0]}, "dq_w1", "differ per channel"),
     ({"act_target": "Cast"}, "q_act", "not a DequantizeLinear"),
 ])
 def test_refused_patterns_name_the_node(kwargs, where, why, tmp_path):
