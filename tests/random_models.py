@@ -548,7 +548,8 @@ REFUSED_KINDS = {
     "weight_bits_9": ("9-16 bit weights", ["at most 8"]),
     # wider activations are requantized exactly only behind a fixed-point rescale; scale 0.3 is not one
     "act_bits_9": ("9-16 bit activation quantizer with a non-power-of-two scale", ["at most 8-bit activations"]),
-    "zero_point": ("non-zero zero point on an activation quantizer", ["zero point"]),
+    # an integer zero point is supported (asymmetric quantization); a fractional one has no integer level
+    "zero_point": ("fractional zero point on an activation quantizer", ["zero point", "not one integer"]),
     "per_channel_act_between_layers": ("per-channel activation scale feeding a MatMul", ["per-channel activation scale"]),
     "float_weights": ("MatMul on float (unquantized) weights", ["not quantized"]),
     "no_input_quantizer": ("float input straight into the first MatMul", ["--input-dtype"]),
@@ -598,7 +599,7 @@ def refused_model(kind: str, seed: int) -> tuple[onnx.ModelProto, str]:
         cur = g.quant(cur, QSpec("quant", np.float32(0.3), int(rng.integers(9, 17)), bool(rng.random() < 0.5), False, "ROUND"))
     elif kind == "zero_point":
         offender = qname
-        cur = g.node("Quant", [cur, g.const(np.float32(0.25), "scale"), g.const(np.float32(rng.integers(1, 4)), "zeropt"),
+        cur = g.node("Quant", [cur, g.const(np.float32(0.25), "scale"), g.const(np.float32(rng.integers(1, 4) + 0.5), "zeropt"),
                                g.const(4.0, "bitwidth")], domain=QONNX_DOMAIN, signed=0, narrow=0, rounding_mode="ROUND")
     elif kind == "fractional_bits":
         offender = qname
