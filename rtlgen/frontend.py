@@ -99,6 +99,10 @@ class LayerSource:
     negated: np.ndarray | None = None  # channels whose weights were negated to make the activation non-decreasing
     pre_activation: object = None  # true accumulators (B, MH) -> the quantizer's real input (B, MH), float64
     level_index: object = None  # true accumulators (B, MH) -> the quantizer's level indices (B, MH)
+    # compute output = alpha * (acc + acc_offset) + bias when the input offset is a whole number of steps (a zero
+    # point, `_integer_accumulator_offset`): the host tail adds the integers first, as the activation does
+    acc_offset: np.ndarray | None = None
+    bias: np.ndarray | None = None
 
 
 @dataclass
@@ -951,6 +955,9 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
         wh = np.zeros((mh, mw), dtype=np.int64)
         wh[:, order] = w_int.T  # stream-order weights: Wh[c, order[j]] = W_int[j, c]
         beta = b_vec @ (w_int.astype(np.float64) * w_scale[None, :]) + bias
+        column_offsets = np.empty(mw)
+        column_offsets[order] = b_vec
+        acc_offset = _integer_accumulator_offset(wh, column_offsets, a)
     else:
         b_map = b_vec.reshape(in_shape[1:])
         b_channel = b_map.reshape(conv.channels, -1)
@@ -962,10 +969,14 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
         if depthwise:
             wh = w_int
             beta = b_ch * (w_int.astype(np.float64) * w_scale[:, None]).sum(axis=1) + bias
+            acc_offset = _integer_accumulator_offset(wh, None, a, per_row=b_ch)
         else:
             wh = w_int.T.copy()
             beta = np.tile(b_ch, conv.kernel_elems) @ (w_int.astype(np.float64) * w_scale[None, :]) + bias
+            acc_offset = _integer_accumulator_offset(wh, np.tile(b_ch, conv.kernel_elems), a)
     alpha = a * w_scale
+    if acc_offset is not None:  # the input offset stays an integer offset of the accumulator: see the helper
+        beta = alpha * acc_offset + bias
 
     # 2) accumulator range from the actual weights and every value the input format can carry (a narrow
     #    quantizer never produces its format's minimum, but the hardware must not overflow if it arrives)
@@ -974,7 +985,8 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     acc_hi_c = np.maximum(wh * x_lo, wh * x_hi).sum(axis=1)
 
     out_positions = channels_last_positions(out_shape)
-    ep = _Epilogue(lw, node, alpha, beta, tuple(out_shape), out_positions, epilogue, label)
+    ep = _Epilogue(lw, node, alpha, beta, tuple(out_shape), out_positions, epilogue, label,
+                   acc_offset=acc_offset, bias=bias)
 
     negated = np.zeros(mh, dtype=bool)
     thresholds, requant, q, level_index = None, None, None, None
@@ -1031,8 +1043,29 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
                          lambda k, al=al, be=be: np.asarray(k, dtype=np.float64) * al + be, positions)
     src = LayerSource(node=node, epilogue=epilogue, quantizer_node=qnode, quantizer=q, alpha=alpha, beta=beta,
                       boundary=boundary, boundary_shape=tuple(boundary_shape), out_order=stream_order(positions),
-                      negated=negated, pre_activation=ep.pre_activation, level_index=level_index)
+                      negated=negated, pre_activation=ep.pre_activation, level_index=level_index,
+                      acc_offset=acc_offset, bias=bias)
     return layer, src, nxt
+
+
+def _integer_accumulator_offset(wh: np.ndarray, column_offsets: np.ndarray | None, a: float,
+                                per_row: np.ndarray | None = None) -> np.ndarray | None:
+    """The accumulator offset -wh @ z (integers, per output channel) when every input element's offset b is a whole
+    number of input steps, b = -z * a (a zero point z); None otherwise.
+
+    Then the layer's output is alpha * (acc + offset) + bias, and the activation is decided on that: where the
+    true value is exactly 0 (inputs at their zero point), acc + offset is the integer 0 and so is the product,
+    while the folded form alpha * acc + beta leaves float64 cancellation noise (1e-16) on either side of a
+    quantizer boundary at 0. `per_row` gives one offset per output row instead (a depthwise layer)."""
+    offsets = per_row if per_row is not None else column_offsets
+    z = -np.asarray(offsets, dtype=np.float64) / a
+    zi = np.round(z)
+    if not np.allclose(z, zi, rtol=0, atol=1e-9) or not np.any(zi):
+        return None
+    zi = zi.astype(np.int64)
+    if per_row is not None:
+        return -(wh.astype(np.int64).sum(axis=1) * zi)
+    return -(wh.astype(np.int64) @ zi)
 
 
 class _Epilogue:
@@ -1044,8 +1077,13 @@ class _Epilogue:
     quantizer's input tensor (the layout ops in the epilogue move elements)."""
 
     def __init__(self, lw: _Lowering, node: onnx.NodeProto, alpha: np.ndarray, beta: np.ndarray, out_shape: tuple,
-                 out_positions: np.ndarray, epilogue: list[onnx.NodeProto], label: str):
+                 out_positions: np.ndarray, epilogue: list[onnx.NodeProto], label: str,
+                 acc_offset: np.ndarray | None = None, bias: np.ndarray | None = None):
         self.lw, self.node, self.alpha, self.beta, self.epilogue = lw, node, alpha, beta, epilogue
+        # with an integer accumulator offset (`_integer_accumulator_offset`) the compute output is
+        # alpha * (acc + offset) + bias, the sum taken in integers first
+        self.acc_offset = None if acc_offset is None else np.asarray(acc_offset, dtype=np.int64)
+        self.bias = bias
         self.out_shape = tuple(out_shape)
         self.mh = mh = alpha.size
         layout = [n for n in epilogue if n.op_type in LAYOUT]
@@ -1068,9 +1106,16 @@ class _Epilogue:
                 raise RtlgenError(f"{label}: the ops after it ({', '.join(n.op_type for n in epilogue)}) differ per pixel; "
                                   f"only per-channel constants can become thresholds")
 
+    def _compute_output(self, acc: np.ndarray) -> np.ndarray:
+        """The compute node's real output per channel for accumulators (B, MH), float64."""
+        if self.acc_offset is None:
+            return self.alpha[None, :] * acc + self.beta[None, :]
+        exact = np.asarray(acc).astype(np.int64) + self.acc_offset[None, :]
+        return self.alpha[None, :] * exact + np.asarray(self.bias, dtype=np.float64)[None, :]
+
     def _full(self, acc: np.ndarray) -> np.ndarray:
         """Epilogue on the whole tensor, every pixel of channel c given accumulator acc[:, c]."""
-        y = self.alpha[None, :] * acc + self.beta[None, :]
+        y = self._compute_output(acc)
         shape = self.out_shape
         if len(shape) > 2 and self.node.op_type in FEATURE_MAP_OPS:
             y = np.broadcast_to(y.reshape(y.shape + (1,) * (len(shape) - 2)), (len(acc),) + shape[1:])
@@ -1081,7 +1126,7 @@ class _Epilogue:
     def _shaped(self, acc: np.ndarray) -> np.ndarray:
         """The quantizer's input as a tensor: (B, MH, 1, 1) when reduced, else the whole tensor."""
         if self.reduced:
-            y = (self.alpha[None, :] * acc + self.beta[None, :]).reshape((len(acc), self.mh) + (1,) * (len(self.out_shape) - 2))
+            y = self._compute_output(acc).reshape((len(acc), self.mh) + (1,) * (len(self.out_shape) - 2))
             return self.lw.evaluator.run(self.epilogue, y, self.node.output[0])
         return self._full(acc)
 

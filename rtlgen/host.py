@@ -173,8 +173,18 @@ def build_tail(lm: LoweredModel, output: onnx.ValueInfoProto | None = None) -> o
             channel_shape = (1, -1) + (1,) * (len(shape) - 2) if feature_map else (1,) * (len(shape) - 1) + (-1,)
             a = np.broadcast_to(src.alpha.reshape(channel_shape), shape)
             b = np.broadcast_to(src.beta.reshape(channel_shape), shape)
+        levels = "rtlgen_tail_levels"
+        if src.quantizer_node is None and src.acc_offset is not None:
+            # alpha * (acc + offset) + bias: the integers added first (exact in float32), as the activation decides
+            # it; alpha * acc + beta would cancel two large float32 products
+            offset = np.broadcast_to(src.acc_offset.reshape(channel_shape), shape)
+            b = np.broadcast_to(np.asarray(src.bias, dtype=np.float64).reshape(channel_shape), shape)
+            nodes.append(helper.make_node("Add", [levels, "rtlgen_tail_acc_offset"], ["rtlgen_tail_centred"],
+                                          name="rtlgen_tail_centre"))
+            inits.append(_const("rtlgen_tail_acc_offset", offset))
+            levels = "rtlgen_tail_centred"
         nodes += [
-            helper.make_node("Mul", ["rtlgen_tail_levels", "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
+            helper.make_node("Mul", [levels, "rtlgen_tail_scale"], ["rtlgen_tail_scaled"], name="rtlgen_tail_mul"),
             helper.make_node("Add", ["rtlgen_tail_scaled", "rtlgen_tail_offset"], [src.boundary], name="rtlgen_tail_add"),
         ]
         inits += [_const("rtlgen_tail_scale", a), _const("rtlgen_tail_offset", b)]

@@ -4,7 +4,8 @@
 (domain `qonnx.custom_op.general`), plus float inputs that exercise it, a random folding and a one-line
 description. Everything is drawn from `numpy.random.default_rng(seed)`, so a seed names a model forever
 (as long as this file's drawing order is unchanged: append new choices at the end of a block, never in the
-middle, or old regression seeds stop meaning what their comments say).
+middle, or old regression seeds stop meaning what their comments say; activation zero points, added later,
+come from a stream of their own, `default_rng([seed, layer, 0x5A])`, for that reason).
 
 What varies (all within rtlgen's limits: weights and every quantizer after the first layer at most 8 bits):
 - depth 1-4, input 1-40 features, layer widths 1-32, shape [1, F], batch 1, opset 13;
@@ -57,10 +58,11 @@ class QSpec:
     """A quantizer as the generator sees it (for calibration and description, float64)."""
 
     def __init__(self, kind: str, scale, bits: int = 0, signed: bool = True, narrow: bool = False,
-                 rounding: str = "ROUND"):
+                 rounding: str = "ROUND", zeropt: int = 0):
         self.kind = kind  # "quant" or "bipolar"
         self.scale = np.asarray(scale, dtype=np.float32)
         self.bits, self.signed, self.narrow, self.rounding = bits, signed, narrow, rounding
+        self.zeropt = int(zeropt)  # qonnx Quant: round(x / scale + zeropt), value (k - zeropt) * scale
 
     @property
     def bipolar(self) -> bool:
@@ -82,7 +84,7 @@ class QSpec:
         if self.bipolar:
             return np.where(y >= 0, 1.0, -1.0) * s
         lo, hi = self.int_range()
-        return _round(np.clip(y, lo, hi), self.rounding) * s
+        return (_round(np.clip(y + self.zeropt, lo, hi), self.rounding) - self.zeropt) * s
 
     def describe(self) -> str:
         s = self.scale.ravel()
@@ -90,7 +92,7 @@ class QSpec:
         if self.kind == "bipolar":
             return f"BipolarQuant {sc}"
         flags = ("INT" if self.signed else "UINT") + str(self.bits) + ("n" if self.narrow else "")
-        return f"Quant {flags} {self.rounding} {sc}"
+        return f"Quant {flags} {self.rounding} {sc}" + (f" z={self.zeropt}" if self.zeropt else "")
 
 
 # ------------------------------------------------------------------------------------------- graph builder
@@ -124,7 +126,7 @@ class _Graph:
     def quant(self, x: str, q: QSpec) -> str:
         if q.kind == "bipolar":
             return self.node("BipolarQuant", [x, self.const(q.scale, "scale")], domain=QONNX_DOMAIN)
-        return self.node("Quant", [x, self.const(q.scale, "scale"), self.const(0.0, "zeropt"),
+        return self.node("Quant", [x, self.const(q.scale, "scale"), self.const(float(q.zeropt), "zeropt"),
                                    self.const(float(q.bits), "bitwidth")], domain=QONNX_DOMAIN,
                          signed=int(q.signed), narrow=int(q.narrow), rounding_mode=q.rounding)
 
@@ -424,6 +426,13 @@ def build_random_model(seed: int) -> RandomModel:
                 qa.scale = np.asarray(max(_pick_scale(rng, float(np.max(mag)), pow2()), _up(float(np.max(floor)), pow2()))
                                       * (-1 if negative else 1),
                                       dtype=np.float32).reshape(_scalar_shape(rng))
+            # asymmetric: an integer zero point inside the range shifts which levels the values use. Drawn from
+            # a stream of its own, so every seed keeps naming the model it named before zero points existed.
+            zp_rng = np.random.default_rng([seed, li, 0x5A])
+            if not per_ch and not qa.bipolar and qa.bits >= 3 and zp_rng.random() < 0.2:
+                lo_k, hi_k = qa.int_range()
+                qa.zeropt = int(zp_rng.integers(lo_k + 1, hi_k))
+                feat.add("act_zero_point")
             cur = g.quant(cur, qa)
             y = qa.apply(y)
             in_step = float(np.min(np.abs(qa.scale)))
