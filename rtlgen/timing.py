@@ -53,16 +53,20 @@ def _mvtu(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     return taken, outs
 
 
-def _vvu(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
-    k = stage.layer.mw
-    latency = timing_model(stage).latency
+def _word_a_cycle(arrivals: list[int], words_per_output: int, latency: int) -> tuple[list[int], list[int]]:
+    """A block that takes one input word a cycle and offers an output word `latency` cycles after taking the
+    last of each `words_per_output` input words (the vector unit per fold, the label select per frame)."""
     outs, taken, t = [], [], -1
     for index, arrival in enumerate(arrivals):
         t = max(t + 1, arrival)
         taken.append(t)
-        if index % k == k - 1:
+        if index % words_per_output == words_per_output - 1:
             outs.append(t + latency)
     return taken, outs
+
+
+def _vvu(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
+    return _word_a_cycle(arrivals, stage.layer.mw, timing_model(stage).latency)
 
 
 def _maxpool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
@@ -84,16 +88,8 @@ def _maxpool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
 
 
 def _label(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
-    """One input word a cycle; a frame's label `latency` cycles after its last word is taken."""
-    folds = stage.words_in
-    latency = timing_model(stage).latency
-    taken, outs, t = [], [], -1
-    for index, arrival in enumerate(arrivals):
-        t = max(t + 1, arrival)
-        taken.append(t)
-        if index % folds == folds - 1:
-            outs.append(t + latency)
-    return taken, outs
+    """A frame's label `latency` cycles after its last word is taken."""
+    return _word_a_cycle(arrivals, stage.words_in, timing_model(stage).latency)
 
 
 def _passthrough(arrivals: list[int], latency: int) -> tuple[list[int], list[int]]:

@@ -149,20 +149,36 @@ def compare_with_original_runtime(result: VerifyResult, lowered: LoweredModel, o
     exact when the hardware ends on a quantizer, else within float32 rounding of the largest value the tail
     handles. Records the largest difference; a frame beyond the rule is unexplained."""
     n = len(x)
-    x_ref = x if lowered.input_format is None else (hw_in * lowered.input_format.scale).reshape(x.shape).astype(np.float32)
-    y_ort = onnxruntime_execute(original, x_ref).astype(np.float64).reshape(n, -1)
+    y_ort = onnxruntime_execute(original, _reference_inputs(lowered, x, hw_in)).astype(np.float64).reshape(n, -1)
     diff = np.abs(np.asarray(y_hw, dtype=np.float64).reshape(n, -1) - y_ort)
     result.original_runtime_diff = float(diff.max())
-    last = lowered.layer_sources[-1]
+    allowed = _output_tolerances(lowered, acc_out, y_ort)
     for f in range(n):
-        if last.quantizer_node is not None:
-            allowed = 0.0
-        else:
-            acc = acc_out[f].reshape(-1, last.alpha.size)
-            allowed = FLOAT_RTOL * max(1.0, float(np.abs(y_ort[f]).max()), float(np.abs(last.alpha * acc + last.beta).max()))
-        if diff[f].max() > allowed:
+        if diff[f].max() > allowed[f]:
             result.unexplained.append(f"frame {f}: final output differs from onnxruntime on the original QCDQ graph "
                                       f"by {diff[f].max():.3g}")
+
+
+def _reference_inputs(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray) -> np.ndarray:
+    """What the references run on: the frames exactly as the hardware saw them (with a host-side input format,
+    the grid-snapped input)."""
+    if lowered.input_format is None:
+        return x
+    return (hw_in * lowered.input_format.scale).reshape(x.shape).astype(np.float32)
+
+
+def _output_tolerances(lowered: LoweredModel, acc_out: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
+    """Per frame, the largest final-output difference from a reference that is float32 rounding: none when the
+    hardware ends on a quantizer; else relative to the largest value the float tail handles, not to its result
+    (a bias or batch-norm mean can cancel a large MatMul output down to a small number)."""
+    n = len(y_ref)
+    last = lowered.layer_sources[-1]
+    if last.quantizer_node is not None:
+        return np.zeros(n)
+    acc = np.asarray(acc_out).reshape(n, -1, last.alpha.size)
+    tail_in = np.abs(last.alpha * acc + last.beta).reshape(n, -1).max(axis=1)
+    scale = np.maximum(np.maximum(1.0, np.abs(np.asarray(y_ref, dtype=np.float64)).reshape(n, -1).max(axis=1)), tail_in)
+    return FLOAT_RTOL * scale
 
 
 def hardware_mismatches(hw_out: np.ndarray, golden_out: np.ndarray, layer: str) -> list[str]:
@@ -210,8 +226,7 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
     golden = lowered.network.golden_per_layer(hw_in)
     if y_hw is None:
         y_hw = execute_frames(build_tail(lowered), golden[-1].astype(np.float32))
-    # the reference sees exactly what the hardware saw: with a host-side input format, the grid-snapped input
-    x_ref = x if lowered.input_format is None else (hw_in * lowered.input_format.scale).reshape(x.shape).astype(np.float32)
+    x_ref = _reference_inputs(lowered, x, hw_in)
     taps = []
     for src in lowered.layer_sources:
         if src.quantizer_node is not None:
@@ -237,20 +252,11 @@ def compare_with_qonnx(lowered: LoweredModel, x: np.ndarray, hw_in: np.ndarray, 
     y_hw = np.asarray(y_hw, dtype=np.float64).reshape(n, -1)
     y_ref64 = np.asarray(y_ref, dtype=np.float64).reshape(n, -1)
     diff = np.abs(y_hw - y_ref64)
-    ends_on_quantizer = lowered.layer_sources[-1].quantizer_node is not None
-    # float32 rounding in a float tail is relative to the largest value the tail handles, not to its result: a
-    # bias or batch-norm mean can cancel a large MatMul output down to a small number
-    last = lowered.layer_sources[-1]
-    if ends_on_quantizer:
-        tail_in = np.zeros(n)
-    else:
-        acc = golden[-1].reshape(n, -1, last.alpha.size)
-        tail_in = np.abs(last.alpha * acc + last.beta).reshape(n, -1).max(axis=1)
+    allowed = _output_tolerances(lowered, golden[-1], y_ref64)
     for f in range(n):
         if not frame_ok[f]:
             continue
-        scale = max(1.0, float(np.abs(y_ref64[f]).max()), float(tail_in[f]))
-        if diff[f].max() > (0.0 if ends_on_quantizer else FLOAT_RTOL * scale):
+        if diff[f].max() > allowed[f]:
             frame_ok[f] = False
             result.unexplained.append(f"frame {f}: final output differs from qonnx by {diff[f].max():.3g}")
     result.max_output_diff = float(diff[frame_ok].max()) if frame_ok.any() else 0.0
