@@ -44,6 +44,10 @@ def axis_width(width: int) -> int:
 class AxisDataflowTop(wiring.Component):
     """`stages` (components with `i`/`o` stream ports) joined in a chain, between AXI-Stream ports.
 
+    Or joined as a graph: `connections` lists `(from_stage, from_port, to_stage, to_port)` (indices into
+    `stages` and stream port names: a duplicator's `o0`, `o1`, an interleaver's `a`, `b`), and the network's
+    input enters `stages[0].i` and its output leaves `stages[-1].o`.
+
     `in_width`/`out_width` are the payload widths of the first stage's `i` and the last stage's `o`;
     TDATA is those rounded up by `axis_width` (padding ignored on input, zero on output).
     TLAST is high on the last word of every output frame of `out_words_per_frame` words.
@@ -53,8 +57,10 @@ class AxisDataflowTop(wiring.Component):
     """
 
     def __init__(self, stages, in_width: int, out_width: int, out_words_per_frame: int,
-                 in_words_per_frame: int | None = None, input_tlast: bool = True):
+                 in_words_per_frame: int | None = None, input_tlast: bool = True, connections=None):
         self.stages = list(stages)
+        self.connections = [(i, "o", i + 1, "i") for i in range(len(self.stages) - 1)] if connections is None else \
+            [tuple(c) for c in connections]
         self.in_width, self.out_width = int(in_width), int(out_width)
         self.out_words_per_frame = int(out_words_per_frame)
         self.input_tlast = bool(input_tlast)
@@ -96,8 +102,8 @@ class AxisDataflowTop(wiring.Component):
 
         for index, stage in enumerate(self.stages):
             m.submodules[f"stage{index}"] = stage
-        for upstream, downstream in zip(self.stages, self.stages[1:]):
-            wiring.connect(m, upstream.o, downstream.i)
+        for source, out_port, sink, in_port in self.connections:
+            wiring.connect(m, getattr(self.stages[source], out_port), getattr(self.stages[sink], in_port))
 
         # The input: straight into the chain, or through the framer that honours TLAST.
         in_payload, in_valid, in_ready = self.s_axis_tdata[:self.in_width], self.s_axis_tvalid, self.s_axis_tready

@@ -23,7 +23,8 @@ from .cost import PARTS, TOP_LEVEL_RESOURCES, Budget
 from .folding import FoldingChoice, apply_folding, default_folding, folding_spec, load_folding, parse_folding
 from .frontend import InputFormat, LoweredModel, load_model, lower_model, tensor_shape
 from .argmax import select_label_in_hardware
-from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, MVTULayer, fmt_name
+from .folding import PE_ONLY
+from .graph import AddLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, MVTULayer, fmt_name
 from .driver_files import write_driver
 from .host import build_head, build_tail, portable, tail_input_shape
 from .portable_onnx import is_standard
@@ -196,7 +197,7 @@ def _layer_report(layer, stages) -> dict:
         "thresholds_per_channel": 0 if layer.thresholds is None else int(layer.thresholds.shape[1]),
         "weight_memory_bits": int(layer.weights.size) * layer.w_fmt.width,
         "threshold_memory_bits": 0 if layer.thresholds is None else int(layer.thresholds.size) * layer.acc_width,
-        "multipliers": layer.pe * (1 if isinstance(layer, DepthwiseLayer) else layer.simd),
+        "multipliers": layer.pe * (1 if isinstance(layer, PE_ONLY) else layer.simd),
         "xnor_popcount": layer.in_fmt.kind == "bipolar" and layer.w_fmt.kind == "bipolar",
     }
     unrolled = next((s for s in stages if s.kind == "unrolled"), None)
@@ -209,6 +210,9 @@ def _layer_report(layer, stages) -> dict:
                                    "pipeline_registers": core.layer_registers[index]}
         return entry
     entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and s.kind in ("mvtu", "vvu")))
+    if isinstance(layer, AddLayer):
+        entry["residual_add"] = {"inputs": layer.sources.get("add_inputs"), "alignment_multipliers":
+                                 layer.sources.get("alignment"), "input_dtypes": [fmt_name(f) for f in layer.input_fmts]}
     if layer.conv is not None:
         entry["conv"] = {**layer.conv.describe(), "depthwise": isinstance(layer, DepthwiseLayer)}
         if "average_pool" in layer.sources:
@@ -342,8 +346,24 @@ def size_fifos(network, options: BuildOptions) -> tuple[dict[str, int] | None, d
     bits = lambda stages: sum(s.depth * s.in_elems_per_word * s.elem_width_in for s in stages if s.kind == "fifo")  # noqa: E731
     method = options.fifo_sizing if options.fifo_depth is None else f"--fifo-depth {options.fifo_depth}"
     return depths, {"method": method, "bits": bits(sized), "rule_bits": bits(plan_stages(network, options.fifo_depth)),
+                    "skip_path_bits": bits(skip_path_fifos(sized)),
                     "depths": {s.name: s.depth for s in sized if s.kind == "fifo"},
                     "seconds": round(time.monotonic() - start, 3)}
+
+
+def skip_path_fifos(stages) -> list:
+    """The FIFOs in front of residual Adds (both input edges; the long path's is a few words, the skip edge's holds
+    what the long path delays)."""
+    return [s for s in stages if s.kind == "fifo" and _reaches_join(s, stages)]
+
+
+def _reaches_join(stage, stages) -> bool:
+    """Whether a FIFO's stream goes (through width converters) straight into a residual Add's interleaver."""
+    readers = {feed[0]: s for s in stages for feed in s.feeds}
+    reader = readers.get(stage.name)
+    while reader is not None and reader.kind == "dwc":
+        reader = readers.get(reader.name)
+    return reader is not None and reader.kind == "join"
 
 
 def memory_manifest(memory_files: dict[str, str], top_name: str, report: dict) -> list[dict]:
@@ -391,6 +411,11 @@ def _package_ip(tmp: Path, top_name: str, options: BuildOptions, model_path: Pat
         raise RtlgenError(str(exc)) from None
 
 
+def _input_names(network, index: int) -> list[str]:
+    """The layers (or "input") a layer reads, in input order."""
+    return [network.layers[p].name if p >= 0 else "input" for p in network.producers(index)]
+
+
 def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_note: str, top_name: str,
             options: BuildOptions) -> dict:
     network = lowered.network
@@ -407,9 +432,11 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
         "top": top_name,
         "verilog": [f"ip/hdl/{top_name}.v"],
         "folding": folding_note,
-        "layers": [_layer_report(layer, stages) for layer in network.layers],
+        "layers": [{**_layer_report(layer, stages), "inputs": _input_names(network, index)}
+                   for index, layer in enumerate(network.layers)],
         "stages": [{"kind": s.kind, "name": s.name, "in_elems_per_word": s.in_elems_per_word,
-                    "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {})}
+                    "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {}),
+                    "feeds": [name for name, _ in s.feeds]}
                    for s in stages],
         "estimate": {
             "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,

@@ -30,9 +30,10 @@ from ip_cores.mac_terms import MAC_RESOURCES
 from ip_cores.memories import STYLES as MEMORY_STYLES
 
 from .errors import RtlgenError
-from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
+from .graph import AddLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
 
 SIMD_ONLY = (MaxPoolLayer, LabelSelectLayer)  # layers folded by SIMD alone, without implementation options
+PE_ONLY = (DepthwiseLayer, AddLayer)  # layers whose word carries PE channels in and out: folded by PE alone
 
 DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
 
@@ -131,6 +132,8 @@ def is_finn_folding(spec) -> bool:
 def _layer_kind(layer) -> str:
     if isinstance(layer, LabelSelectLayer):
         return "label"
+    if isinstance(layer, AddLayer):
+        return "add"
     return "pool" if isinstance(layer, MaxPoolLayer) else "depthwise" if isinstance(layer, DepthwiseLayer) else "matrix"
 
 
@@ -240,8 +243,8 @@ def _pe_meaning(layer) -> str:
 
 
 def _simd_meaning(layer) -> str:
-    if isinstance(layer, DepthwiseLayer):
-        return "1 (a depthwise convolution is folded by PE)"
+    if isinstance(layer, PE_ONLY):
+        return f"1 (a {layer.op} layer is folded by PE)"
     if isinstance(layer, SIMD_ONLY):
         return f"the {layer.channels} channels"
     if layer.conv is not None:
@@ -253,7 +256,7 @@ def fold_layer(layer, choice: FoldingChoice) -> None:
     """Set one layer's PE/SIMD and implementation options (a depthwise layer takes only PE, a pool SIMD)."""
     for key, value in choice.options:
         setattr(layer, key, value)
-    if isinstance(layer, DepthwiseLayer):
+    if isinstance(layer, PE_ONLY):
         layer.pe = choice.pe
     elif isinstance(layer, SIMD_ONLY):
         layer.simd = choice.simd

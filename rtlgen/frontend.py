@@ -23,6 +23,7 @@ All checks collect `Offence`s first and fail once, listing every offending node,
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import partial
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ import onnx
 from ip_cores.elements import ElementFormat, signed_width_for
 
 from .errors import Offence, RtlgenError, UnsupportedModelError
-from .graph import Conv, DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
+from .graph import AddLayer, Conv, DepthwiseLayer, MaxPoolLayer, MVTULayer, Network
 from .onnx_eval import (LAYOUT, MONOTONE_ELEMENTWISE, ORIGINAL_NAME_TAG, ChainEvaluator, display_name,
                         initializer_arrays, node_attrs, offence)
 from .qcdq import is_qcdq, is_rounding_stage, to_quant
@@ -389,36 +390,87 @@ class _Lowering:
         return True
 
     # chain -----------------------------------------------------------------------------------------------
-    def dynamic_chain(self) -> tuple[str, list[onnx.NodeProto]]:
+    def dynamic_users(self, tensor: str) -> list[onnx.NodeProto]:
+        """The nodes reading `tensor` whose output is not a constant."""
+        return [n for n in self.consumers.get(tensor, []) if self.constant(n.output[0]) is None]
+
+    def is_join(self, node: onnx.NodeProto) -> bool:
+        """An Add of two computed tensors: where a residual block's branches meet."""
+        return node.op_type == "Add" and sum(1 for x in node.input if x and self.constant(x) is None) == 2
+
+    def dynamic_chain(self) -> tuple[str, list]:
+        """The graph input and the chain from it to the output: nodes, and a `Residual` for each fork that a
+        join Add closes again (its branches are chains themselves, so blocks nest)."""
         graph_inputs = [i for i in self.graph.input if i.name not in self.inits]
         if len(graph_inputs) != 1:
             raise RtlgenError(f"the model has {len(graph_inputs)} graph inputs ({', '.join(i.name for i in graph_inputs)}); rtlgen needs exactly one")
         if len(self.graph.output) != 1:
             raise RtlgenError(f"the model has {len(self.graph.output)} graph outputs; rtlgen needs exactly one")
         in_name = graph_inputs[0].name
-        chain, cur, seen = [], in_name, set()
-        while True:
-            users = [n for n in self.consumers.get(cur, []) if self.constant(n.output[0]) is None]
-            if not users:
-                break
-            if len(users) > 1:
-                names = ", ".join(f"{n.name} ({n.op_type})" for n in users)
-                offences = [Offence(cur, "tensor", f"feeds {len(users)} nodes ({names}); branching graphs are not supported")]
-                offences += [offence(n, NOT_YET[n.op_type]) for n in self.graph.node if n.op_type in NOT_YET]
-                raise UnsupportedModelError(offences)
-            node = users[0]
-            for other in node.input:
-                if other and other != cur and self.constant(other) is None:
-                    self.offences.append(offence(node, f"has a second non-constant input {other}; only chains of layers are supported"))
-            chain.append(node)
-            seen.add(id(node))
-            if node.op_type == "TopK":
-                break
-            cur = node.output[0]
+        chain, end, seen = self._walk(in_name, set())
+        if end is not None:
+            raise UnsupportedModelError([offence(end, "adds two computed tensors that do not branch from one "
+                                                      "tensor; only residual blocks (a fork joined by an Add) are supported")])
         for node in self.graph.node:
             if id(node) not in seen and self.constant(node.output[0]) is None:
                 self.offences.append(offence(node, "is not on the chain from the graph input to the output"))
         return in_name, chain
+
+    def _walk(self, cur: str, seen: set) -> tuple[list, onnx.NodeProto | None, set]:
+        """Follow tensor `cur` downstream: (the chain, the join Add where it stopped or None at the end, the
+        ids of the nodes visited)."""
+        chain = []
+        while True:
+            users = self.dynamic_users(cur)
+            if not users:
+                return chain, None, seen
+            if len(users) == 1 and self.is_join(users[0]):
+                return chain, users[0], seen
+            if len(users) == 1:
+                node = users[0]
+                for other in node.input:
+                    if other and other != cur and self.constant(other) is None:
+                        self.offences.append(offence(node, f"has a second non-constant input {other}; only chains "
+                                                           f"of layers and residual Adds are supported"))
+                chain.append(node)
+                seen.add(id(node))
+                if node.op_type == "TopK":
+                    return chain, None, seen
+                cur = node.output[0]
+                continue
+            block = self._residual(cur, users, seen)
+            chain.append(block)
+            seen.add(id(block.join))
+            cur = block.join.output[0]
+
+    def _residual(self, fork: str, users: list[onnx.NodeProto], seen: set) -> "Residual":
+        """The block from a tensor read by two nodes to the Add that joins the two branches again."""
+        names = ", ".join(f"{n.name} ({n.op_type})" for n in users)
+        if len(users) != 2:
+            raise UnsupportedModelError([Offence(fork, "tensor", f"feeds {len(users)} nodes ({names}); a tensor may "
+                                                                  f"feed two branches joined by an Add, no more")])
+        branches, joins = [], []
+        for user in users:
+            if self.is_join(user):  # the identity skip: the fork tensor itself reaches the Add
+                branches.append([])
+                joins.append(user)
+                continue
+            seen.add(id(user))
+            rest, join, seen = self._walk(user.output[0], seen)
+            branches.append([user, *rest])
+            joins.append(join)
+        if joins[0] is None or joins[0] is not joins[1]:
+            raise UnsupportedModelError([Offence(fork, "tensor", f"feeds two branches ({names}) that do not meet "
+                                                                  f"again in one Add; only residual blocks are supported")])
+        join = joins[0]
+        inputs = [(b[-1].output[0] if b else fork) for b in branches]
+        if inputs[0] == inputs[1]:
+            raise UnsupportedModelError([offence(join, "adds a tensor to itself; only a residual join of two branches is supported")])
+        # the branch with more layers is the long path; the Add's input order decides which weight is which
+        long_first = sum(map(_counts_as_layer, branches[0])) >= sum(map(_counts_as_layer, branches[1]))
+        a, b = (0, 1) if long_first else (1, 0)
+        return Residual(fork=fork, long=branches[a], skip=branches[b], join=join,
+                        long_input=list(join.input).index(inputs[a]), skip_input=list(join.input).index(inputs[b]))
 
     # weights -----------------------------------------------------------------------------------------------
     def integer_weights(self, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray, ElementFormat, bool]:
@@ -546,6 +598,38 @@ class _Lowering:
         return np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1) if np.asarray(c).size in (1, mh) else np.asarray(c, dtype=np.float64), (mh,)) * float(node_attrs(node).get("beta", 1.0))
 
 
+def _counts_as_layer(element) -> bool:
+    return isinstance(element, Residual) or element.op_type in COMPUTE_OPS | POOL_OPS
+
+
+@dataclass
+class Residual:
+    """A residual block in the chain: the tensor `fork` read by two branches (chains of nodes and blocks; the skip
+    branch may be empty: the fork tensor itself) that the Add `join` sums again. It stands in the chain where the
+    Add does, so the per-element ops and the quantizer after the Add are its epilogue, as after any layer."""
+
+    fork: str
+    long: list
+    skip: list
+    join: onnx.NodeProto
+    long_input: int  # which input of the Add each branch arrives on
+    skip_input: int
+
+    op_type = "Residual"
+
+    @property
+    def name(self) -> str:
+        return self.join.name
+
+    @property
+    def output(self) -> list[str]:
+        return list(self.join.output)
+
+    @property
+    def input(self) -> list[str]:
+        return [self.fork]
+
+
 @dataclass
 class _IntTensor:
     """An integer tensor at a layer boundary: what the next layer reads."""
@@ -556,11 +640,13 @@ class _IntTensor:
     k_range: tuple[int, int]
     value: object  # integers k (B, *shape[1:]) -> the real tensor (float64)
     positions: np.ndarray | None  # stream index of each element (shape[1:]); None: the hardware input, still free
+    producer: int = -1  # the index of the layer that streams it (-1: the network input)
 
 
-def _is_weighted(lw: _Lowering, node: onnx.NodeProto) -> bool:
-    """A MatMul/Gemm/Conv whose second input is a constant or comes from a weight quantizer, or an average pool."""
-    if node.op_type in AVG_POOL_OPS:
+def _is_weighted(lw: _Lowering, node) -> bool:
+    """A MatMul/Gemm/Conv whose second input is a constant or comes from a weight quantizer, an average pool, or a
+    residual block (its join Add becomes a layer)."""
+    if isinstance(node, Residual) or node.op_type in AVG_POOL_OPS:
         return True
     if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
         return False
@@ -602,36 +688,7 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     input_quant = [i for i in range(compute_idx[0]) if chain[i].op_type in QUANT_OPS]
     region_start = input_quant[-1] + 1 if input_quant else 0  # before it: the host head, run by qonnx as is
 
-    def own_reason(node: onnx.NodeProto, err: RtlgenError) -> str:
-        """The error without its '<node> (<op>): ' prefix when it names this very node."""
-        prefix = f"{display_name(node)} ({node.op_type}): "
-        return str(err)[len(prefix):] if str(err).startswith(prefix) else str(err)
-
-    for i, node in enumerate(chain):
-        dyn_in = chain[i - 1].output[0] if i else in_name
-        if node.op_type in NOT_YET:  # also in the host tail: these are outside what rtlgen handles at all
-            lw.offences.append(offence(node, NOT_YET[node.op_type]))
-            continue
-        if node.op_type in QUANT_OPS:
-            try:
-                lw.quantizer(node)
-            except RtlgenError as err:
-                lw.offences.append(offence(node, own_reason(node, err)))
-            continue
-        if node.op_type in COMPUTE_OPS and _is_weighted(lw, node):
-            if i > region_end:
-                continue
-            try:
-                lw.integer_weights(node)
-            except RtlgenError as err:
-                lw.offences.append(offence(node, own_reason(node, err)))
-            continue
-        if node.op_type in POOL_OPS and region_start <= i <= region_end:
-            continue  # checked when lowered
-        if region_start <= i <= region_end:
-            why = lw.evaluator.check(node, dyn_in)
-            if why:
-                lw.offences.append(offence(node, why))
+    _check_nodes(lw, chain, in_name, region_start, region_end)
     if lw.offences:
         raise UnsupportedModelError(lw.offences)
 
@@ -685,47 +742,12 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
     cur = _IntTensor(hw_in_name, tuple(hw_in_shape), in_fmt, k_range, in_value, None)
     layers: list = []
     sources: list[LayerSource] = []
-    i = region_start
-    tail_nodes: list[onnx.NodeProto] = []
-    while True:
-        j = i  # the ops before the next hardware node: layout and affine ops on the current integers
-        while j <= region_end and (chain[j].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS or
-                                   _is_noop_quantizer(lw, chain[i:j], cur, chain[j])):
-            j += 1
-        if j > region_end or chain[j].op_type in QUANT_OPS or (chain[j].op_type in COMPUTE_OPS and not _is_weighted(lw, chain[j])):
-            tail_nodes = chain[i:]
-            break
-        pre, node = chain[i:j], chain[j]
-        if node.op_type in POOL_OPS:
-            layer, src, cur = _lower_maxpool(lw, node, pre, cur)
-            layers.append(layer)
-            sources.append(src)
-            i = j + 1
-            continue
-        # ops after the compute node up to its activation quantizer, the next compute node, or the end
-        k = j + 1
-        while k <= region_end and chain[k].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS:
-            k += 1
-        qnode = chain[k] if k <= region_end and chain[k].op_type in QUANT_OPS else None
-        epilogue_end = k
-        if qnode is not None and is_rounding_stage(qnode):  # a QCDQ pair: the quantizer is its second Quant
-            k += 1
-            qnode = chain[k]
-        if k <= region_end and chain[k].op_type in POOL_OPS:
-            raise RtlgenError(f"{display_name(chain[k])} (MaxPool): pools the output of {node.name} before its activation "
-                              f"quantizer; rtlgen pools quantized levels: put the MaxPool after the quantizer")
-        feeds_compute = qnode is None and k <= region_end and chain[k].op_type in COMPUTE_OPS
-        epilogue = chain[j + 1: epilogue_end] if qnode is not None else []
-        layer, src, cur = _lower_compute(lw, node, pre, cur, epilogue, qnode)
-        layers.append(layer)
-        sources.append(src)
-        if qnode is not None:
-            i = k + 1
-        elif feeds_compute:
-            i = j + 1  # the accumulators feed the next layer directly; the ops between are its pre-ops
-        else:
-            tail_nodes = chain[j + 1:]
-            break
+    cur, tail_start = _lower_segment(lw, chain, region_start, region_end, cur, layers, sources)
+    tail_nodes = chain[tail_start:]
+    if any(isinstance(n, Residual) for n in tail_nodes):
+        block = next(n for n in tail_nodes if isinstance(n, Residual))
+        raise RtlgenError(f"{display_name(block.join)} (Add): the residual block ends outside the integer layers "
+                          f"(no quantizer after it before the output); rtlgen puts residual blocks in hardware only")
 
     network = Network(name=name, layers=layers, input_fmt=in_fmt, output_fmt=layers[-1].out_fmt)
     return LoweredModel(model=model, input_name=in_name, input_shape=input_shape, output_name=model.graph.output[0].name,
@@ -734,7 +756,137 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
                         tail_nodes=tail_nodes, notes=notes, constant=lw.constant, hw_in_order=lw.hw_in_order)
 
 
+def _own_reason(node: onnx.NodeProto, err: RtlgenError) -> str:
+    """The error without its '<node> (<op>): ' prefix when it names this very node."""
+    prefix = f"{display_name(node)} ({node.op_type}): "
+    return str(err)[len(prefix):] if str(err).startswith(prefix) else str(err)
+
+
+def _check_nodes(lw: _Lowering, chain: list, in_name: str, region_start: int, region_end: int) -> None:
+    """Collect an `Offence` for every node of `chain` rtlgen cannot lower (the nodes from `region_start` to
+    `region_end` are the hardware's; a residual block's branches are all hardware)."""
+    for i, node in enumerate(chain):
+        dyn_in = chain[i - 1].output[0] if i else in_name
+        if isinstance(node, Residual):
+            for branch in (node.long, node.skip):
+                _check_nodes(lw, branch, node.fork, 0, len(branch) - 1)
+            continue
+        if node.op_type in NOT_YET:  # also in the host tail: these are outside what rtlgen handles at all
+            lw.offences.append(offence(node, NOT_YET[node.op_type]))
+            continue
+        if node.op_type in QUANT_OPS:
+            try:
+                lw.quantizer(node)
+            except RtlgenError as err:
+                lw.offences.append(offence(node, _own_reason(node, err)))
+            continue
+        if node.op_type in COMPUTE_OPS and _is_weighted(lw, node):
+            if i > region_end:
+                continue
+            try:
+                lw.integer_weights(node)
+            except RtlgenError as err:
+                lw.offences.append(offence(node, _own_reason(node, err)))
+            continue
+        if node.op_type in POOL_OPS and region_start <= i <= region_end:
+            continue  # checked when lowered
+        if region_start <= i <= region_end:
+            why = lw.evaluator.check(node, dyn_in)
+            if why:
+                lw.offences.append(offence(node, why))
+
+
 # ----------------------------------------------------------------------------------------------- layers
+
+def _lower_segment(lw: _Lowering, chain: list, start: int, end: int, cur: _IntTensor, layers: list,
+                   sources: list) -> tuple[_IntTensor, int]:
+    """Lower `chain[start:end + 1]` from the integer tensor `cur`, appending layers and their sources; returns the
+    integer tensor it ends on and the index where the host tail begins (end + 1 when the chain is all hardware)."""
+    i = start
+    while True:
+        j = i  # the ops before the next hardware node: layout and affine ops on the current integers
+        while j <= end and not isinstance(chain[j], Residual) and (
+                chain[j].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS or _is_noop_quantizer(lw, chain[i:j], cur, chain[j])):
+            j += 1
+        if j > end or chain[j].op_type in QUANT_OPS or (chain[j].op_type in COMPUTE_OPS and not _is_weighted(lw, chain[j])):
+            return cur, i
+        pre, node = chain[i:j], chain[j]
+        if node.op_type in POOL_OPS:
+            layer, src, nxt = _lower_maxpool(lw, node, pre, cur)
+            cur = _append_layer(layers, sources, layer, src, nxt, (cur.producer,))
+            i = j + 1
+            continue
+        # ops after the compute node up to its activation quantizer, the next compute node, or the end
+        k = j + 1
+        while k <= end and (isinstance(chain[k], Residual) or chain[k].op_type not in COMPUTE_OPS | POOL_OPS | QUANT_OPS):
+            if isinstance(chain[k], Residual):
+                raise RtlgenError(f"{display_name(chain[k].join)} (Add): the residual block's input {chain[k].fork} is "
+                                  f"not quantized; put a quantizer (e.g. QuantReLU / QuantIdentity) before the fork")
+            k += 1
+        qnode = chain[k] if k <= end and chain[k].op_type in QUANT_OPS else None
+        epilogue_end = k
+        if qnode is not None and is_rounding_stage(qnode):  # a QCDQ pair: the quantizer is its second Quant
+            k += 1
+            qnode = chain[k]
+        if k <= end and chain[k].op_type in POOL_OPS:
+            raise RtlgenError(f"{display_name(chain[k])} (MaxPool): pools the output of {node.name} before its activation "
+                              f"quantizer; rtlgen pools quantized levels: put the MaxPool after the quantizer")
+        feeds_compute = qnode is None and k <= end and chain[k].op_type in COMPUTE_OPS
+        epilogue = chain[j + 1: epilogue_end] if qnode is not None else []
+        if isinstance(node, Residual):
+            if qnode is None:
+                raise RtlgenError(f"{display_name(node.join)} (Add): the residual sum is not quantized before the next "
+                                  f"layer or the output; put a quantizer (e.g. QuantReLU) after the Add")
+            cur = _lower_residual(lw, node, pre, cur, epilogue, qnode, layers, sources)
+        else:
+            layer, src, nxt = _lower_compute(lw, node, pre, cur, epilogue, qnode)
+            cur = _append_layer(layers, sources, layer, src, nxt, (cur.producer,))
+        if qnode is not None:
+            i = k + 1
+        elif feeds_compute:
+            i = j + 1  # the accumulators feed the next layer directly; the ops between are its pre-ops
+        else:
+            return cur, j + 1
+
+
+def _append_layer(layers: list, sources: list, layer, src: "LayerSource", out: _IntTensor,
+                  inputs: tuple[int, ...]) -> _IntTensor:
+    """Add a lowered layer reading `inputs` (layer indices); its output tensor, streamed by it."""
+    layer.inputs = inputs
+    layers.append(layer)
+    sources.append(src)
+    return replace(out, producer=len(layers) - 1)
+
+
+def _lower_branch(lw: _Lowering, block: Residual, branch: list, cur: _IntTensor, layers: list,
+                  sources: list) -> _IntTensor:
+    """One branch of a residual block, which must end on a quantizer (the Add sums two integer tensors)."""
+    if not branch:
+        return cur
+    out, tail = _lower_segment(lw, branch, 0, len(branch) - 1, cur, layers, sources)
+    if tail != len(branch) or out.name != branch[-1].output[0]:
+        last = branch[-1]
+        raise RtlgenError(f"{display_name(block.join)} (Add): its input {last.output[0]} ({last.op_type} "
+                          f"{display_name(last)}) is not the output of a quantizer; put a quantizer (e.g. "
+                          f"QuantIdentity) at the end of each branch so the Add sums integers")
+    return out
+
+
+def _lower_residual(lw: _Lowering, block: Residual, pre: list, cur: _IntTensor, epilogue: list,
+                    qnode: onnx.NodeProto, layers: list, sources: list) -> _IntTensor:
+    """A residual block: both branches' layers, then the join as an `AddLayer` whose activation is the quantizer
+    after the Add (through `epilogue`)."""
+    label = f"{display_name(block.join)} (Add)"
+    if pre or cur.name != block.fork:
+        raise RtlgenError(f"{label}: ops ({', '.join(n.op_type for n in pre)}) sit between the quantizer "
+                          f"{cur.name} and the residual fork; fork right at a quantizer's output")
+    if cur.positions is None:
+        raise RtlgenError(f"{label}: the network input forks straight into a residual block; put a layer first")
+    long_out = _lower_branch(lw, block, block.long, cur, layers, sources)
+    skip_out = _lower_branch(lw, block, block.skip, cur, layers, sources)
+    layer, src, nxt = _lower_add(lw, block, long_out, skip_out, epilogue, qnode)
+    return _append_layer(layers, sources, layer, src, nxt, (long_out.producer, skip_out.producer))
+
 
 def _is_noop_quantizer(lw: _Lowering, pre: list[onnx.NodeProto], cur: _IntTensor, node: onnx.NodeProto) -> bool:
     """Whether quantizer `node`, after the layout and affine ops `pre` on the current levels, gives back every real
@@ -978,15 +1130,58 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     if acc_offset is not None:  # the input offset stays an integer offset of the accumulator: see the helper
         beta = alpha * acc_offset + bias
 
+    acc = _Accumulation(node=node, label=label, wh=wh, w_fmt=w_fmt, in_fmt=in_fmt, alpha=alpha, beta=beta,
+                        acc_offset=acc_offset, bias=bias, out_shape=tuple(out_shape),
+                        out_positions=channels_last_positions(out_shape), per_channel_map=conv is not None)
+
+    def make_layer(common: dict):
+        if node.op_type in AVG_POOL_OPS:  # the sum of a window's levels (unit weights); the 1/N is in the thresholds
+            common["sources"]["average_pool"] = node.op_type
+        return DepthwiseLayer(conv=conv, **common) if depthwise else MVTULayer(conv=conv, **common)
+
+    return _activated_layer(lw, acc, epilogue, qnode, make_layer)
+
+
+@dataclass
+class _Accumulation:
+    """A compute node lowered to integer accumulators: its output is `alpha * acc + beta` per channel (or
+    `alpha * (acc + acc_offset) + bias`), `acc = wh @ input levels`, element e of its output at stream position
+    `out_positions[e]`."""
+
+    node: onnx.NodeProto
+    label: str
+    wh: np.ndarray  # (MH, taps) integer weights in stream order
+    w_fmt: ElementFormat
+    in_fmt: ElementFormat
+    alpha: np.ndarray
+    beta: np.ndarray
+    acc_offset: np.ndarray | None
+    bias: np.ndarray | None
+    out_shape: tuple[int, ...]
+    out_positions: np.ndarray
+    per_channel_map: bool  # a feature map whose channels (axis 1) are the accumulators, not one per element
+
+    @property
+    def mh(self) -> int:
+        return self.wh.shape[0]
+
+
+def _activated_layer(lw: _Lowering, acc: _Accumulation, epilogue: list[onnx.NodeProto], qnode: onnx.NodeProto | None,
+                     make_layer) -> tuple:
+    """The layer of an accumulation and its activation (thresholds or a requantization from the epilogue and the
+    quantizer `qnode`, or none): (layer, its source, the integer tensor it streams). `make_layer(fields)` builds
+    the layer's class from the shared fields."""
+    node, label, wh, w_fmt, in_fmt, mh = acc.node, acc.label, acc.wh.copy(), acc.w_fmt, acc.in_fmt, acc.mh
+    alpha, beta, acc_offset, bias, out_shape = acc.alpha, acc.beta, acc.acc_offset, acc.bias, acc.out_shape
     # 2) accumulator range from the actual weights and every value the input format can carry (a narrow
     #    quantizer never produces its format's minimum, but the hardware must not overflow if it arrives)
     x_lo, x_hi = (-1, 1) if in_fmt.kind == "bipolar" else (in_fmt.min, in_fmt.max)
     acc_lo_c = np.minimum(wh * x_lo, wh * x_hi).sum(axis=1)
     acc_hi_c = np.maximum(wh * x_lo, wh * x_hi).sum(axis=1)
 
-    out_positions = channels_last_positions(out_shape)
+    out_positions = acc.out_positions
     ep = _Epilogue(lw, node, alpha, beta, tuple(out_shape), out_positions, epilogue, label,
-                   acc_offset=acc_offset, bias=bias)
+                   acc_offset=acc_offset, bias=bias, per_channel_map=acc.per_channel_map)
 
     negated = np.zeros(mh, dtype=bool)
     thresholds, requant, q, level_index = None, None, None, None
@@ -1022,11 +1217,9 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
         lo, hi = int(wh.min()), int(wh.max())
         w_fmt = ElementFormat.signed(signed_width_for(min(lo, 0), max(hi, 0))) if lo < 0 else ElementFormat.unsigned(max(1, hi.bit_length()))
     sources = {"node": node.name, "epilogue": [n.name for n in epilogue], "quantizer": qnode.name if qnode is not None else None}
-    if node.op_type in AVG_POOL_OPS:  # the sum of a window's levels (unit weights); the 1/N is in the thresholds
-        sources["average_pool"] = node.op_type
     common = dict(name=node.name, weights=wh, in_fmt=in_fmt, w_fmt=w_fmt, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width,
                   thresholds=thresholds, out_fmt=out_fmt, out_offset=out_offset, sources=sources, requant=requant)
-    layer = DepthwiseLayer(conv=conv, **common) if depthwise else MVTULayer(conv=conv, **common)
+    layer = make_layer(common)
 
     if qnode is not None:
         boundary, boundary_shape = qnode.output[0], tensor_shape(lw.model, qnode.output[0]) or tuple(out_shape)
@@ -1035,7 +1228,7 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
     else:
         boundary, boundary_shape, positions = node.output[0], tuple(out_shape), out_positions
         channel_shape = (1, mh) + (1,) * (len(out_shape) - 2)
-        if len(out_shape) == 2 or conv is not None:
+        if len(out_shape) == 2 or acc.per_channel_map:
             al, be = alpha.reshape(channel_shape), beta.reshape(channel_shape)
         else:  # a MatMul on a 3-D tensor: channels on the last axis
             al, be = alpha, beta
@@ -1046,6 +1239,82 @@ def _lower_compute(lw: _Lowering, node: onnx.NodeProto, pre: list[onnx.NodeProto
                       negated=negated, pre_activation=ep.pre_activation, level_index=level_index,
                       acc_offset=acc_offset, bias=bias)
     return layer, src, nxt
+
+
+MAX_ALIGNMENT_BITS = 8  # an Add's alignment multipliers: the reduced ratio of its inputs' scales, at most 8 bits each
+
+
+def _tensor_affine(t: _IntTensor, label: str, which: str) -> tuple[float, float]:
+    """(scale, offset) with `value = scale * k + offset` for every element of an Add input, or RtlgenError."""
+    step = 2 if t.fmt.kind == "bipolar" else 1
+    lo = np.full((1,) + t.shape[1:], t.k_range[0], dtype=np.float64)
+    v0 = np.asarray(t.value(lo), dtype=np.float64).reshape(-1)
+    v1 = np.asarray(t.value(lo + step), dtype=np.float64).reshape(-1)
+    scale = (v1 - v0) / step
+    offset = v0 - scale * t.k_range[0]
+    if not (np.all(scale == scale[0]) and np.all(offset == offset[0])) or scale[0] <= 0:
+        raise RtlgenError(f"{label}: its {which} input {t.name} has a per-channel or non-positive scale; only a "
+                          f"per-tensor positive scale (and zero point) aligns exactly with the other input")
+    return float(scale[0]), float(offset[0])
+
+
+def _alignment(sa: float, sb: float, label: str) -> tuple[int, int]:
+    """Integers (ma, mb) with sa / sb == ma / mb exactly (the float scales' exact ratio, reduced)."""
+    ratio = Fraction(sa) / Fraction(sb)
+    ma, mb = ratio.numerator, ratio.denominator
+    if max(ma, mb) >= 2 ** MAX_ALIGNMENT_BITS:
+        raise RtlgenError(f"{label}: the scales of its inputs ({sa:.9g} and {sb:.9g}) have no small exact integer "
+                          f"ratio ({ma}/{mb}); quantize both Add inputs with power-of-two scales or one shared "
+                          f"quantizer so they align with multipliers of at most {MAX_ALIGNMENT_BITS} bits")
+    return ma, mb
+
+
+def _common_format(a: ElementFormat, b: ElementFormat, label: str) -> ElementFormat:
+    """The narrowest format holding the levels of both inputs (the interleaved stream carries both)."""
+    if a.kind == "bipolar" or b.kind == "bipolar":
+        raise RtlgenError(f"{label}: a bipolar (+1/-1) input to a residual Add is not supported; quantize it to 2+ bits")
+    lo, hi = min(a.min, b.min), max(a.max, b.max)
+    return ElementFormat.signed(signed_width_for(lo, hi)) if lo < 0 else ElementFormat.unsigned(max(1, hi.bit_length()))
+
+
+def _lower_add(lw: _Lowering, block: Residual, a: _IntTensor, b: _IntTensor, epilogue: list[onnx.NodeProto],
+               qnode: onnx.NodeProto) -> tuple:
+    """A residual join `a + b` of two integer tensors (a: the long path): the accumulator `ma*ka + mb*kb` with the
+    exact alignment multipliers, so the sum is `g*acc + offset` and the quantizer after it becomes thresholds."""
+    node = block.join
+    label = f"{display_name(node)} (Add)"
+    out_shape = tensor_shape(lw.model, node.output[0])
+    if out_shape is None or tuple(out_shape) != tuple(a.shape) or tuple(a.shape) != tuple(b.shape):
+        raise RtlgenError(f"{label}: adds {a.name} {tuple(a.shape)} and {b.name} {tuple(b.shape)}; only tensors of the "
+                          f"same shape (no broadcasting) can be summed element by element in the stream")
+    if a.positions is None or b.positions is None or not np.array_equal(a.positions, b.positions):
+        raise RtlgenError(f"{label}: its inputs {a.name} and {b.name} arrive in different stream orders")
+    sa, oa = _tensor_affine(a, label, "first")
+    sb, ob = _tensor_affine(b, label, "second")
+    ma, mb = _alignment(sa, sb, label)
+    g = sa / ma
+    channels = out_shape[1]
+    per_channel_map = len(out_shape) > 2
+    wh = np.tile(np.array([ma, mb], dtype=np.int64), (channels, 1))
+    w_fmt = ElementFormat.unsigned(max(ma, mb).bit_length())
+    alpha = np.full(channels, g)
+    za, zb = -oa / sa, -ob / sb
+    acc_offset, bias = None, np.zeros(channels)
+    if za == round(za) and zb == round(zb) and (za or zb):  # zero points: an integer accumulator offset
+        acc_offset = np.full(channels, -(ma * int(round(za)) + mb * int(round(zb))), dtype=np.int64)
+        beta = alpha * acc_offset
+    else:
+        beta = np.full(channels, oa + ob)
+    acc = _Accumulation(node=node, label=label, wh=wh, w_fmt=w_fmt, in_fmt=_common_format(a.fmt, b.fmt, label),
+                        alpha=alpha, beta=beta, acc_offset=acc_offset, bias=bias, out_shape=tuple(out_shape),
+                        out_positions=a.positions, per_channel_map=per_channel_map)
+    pixels = int(np.prod(out_shape[1:], dtype=np.int64)) // channels
+
+    def make_layer(common: dict):
+        common["sources"].update(add_inputs=[a.name, b.name], alignment=[ma, mb])
+        return AddLayer(pixels=pixels, input_fmts=(a.fmt, b.fmt), **common)
+
+    return _activated_layer(lw, acc, epilogue, qnode, make_layer)
 
 
 def _integer_accumulator_offset(wh: np.ndarray, column_offsets: np.ndarray | None, a: float,
@@ -1078,8 +1347,10 @@ class _Epilogue:
 
     def __init__(self, lw: _Lowering, node: onnx.NodeProto, alpha: np.ndarray, beta: np.ndarray, out_shape: tuple,
                  out_positions: np.ndarray, epilogue: list[onnx.NodeProto], label: str,
-                 acc_offset: np.ndarray | None = None, bias: np.ndarray | None = None):
+                 acc_offset: np.ndarray | None = None, bias: np.ndarray | None = None, per_channel_map: bool = False):
         self.lw, self.node, self.alpha, self.beta, self.epilogue = lw, node, alpha, beta, epilogue
+        # a feature map (B, C, ...) whose C channels are the accumulators (a Conv, a pool, a residual Add)
+        self.per_channel_map = per_channel_map and len(out_shape) > 2
         # with an integer accumulator offset (`_integer_accumulator_offset`) the compute output is
         # alpha * (acc + offset) + bias, the sum taken in integers first
         self.acc_offset = None if acc_offset is None else np.asarray(acc_offset, dtype=np.int64)
@@ -1091,7 +1362,7 @@ class _Epilogue:
         self.q_positions = q_positions
         flat = q_positions.reshape(-1)
         # per-channel ops on a 1 x 1 image give one value per channel; layout ops need the whole tensor
-        self.reduced = len(out_shape) > 2 and node.op_type in FEATURE_MAP_OPS and not layout
+        self.reduced = self.per_channel_map and not layout
         self.representative = np.array([int(np.flatnonzero(flat == c)[0]) for c in range(mh)])
         pixels = int(np.prod(out_shape[1:], dtype=np.int64)) // mh
         if pixels > 1 and epilogue:
@@ -1117,7 +1388,7 @@ class _Epilogue:
         """Epilogue on the whole tensor, every pixel of channel c given accumulator acc[:, c]."""
         y = self._compute_output(acc)
         shape = self.out_shape
-        if len(shape) > 2 and self.node.op_type in FEATURE_MAP_OPS:
+        if self.per_channel_map:
             y = np.broadcast_to(y.reshape(y.shape + (1,) * (len(shape) - 2)), (len(acc),) + shape[1:])
         else:
             y = y.reshape((len(acc),) + shape[1:])

@@ -15,6 +15,12 @@ image. Three layer kinds:
   order into a vector-vector unit.
 - `MaxPoolLayer`: a streaming max-pool on quantized levels.
 - `LabelSelectLayer`: the index of the frame's largest element (`--argmax-in-hardware`), one label a frame.
+- `AddLayer`: the element-wise sum of two streams (a residual join), each multiplied by its exact integer
+  alignment multiplier, then activated like any layer.
+
+The network is a DAG in topological order: a layer reads the layer before it unless its `inputs` name its
+producers (layer indices, -1 the network input). A residual block is a fork (a layer read by two layers) and a
+join (an `AddLayer` reading both branches); the last layer is the output.
 
 The activation of an MVTU/VVU layer is one of: none (the accumulator leaves the layer), thresholds (the
 number of thresholds the accumulator reached, plus an offset) or a requantization (an exact integer
@@ -141,6 +147,7 @@ class _MacLayer:
     mac_resource: str = "auto"
     threshold_style: str = "auto"
     memory_style: str = "auto"
+    inputs: tuple[int, ...] | None = None  # producer layer indices (-1: the network input); None: the layer before
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -320,6 +327,7 @@ class MaxPoolLayer:
     pool: Conv  # kernel and stride; no padding
     simd: int = 1
     sources: dict = field(default_factory=dict)
+    inputs: tuple[int, ...] | None = None
 
     op = "MaxPool"
     thresholds = None
@@ -390,6 +398,7 @@ class LabelSelectLayer:
     last_on_tie: bool = False
     simd: int = 1
     sources: dict = field(default_factory=dict)
+    inputs: tuple[int, ...] | None = None
 
     op = "LabelSelect"
     thresholds = None
@@ -435,12 +444,101 @@ class LabelSelectLayer:
         return label_select_reference(np.asarray(x, dtype=np.int64).reshape(len(x), self.channels), self.last_on_tie)
 
 
-Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer | LabelSelectLayer
+@dataclass(kw_only=True)
+class AddLayer(_MacLayer):
+    """A residual join: `weights[c] = (ma, mb)`, the exact alignment multipliers of the two inputs (their scales
+    are g*ma and g*mb), so channel c's accumulator is `ma*a + mb*b` and the activation sees g*acc + offset.
+
+    In hardware an interleaver alternates the two streams word by word (PE channels of a, then the same PE
+    channels of b) into a vector unit with two taps: exactly a depthwise convolution's input with K = 2, so the
+    vector unit and its thresholds are reused as they are. Both inputs are channels-last frames of `pixels` x C
+    elements in the same order; `in_fmt` holds both inputs' levels."""
+
+    pixels: int
+    input_fmts: tuple[ElementFormat, ElementFormat]  # the two producers' formats, widened to `in_fmt` at the join
+    conv = None
+    op = "Add"
+
+    @property
+    def simd(self) -> int:  # one word carries PE channels of one input
+        return self.pe
+
+    @property
+    def channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def mh(self) -> int:
+        return self.channels
+
+    @property
+    def mw(self) -> int:
+        return 2
+
+    @property
+    def nf(self) -> int:
+        return self.channels // self.pe
+
+    @property
+    def sf(self) -> int:
+        return 2
+
+    @property
+    def vectors(self) -> int:
+        return self.pixels
+
+    def pe_choices(self) -> list[int]:
+        return divisors(self.channels)
+
+    def simd_choices(self) -> list[int]:
+        return [1]  # SIMD follows PE
+
+    def cycles_at(self, pe: int, simd: int = 1) -> int:
+        return self.pixels * (self.channels // pe) * 2  # a word of each input per channel fold
+
+    @property
+    def cycles(self) -> int:
+        return self.cycles_at(self.pe)
+
+    @property
+    def macs(self) -> int:
+        return self.pixels * self.channels * 2
+
+    @property
+    def in_elems(self) -> int:  # per input
+        return self.pixels * self.channels
+
+    @property
+    def out_elems(self) -> int:
+        return self.pixels * self.channels
+
+    @property
+    def in_elems_per_word(self) -> int:
+        return self.pe
+
+    @property
+    def out_elems_per_word(self) -> int:
+        return self.pe
+
+    def accumulate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Two input frames (N, pixels*C) each -> accumulators (N, pixels, C)."""
+        n = len(a)
+        a = np.asarray(a, dtype=np.int64).reshape(n, self.pixels, self.channels)
+        b = np.asarray(b, dtype=np.int64).reshape(n, self.pixels, self.channels)
+        w = self.weights.astype(np.int64)
+        return a * w[:, 0] + b * w[:, 1]
+
+    def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = _activate(self.accumulate(a, b), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        return out.reshape(len(a), -1)
+
+
+Layer = MVTULayer | DepthwiseLayer | MaxPoolLayer | LabelSelectLayer | AddLayer
 
 
 @dataclass
 class Network:
-    """A chain of integer layers plus what the host does around them."""
+    """Integer layers in topological order (a chain, or a DAG through `inputs`) plus what the host does around them."""
 
     name: str
     layers: list
@@ -458,15 +556,37 @@ class Network:
     def out_elems(self) -> int:
         return self.layers[-1].out_elems
 
+    def __post_init__(self):
+        for index in range(len(self.layers)):
+            producers = self.producers(index)
+            if any(not -1 <= p < index for p in producers) or len(set(producers)) != len(producers):
+                raise ValueError(f"layer {index} ({self.layers[index].name}) reads {producers}: producers must be "
+                                 f"distinct earlier layers (-1: the network input)")
+        used = {p for index in range(len(self.layers)) for p in self.producers(index)}
+        unused = [layer.name for index, layer in enumerate(self.layers[:-1]) if index not in used]
+        if unused:
+            raise ValueError(f"layers {unused} feed nothing: only the last layer is the output")
+
+    def producers(self, index: int) -> tuple[int, ...]:
+        """The layers layer `index` reads (-1: the network input), in input order."""
+        inputs = self.layers[index].inputs
+        return tuple(inputs) if inputs is not None else (index - 1,)
+
+    def consumers(self, index: int) -> list[int]:
+        """The layers reading layer `index`'s output (index -1: the network input)."""
+        return [c for c in range(len(self.layers)) if index in self.producers(c)]
+
+    @property
+    def is_chain(self) -> bool:
+        return all(self.producers(i) == (i - 1,) for i in range(len(self.layers)))
+
     def golden(self, x: np.ndarray) -> np.ndarray:
         """The golden model: integer frames in (N, in_elems), integer frames out (N, out_elems)."""
-        for layer in self.layers:
-            x = layer.golden(x)
-        return x
+        return self.golden_per_layer(x)[-1]
 
     def golden_per_layer(self, x: np.ndarray) -> list[np.ndarray]:
-        outs = []
-        for layer in self.layers:
-            x = layer.golden(x)
-            outs.append(x)
+        outs: list[np.ndarray] = []
+        for index, layer in enumerate(self.layers):
+            args = [outs[p] if p >= 0 else x for p in self.producers(index)]
+            outs.append(layer.golden(*args))
         return outs

@@ -1,17 +1,23 @@
 """Stitching: map a folded `Network` onto `ip_cores` components and emit the top-level Verilog.
 
-The chain is: s_axis -> layer_0 -> FIFO -> [width converter] -> layer_1 -> ... -> layer_n -> m_axis, where a
+A chain is: s_axis -> layer_0 -> FIFO -> [width converter] -> layer_1 -> ... -> layer_n -> m_axis, where a
 layer is one or two blocks: an MVTU; a sliding-window generator + MVTU (convolution); a sliding-window
 generator in depthwise order + vector unit (depthwise convolution); a max-pool. A width converter is
 inserted where a layer's output word (PE elements) differs from the next layer's input word (SIMD
 elements); when neither divides the other it goes through gcd(PE, SIMD) elements.
+
+A DAG (residual blocks) adds two blocks: a layer read by two layers streams into a duplicator, whose outputs
+start the two edges (each with its own converters and FIFO: the skip edge's FIFO is the skip-path buffer); a
+residual Add is an interleaver (its two edges' words alternately, widened to one format) feeding a vector unit
+with two taps. Every stage names the stages that feed it (`Stage.feeds`), in topological order.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ip_cores.axis_top import AxisDataflowTop, axis_width, to_verilog
+from ip_cores.branches import StreamDuplicator, StreamInterleave
 from ip_cores.label_select import LabelSelect
 from ip_cores.maxpool import StreamingMaxPool
 from ip_cores.mvtu import MVTU
@@ -21,7 +27,7 @@ from ip_cores.unrolled import DenseSpec, UnrolledNetwork
 from ip_cores.vector_unit import VectorVectorUnit
 from ip_cores.width_converter import StreamWidthConverter
 
-from .graph import DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
+from .graph import AddLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
 
 DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 
@@ -30,16 +36,28 @@ DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO
 class Stage:
     """One hardware block of the chain, as the report and the timing model see it."""
 
-    kind: str  # "mvtu" | "vvu" | "swg" | "maxpool" | "label" | "fifo" | "dwc" | "unrolled" (latency mode: the network)
+    # "mvtu" | "vvu" | "swg" | "maxpool" | "label" | "fifo" | "dwc" | "dup" (fan-out) | "join" (a residual Add's
+    # interleaver) | "unrolled" (latency mode: the network)
+    kind: str
     name: str
     in_elems_per_word: int
     out_elems_per_word: int
     elem_width_in: int
     elem_width_out: int
-    frame_elems_in: int
+    frame_elems_in: int  # per input port
     frame_elems_out: int
     layer: object = None
-    depth: int = 0
+    depth: int = 0  # a FIFO's words; a duplicator's words per branch
+    feeds: tuple = ()  # per input port: (stage name, its output port); () for the first stage (the network input)
+    outputs: int = 1  # a duplicator's branches
+
+    @property
+    def in_ports(self) -> tuple[str, ...]:
+        return ("a", "b") if self.kind == "join" else ("i",)
+
+    @property
+    def out_ports(self) -> tuple[str, ...]:
+        return tuple(f"o{k}" for k in range(self.outputs)) if self.kind == "dup" else ("o",)
 
     @property
     def words_in(self) -> int:
@@ -57,13 +75,19 @@ def layer_stages(layer) -> list[Stage]:
         return [Stage("maxpool", layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
     if isinstance(layer, LabelSelectLayer):
         return [Stage("label", layer.name, layer.simd, 1, w_in, w_out, layer.in_elems, 1, layer)]
+    if isinstance(layer, AddLayer):  # two inputs interleaved word by word into a two-tap vector unit
+        join = Stage("join", f"{layer.name}_join", layer.pe, layer.pe, w_in, w_in, layer.in_elems, 2 * layer.in_elems,
+                     layer)
+        return [join, Stage("vvu", layer.name, layer.pe, layer.pe, w_in, w_out, 2 * layer.in_elems, layer.out_elems,
+                            layer, feeds=((join.name, "o"),))]
     if layer.conv is None:
         return [Stage("mvtu", layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
     conv = layer.conv
     window_elems = conv.pixels_out * conv.kernel_elems * conv.channels
     swg = Stage("swg", f"{layer.name}_swg", layer.simd, layer.simd, w_in, w_in, layer.in_elems, window_elems, layer)
     kind = "vvu" if isinstance(layer, DepthwiseLayer) else "mvtu"
-    return [swg, Stage(kind, layer.name, layer.simd, layer.pe, w_in, w_out, window_elems, layer.out_elems, layer)]
+    return [swg, Stage(kind, layer.name, layer.simd, layer.pe, w_in, w_out, window_elems, layer.out_elems, layer,
+                       feeds=((swg.name, "o"),))]
 
 
 ROWS_BUFFERED = 2  # rows of a feature map a FIFO in front of a sliding window or pool holds (plus slack)
@@ -91,8 +115,8 @@ def default_fifo_depth(consumer, frame_elems: int, fifo_elems: int) -> int:
 
 def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
                 fifo_depths: dict[str, int] | None = None) -> list[Stage]:
-    """The chain of blocks: an input FIFO, then the layers with one FIFO and any width converters between
-    consecutive layers.
+    """The blocks in topological order: an input FIFO, then each layer behind one FIFO and any width converters on
+    each of its input edges, and a duplicator behind a layer that two layers read.
 
     An MVTU reads its input stream only during its first neuron fold, in a burst of one word a cycle, while its
     producer trickles words out over the whole frame. So the FIFO must sit where it can hand over a buffered
@@ -111,26 +135,74 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
     # registers only, never the first layer's issue logic.
     stages: list[Stage] = [Stage("fifo", "input_fifo", first.in_elems_per_word, first.in_elems_per_word,
                                  first.in_fmt.width, first.in_fmt.width, first.in_elems, first.in_elems, depth=2)]
+    tap = {-1: [("input_fifo", "o")]}  # layer index -> the (stage, port) each of its readers takes its output from
     for index, layer in enumerate(network.layers):
-        if index:
-            prev = network.layers[index - 1]
-            w = prev.out_fmt.width
-            a, b = prev.out_elems_per_word, layer.in_elems_per_word
-            mid = math.gcd(a, b)
-            hops = [a, mid, b] if mid not in (a, b) else [a, b]
-            frame = prev.out_elems
-            converters = [Stage("dwc", f"dwc_{index}_{x}to{y}", x, y, w, w, frame, frame)
-                          for x, y in zip(hops, hops[1:]) if x != y]
-            # behind the converters when the last one gathers (it offers a word only every few cycles), else
-            # in front of them (a splitting converter serves the burst at one word a cycle)
-            fifo_last = hops[-1] > hops[-2]
-            fifo_elems = b if fifo_last else a
-            depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
-            depth = (fifo_depths or {}).get(f"fifo_{index}", depth)  # sized by analysis (`rtlgen.timing`)
-            fifo = Stage("fifo", f"fifo_{index}", fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
-            stages += [*converters, fifo] if fifo_last else [fifo, *converters]
-        stages += layer_stages(layer)
+        feeds = []
+        for port, producer in enumerate(network.producers(index)):
+            source = tap[producer].pop(0)
+            if producer < 0:  # the input FIFO feeds the first layer directly
+                feeds.append(source)
+                continue
+            suffix = "" if len(network.producers(index)) == 1 else "ab"[port]
+            edge = _edge_stages(network, producer, index, f"{index}{suffix}", source, fifo_depth, fifo_depths)
+            stages += edge
+            feeds.append((edge[-1].name, "o"))
+        own = layer_stages(layer)
+        stages.append(replace(own[0], feeds=tuple(feeds)))
+        stages += own[1:]
+        out = (own[-1].name, "o")
+        readers = len(network.consumers(index))
+        if readers > 1:
+            dup = Stage("dup", f"dup_{index}", layer.out_elems_per_word, layer.out_elems_per_word, layer.out_fmt.width,
+                        layer.out_fmt.width, layer.out_elems, layer.out_elems, depth=2, feeds=(out,), outputs=readers)
+            stages.append(dup)
+            tap[index] = [(dup.name, port) for port in dup.out_ports]
+        else:
+            tap[index] = [out]
     return stages
+
+
+def _edge_stages(network: Network, producer: int, consumer: int, key: str, source: tuple[str, str],
+                 fifo_depth: int | None, fifo_depths: dict[str, int] | None) -> list[Stage]:
+    """Width converters and the FIFO from a producer's output to one input of a consumer, in stream order (the
+    first fed by `source`). `key` names them: fifo_{key}, dwc_{key}_{x}to{y}."""
+    prev, layer = network.layers[producer], network.layers[consumer]
+    w = prev.out_fmt.width
+    a, b = prev.out_elems_per_word, layer.in_elems_per_word
+    mid = math.gcd(a, b)
+    hops = [a, mid, b] if mid not in (a, b) else [a, b]
+    frame = prev.out_elems
+    converters = [Stage("dwc", f"dwc_{key}_{x}to{y}", x, y, w, w, frame, frame)
+                  for x, y in zip(hops, hops[1:]) if x != y]
+    # behind the converters when the last one gathers (it offers a word only every few cycles), else
+    # in front of them (a splitting converter serves the burst at one word a cycle)
+    fifo_last = hops[-1] > hops[-2]
+    fifo_elems = b if fifo_last else a
+    if isinstance(layer, AddLayer):
+        # a residual edge buffers what the other branch delays; the rule allows one frame per layer between the
+        # producer and the join (analysis sizes it from both paths' schedules; a fixed --fifo-depth is not used here)
+        depth = max(2, -(-frame // fifo_elems)) * (consumer - producer)
+    else:
+        depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
+    name = f"fifo_{key}"
+    depth = (fifo_depths or {}).get(name, depth)  # sized by analysis (`rtlgen.timing`)
+    fifo = Stage("fifo", name, fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
+    edge = [*converters, fifo] if fifo_last else [fifo, *converters]
+    chained = [replace(edge[0], feeds=(source,))]
+    for stage in edge[1:]:
+        chained.append(replace(stage, feeds=((chained[-1].name, "o"),)))
+    return chained
+
+
+def connections(stages: list[Stage]) -> list[tuple[int, str, int, str]]:
+    """(from stage, output port, to stage, input port) of every stream between the stages."""
+    index = {s.name: i for i, s in enumerate(stages)}
+    links = []
+    for sink, stage in enumerate(stages):
+        feeds = stage.feeds if stage.feeds or sink == 0 else ((stages[sink - 1].name, "o"),)
+        for (source, out_port), in_port in zip(feeds, stage.in_ports):
+            links.append((index[source], out_port, sink, in_port))
+    return links
 
 
 def timing_model(stage: Stage):
@@ -187,6 +259,11 @@ def build_component(stage: Stage):
                                 simd=layer.simd)
     if stage.kind == "fifo":
         return StreamFIFO(stage.in_elems_per_word * stage.elem_width_in, stage.depth)
+    if stage.kind == "dup":
+        return StreamDuplicator(stage.in_elems_per_word * stage.elem_width_in, [stage.depth] * stage.outputs)
+    if stage.kind == "join":
+        return StreamInterleave(stage.in_elems_per_word * stage.elem_width_in,
+                                widen=(*layer.input_fmts, layer.in_fmt, stage.in_elems_per_word))
     if stage.kind == "dwc":
         return StreamWidthConverter(stage.elem_width_in, stage.in_elems_per_word, stage.out_elems_per_word)
     raise ValueError(stage.kind)
@@ -223,5 +300,6 @@ def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = D
     in_w, out_w = stream_widths(network)
     in_words, out_words = io_words(network)
     top = AxisDataflowTop([build_component(s) for s in stages], in_width=in_w, out_width=out_w,
-                          out_words_per_frame=out_words, in_words_per_frame=in_words, input_tlast=input_tlast)
+                          out_words_per_frame=out_words, in_words_per_frame=in_words, input_tlast=input_tlast,
+                          connections=connections(stages))
     return to_verilog(top, top_name), stages

@@ -11,7 +11,12 @@ the same rules as the hardware (docs/CONTRACTS.md):
 - max-pool: one input word a cycle, an output word `StreamingMaxPool.latency` cycles after the input word
   that completes its window;
 - label select: one input word a cycle, the label `LabelSelect.latency` cycles after the frame's last word;
-- FIFO: its latency (`StreamFIFO.latency`), then one word a cycle; width converter: one word a cycle.
+- FIFO: its latency (`StreamFIFO.latency`), then one word a cycle; width converter: one word a cycle;
+- duplicator: each branch offers a word `StreamDuplicator.latency` cycles after it arrives (its branch FIFOs and
+  the FIFOs behind them are unbounded in this model);
+- interleaver (a residual Add): takes a word of `a`, then the same word of `b`, one a cycle, each offered
+  `StreamInterleave.latency` cycles later.
+A DAG is scheduled in topological order, each stage from the output times of the stages that feed it.
 Several frames are pushed through back to back (input always valid, output always ready) to get the
 steady-state interval. The model is feed-forward: it assumes the FIFOs between layers absorb every burst,
 which the one-frame FIFOs do; the measured interval is checked against it in the tests.
@@ -20,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ip_cores.branches import StreamDuplicator, StreamInterleave
 from ip_cores.maxpool import StreamingMaxPool
 
-from .stitch import DEFAULT_FIFO_DEPTH, Stage, plan_stages, timing_model
+from .stitch import DEFAULT_FIFO_DEPTH, Stage, connections, plan_stages, timing_model
 
 DWC_LATENCY = 1
 FRAMES = 3
@@ -130,33 +136,77 @@ def stage_cycles(stage: Stage) -> int:
     return max(stage.words_in, stage.words_out)
 
 
-def schedule(stages: list[Stage], arrivals: list[int]) -> list[tuple[list[int], list[int], list[int]]]:
-    """Per stage: when each input word is offered, when the stage takes it, and when each output word is
-    offered, with every FIFO unbounded (the feed-forward model of the module docstring)."""
-    result = []
-    for stage in stages:
-        if stage.kind == "mvtu":
-            taken, outs = _mvtu(stage, arrivals)
-        elif stage.kind == "vvu":
-            taken, outs = _vvu(stage, arrivals)
-        elif stage.kind == "swg":
-            outs, taken = timing_model(stage).schedule(arrivals)
-        elif stage.kind == "maxpool":
-            taken, outs = _maxpool(stage, arrivals)
-        elif stage.kind == "label":
-            taken, outs = _label(stage, arrivals)
-        elif stage.kind in ("fifo", "unrolled"):
-            taken, outs = _passthrough(arrivals, timing_model(stage).latency)
+@dataclass
+class Scheduled:
+    """One stage's word times: per input port when each word is offered and when the stage takes it, per output
+    port when each output word is offered."""
+
+    arrivals: list[list[int]]
+    taken: list[list[int]]
+    outs: list[list[int]]
+
+
+def _join(arrivals_a: list[int], arrivals_b: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """The interleaver: word k of a, then word k of b, one a cycle."""
+    taken_a, taken_b, outs, t = [], [], [], -1
+    for a, b in zip(arrivals_a, arrivals_b):
+        t = max(t + 1, a)
+        taken_a.append(t)
+        outs.append(t + StreamInterleave.latency)
+        t = max(t + 1, b)
+        taken_b.append(t)
+        outs.append(t + StreamInterleave.latency)
+    return taken_a, taken_b, outs
+
+
+def _one_input(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
+    """(taken, outs) of a single-input, single-output stage."""
+    if stage.kind == "mvtu":
+        return _mvtu(stage, arrivals)
+    if stage.kind == "vvu":
+        return _vvu(stage, arrivals)
+    if stage.kind == "swg":
+        outs, taken = timing_model(stage).schedule(arrivals)
+        return taken, outs
+    if stage.kind == "maxpool":
+        return _maxpool(stage, arrivals)
+    if stage.kind == "label":
+        return _label(stage, arrivals)
+    if stage.kind in ("fifo", "unrolled"):
+        return _passthrough(arrivals, timing_model(stage).latency)
+    return _dwc(stage, arrivals)
+
+
+def schedule(stages: list[Stage], arrivals: list[int]) -> list[Scheduled]:
+    """Per stage, its `Scheduled` word times for the network input offered at `arrivals`, with every FIFO
+    unbounded (the feed-forward model of the module docstring)."""
+    ports = {}  # (stage index, input port) -> (stage index, output port)
+    for source, out_port, sink, in_port in connections(stages):
+        ports[(sink, in_port)] = (source, out_port)
+    result: list[Scheduled] = []
+    for index, stage in enumerate(stages):
+        ins = []
+        for in_port in stage.in_ports:
+            if index == 0:
+                ins.append(arrivals)
+                continue
+            source, out_port = ports[(index, in_port)]
+            ins.append(result[source].outs[stages[source].out_ports.index(out_port)])
+        if stage.kind == "join":
+            taken_a, taken_b, outs = _join(*ins)
+            result.append(Scheduled(ins, [taken_a, taken_b], [outs]))
+        elif stage.kind == "dup":
+            offered = [t + StreamDuplicator.latency for t in ins[0]]
+            result.append(Scheduled(ins, [list(ins[0])], [offered] * stage.outputs))
         else:
-            taken, outs = _dwc(stage, arrivals)
-        result.append((arrivals, taken, outs))
-        arrivals = outs
+            taken, outs = _one_input(stage, ins[0])
+            result.append(Scheduled(ins, [taken], [outs]))
     return result
 
 
 def estimate(stages: list[Stage]) -> TimingEstimate:
     arrivals = [0] * (stages[0].words_in * FRAMES)  # input offered from cycle 0, as fast as it is taken
-    arrivals = schedule(stages, arrivals)[-1][2]
+    arrivals = schedule(stages, arrivals)[-1].outs[0]
     words_out = stages[-1].words_out
     frame_ends = [arrivals[(f + 1) * words_out - 1] for f in range(FRAMES)]
     ii = frame_ends[-1] - frame_ends[-2]
@@ -173,20 +223,22 @@ def fifo_words_needed(stages: list[Stage], ii: int) -> dict[str, int]:
     """Words each FIFO must hold so its producer never waits on it in the steady state: frames offered one per
     `ii` cycles (the rate the bottleneck sets), every block at its own schedule, and a FIFO word leaves when the
     block behind it (through any splitting width converter) has taken the word holding its last element. The
-    most words in the FIFO at once, over the frames after the first, plus `FIFO_MARGIN_WORDS`."""
+    most words in the FIFO at once, over the frames after the first, plus `FIFO_MARGIN_WORDS`. On a residual
+    edge this is the skip-path buffer: what the other branch delays."""
     words = stages[0].words_in
     arrivals = [f * ii for f in range(SIZING_FRAMES) for _ in range(words)]
     plan = schedule(stages, arrivals)
+    reader = {(source, out_port): (sink, in_port) for source, out_port, sink, in_port in connections(stages)}
     needed = {}
     for i, stage in enumerate(stages):
         if stage.kind != "fifo" or i == 0:
             continue
-        j = i + 1
+        j, port = reader[(i, "o")]
         while stages[j].kind == "dwc":
-            j += 1
-        consumer_taken = plan[j][1]
+            j, port = reader[(j, "o")]
+        consumer_taken = plan[j].taken[stages[j].in_ports.index(port)]
         f, b = stage.in_elems_per_word, stages[j].in_elems_per_word
-        arrived = plan[i][0]
+        arrived = plan[i].arrivals[0]
         leaves = [consumer_taken[((k + 1) * f - 1) // b] for k in range(len(arrived))]
         first_frame_end = stage.words_in  # the pipeline's start is no steady state
         needed[stage.name] = _most_at_once(arrived[first_frame_end:], leaves[first_frame_end:]) + FIFO_MARGIN_WORDS

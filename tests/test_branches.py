@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ip_cores.branches import StreamDuplicator, StreamInterleave
+from ip_cores.elements import ElementFormat, pack_words, unpack_words
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -81,6 +82,20 @@ def test_interleave_alternates(p_gap, p_stall):
         assert np.all(np.diff(times[0]) == 1)
 
 
+def test_interleave_widens_each_input_to_the_output_format():
+    """A signed INT3 long path and an unsigned UINT3 skip, 2 elements a word, into INT4 elements: every element
+    keeps its value (expected values from the element codec, not from the core)."""
+    a_fmt, b_fmt, out_fmt = ElementFormat.signed(3), ElementFormat.unsigned(3), ElementFormat.signed(4)
+    rng = np.random.default_rng(11)
+    a_vals, b_vals = rng.integers(-4, 4, size=(60, 2)), rng.integers(0, 8, size=(60, 2))
+    a = pack_words(a_vals.reshape(-1), a_fmt, 2)
+    b = pack_words(b_vals.reshape(-1), b_fmt, 2)
+    core = StreamInterleave(8, widen=(a_fmt, b_fmt, out_fmt, 2))
+    got, _ = _run(core, {core.a: a, core.b: b}, [core.o], 0.2, [0.3], seed=3, max_cycles=5000)
+    values = unpack_words(got[0], out_fmt, 2, 240).reshape(60, 2, 2)
+    assert np.array_equal(values[:, 0], a_vals) and np.array_equal(values[:, 1], b_vals)
+
+
 def test_parameter_checks():
     with pytest.raises(ValueError, match="at least two branches"):
         StreamDuplicator(8, [4])
@@ -88,3 +103,5 @@ def test_parameter_checks():
         StreamDuplicator(8, [4, 1])
     with pytest.raises(ValueError, match="at least 2"):
         StreamInterleave(8, out_depth=1)
+    with pytest.raises(ValueError, match="without changing their values"):
+        StreamInterleave(8, widen=(ElementFormat.unsigned(4), ElementFormat.unsigned(4), ElementFormat.signed(4), 2))
