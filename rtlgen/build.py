@@ -436,7 +436,7 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
                    for index, layer in enumerate(network.layers)],
         "stages": [{"kind": s.kind, "name": s.name, "in_elems_per_word": s.in_elems_per_word,
                     "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {}),
-                    "feeds": [name for name, _ in s.feeds]}
+                    **({"outputs": s.outputs} if s.kind == "dup" else {}), "feeds": [name for name, _ in s.feeds]}
                    for s in stages],
         "estimate": {
             "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,

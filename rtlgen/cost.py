@@ -91,6 +91,6 @@ class CostModel:
         layers = [folded_copy(layer, folding[layer.name]) for layer in self.network.layers]
         twin = Network(self.network.name, layers, self.network.input_fmt, self.network.output_fmt)
         stages, _ = sized_stages(twin, self.fifo_depth, self.fifo_sizing)
-        glue = [s for s in stages if s.kind in ("fifo", "dwc")]
+        glue = [s for s in stages if s.kind in ("fifo", "dwc", "dup")]
         total = sum((timing_model(s).resources() for s in glue), TOP_LEVEL_RESOURCES)
         return sum((self.layer(layer, folding[layer.name]) for layer in self.network.layers), total)

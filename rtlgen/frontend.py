@@ -16,6 +16,12 @@ Each integer layer is derived, not pattern-matched:
   the integers by `thresholds.derive_thresholds` (or, for activations wider than 8 bits behind a fixed-point
   rescale, an exact requantization by `thresholds.derive_requantization`).
 
+Residual blocks: where a quantizer's output is read by two branches that an Add joins again, the chain holds a
+`Residual` (its branches are chains themselves, so blocks nest). Each branch is lowered like the main chain and
+must end on a quantizer; the join becomes an `AddLayer` whose accumulator is `ma*ka + mb*kb` with the exact
+integer ratio ma/mb of the two inputs' scales (`_lower_add`), activated by the per-element ops and quantizer
+after the Add like any layer. The layers land in topological order with explicit producers (`layer.inputs`).
+
 Feature maps stream channels-last; `stream_order` position maps follow every element through the layout ops,
 so dense weights after a convolution are permuted to the stream order and refused layouts are caught.
 All checks collect `Offence`s first and fail once, listing every offending node, before anything is built.

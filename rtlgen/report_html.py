@@ -52,7 +52,8 @@ def render(report: dict, measured: dict | None = None) -> str:
     notes = "".join(f"<li>{escape(n)}</li>" for n in report.get("notes", []))
     body = "\n".join(head + ["<h2>Dataflow</h2>", _chain_svg(report, est["bottleneck"], critical),
                              "<p class=legend><span class=bn>&#9632;</span> bottleneck (sets the interval) &nbsp; "
-                             "<span class=cp>&#9632;</span> layer with the worst estimated path (--synth)</p>",
+                             "<span class=cp>&#9632;</span> layer with the worst estimated path (--synth) &nbsp; "
+                             "dashed: a branch (a duplicator's second output, a residual Add's skip input)</p>",
                              "<h2>Layers</h2>", _layer_table(report, synthesis, est["bottleneck"], critical)]
                      + ([f"<h2>Notes</h2><ul>{notes}</ul>"] if notes else []))
     return f"""<!DOCTYPE html>
@@ -121,6 +122,10 @@ def _block_label(stage: dict, layers: dict) -> tuple[str, str]:
         return "label select", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
     if kind == "unrolled":
         return "unrolled pipeline", f"{len(layers)} layers, a frame a cycle"
+    if kind == "dup":
+        return "duplicator", f"{stage['in_elems_per_word']} el, to {stage.get('outputs', 2)} readers"
+    if kind == "join":
+        return "interleave (Add)", f"PE {stage['in_elems_per_word']}, a then b"
     return ("MVTU" if kind == "mvtu" else "VVU"), (f"PE {layer['PE']} x SIMD {layer['SIMD']}" if layer else "")
 
 
@@ -151,15 +156,40 @@ def _chain_svg(report: dict, bottleneck: str, critical: str | None) -> str:
                      f'<text x="{x + 8}" y="{y + 31}">{escape(stage["name"][:22])}</text>'
                      f'<text x="{x + 8}" y="{y + 45}">{escape(detail)}</text>'
                      f'<text x="{x + 8}" y="{y + 58}" fill="#555">{escape(cyc)}</text></g>')
-        if i + 1 < len(stages):
+        if i + 1 < len(stages) and stages[i]["name"] in stages[i + 1].get("feeds", [stages[i]["name"]]):
             if col + 1 < PER_ROW:
                 parts.append(f'<line x1="{x + BOX_W}" y1="{y + BOX_H / 2}" x2="{x + BOX_W + GAP - 2}" y2="{y + BOX_H / 2}" '
                              'stroke="#888" marker-end="url(#arrow)"/>')
             else:
                 parts.append(f'<path d="M{x + BOX_W / 2},{y + BOX_H} v{GAP / 2} H{GAP + BOX_W / 2} v{GAP + GAP / 2 - 2}" '
                              'fill="none" stroke="#888" marker-end="url(#arrow)"/>')
+    parts += _branch_edges(stages)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _box_origin(index: int) -> tuple[float, float]:
+    row, col = divmod(index, PER_ROW)
+    return GAP + col * (BOX_W + GAP), GAP + row * (BOX_H + 2 * GAP)
+
+
+def _branch_edges(stages: list[dict]) -> list[str]:
+    """Dashed connectors for the streams that do not run from one block to the next (a duplicator's second
+    output, a residual Add's skip input): from under the source box, along the gap below its row, up into the
+    reader from below."""
+    index = {stage["name"]: i for i, stage in enumerate(stages)}
+    parts = []
+    for i, stage in enumerate(stages):
+        for feed in stage.get("feeds", []):
+            j = index.get(feed)
+            if j is None or j == i - 1:
+                continue
+            (xs, ys), (xt, yt) = _box_origin(j), _box_origin(i)
+            lane = ys + BOX_H + GAP * 0.6
+            parts.append(f'<path class="branch" d="M{xs + BOX_W * 0.7},{ys + BOX_H} V{lane} H{xt + BOX_W * 0.3} '
+                         f'V{yt + BOX_H + 2}" fill="none" stroke="#3367d6" stroke-dasharray="5,3" '
+                         'marker-end="url(#arrow)"/>')
+    return parts
 
 
 def _layer_table(report: dict, synthesis: dict | None, bottleneck: str, critical: str | None) -> str:

@@ -45,9 +45,11 @@ OWN_CASES = [(name, fold_name, fold) for name in ("w4a4_perchannel_bias", "w8a8_
              for fold_name, fold in (("parallel", PARALLEL), ("serial", SERIAL))]
 
 
-def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_frames=1, worst_frames=None):
+def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_frames=1, worst_frames=None,
+           backpressure=None):
     """Build, run and compare (see the module docstring); `worst_frames` caps the worst-case frames (default:
-    a simulated-cycle budget, extreme_frames.WORST_CASE_CYCLES)."""
+    a simulated-cycle budget, extreme_frames.WORST_CASE_CYCLES); `backpressure` (a probability) also runs the
+    frames with random input gaps and output stalls of that probability: no deadlock, hardware == golden."""
     report = build(model_path, out_dir, BuildOptions(folding_spec=folding, input_format=input_format))
     check_ip_folder(out_dir)  # every model that builds leaves a valid Vivado IP folder
     result = run_design(out_dir, x)
@@ -77,6 +79,9 @@ def _check(model_path, x, y_ref, folding, out_dir, input_format=None, max_tie_fr
     assert abs(result.stats["ii_cycles"] - est) <= 0.02 * est, (result.stats, report["estimate"])
     est_latency = report["estimate"]["latency_cycles"]
     assert abs(result.stats["latency_cycles"] - est_latency) <= 0.02 * est_latency, (result.stats, report["estimate"])
+    if backpressure:
+        pressed = run_design(out_dir, x, p_in_gap=backpressure, p_out_stall=backpressure, seed=len(x))
+        np.testing.assert_array_equal(pressed.hw_out, golden)
     return report, result
 
 

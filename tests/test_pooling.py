@@ -52,9 +52,10 @@ def test_pool_exports_golden_equals_qonnx(name):
 
 @pytest.mark.parametrize("name,fold_name,folding", POOL_CASES, ids=[f"{c[0]}-{c[1]}" for c in POOL_CASES])
 def test_pool_networks_bit_exact(name, fold_name, folding, tmp_path):
-    """Hardware == golden, outputs == qonnx's stored ones, worst-case frames, ii and latency within 2 %."""
+    """Hardware == golden, outputs == qonnx's stored ones, worst-case frames, ii and latency within 2 %, and
+    hardware == golden under random back-pressure."""
     path, x, y_ref = own_model(name)
-    report, _ = _check(path, x[:6], y_ref[:6], folding, tmp_path / "design")
+    report, _ = _check(path, x[:6], y_ref[:6], folding, tmp_path / "design", backpressure=0.3)
     pools = [layer for layer in report["layers"] if layer.get("conv", {}).get("average_pool")]
     assert pools
     if fold_name == "pools_wide":
