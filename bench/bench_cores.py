@@ -22,6 +22,7 @@ from amaranth.back import verilog  # noqa: E402
 
 from ip_cores.elements import ElementFormat, signed_width_for  # noqa: E402
 from ip_cores.branches import StreamDuplicator, StreamInterleave  # noqa: E402
+from ip_cores.global_pool import GlobalSumPool  # noqa: E402
 from ip_cores.label_select import LabelSelect  # noqa: E402
 from ip_cores.maxpool import StreamingMaxPool  # noqa: E402
 from ip_cores.mvtu import MVTU, accumulator_range  # noqa: E402
@@ -60,6 +61,23 @@ def _mvtu_pe8(mac_resource: str) -> MVTU:
     return MVTU(w, 4, 8, U(8), S(8), signed_width_for(*accumulator_range(w, U(8))), mac_resource=mac_resource)
 
 
+def _global_pool(pe: int):
+    """ResNet-8's global average pool: 8x8 pixels of 64 UINT4 channels, to 6 bits by thresholds (binary search);
+    and, for comparison, what it was before the dedicated core: a whole-map sliding window + a 64-tap vector unit."""
+    rng = np.random.default_rng(2)
+    acc_width = signed_width_for(0, 64 * 15 + 1)
+    t = np.sort(rng.integers(0, 64 * 15, size=(64, 63)), axis=1)
+    return GlobalSumPool(U(4), 64, 64, pe, acc_width, t, U(6), threshold_style="binary")
+
+
+def _global_pool_as_window_sum(pe: int):
+    rng = np.random.default_rng(2)
+    acc_width = signed_width_for(0, 64 * 15 + 1)
+    t = np.sort(rng.integers(0, 64 * 15, size=(64, 63)), axis=1)
+    return VectorVectorUnit(np.ones((64, 64), dtype=np.int64), pe, U(4), U(1), acc_width, t, U(6),
+                            threshold_style="binary")
+
+
 def _vvu() -> VectorVectorUnit:
     rng = np.random.default_rng(1)
     w = rng.integers(-8, 8, size=(64, 9))
@@ -78,6 +96,12 @@ CORES = {
     "vvu_64ch_k9_pe8_4bit": _vvu,
     "sliding_window_32x32x64_k3_pad1_simd8": lambda: SlidingWindow(U(4), 64, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, simd=8),
     "maxpool_2x2_32x32x64_simd8": lambda: StreamingMaxPool(U(4), 64, 32, 32, 2, 2, 2, 2, simd=8),
+    "global_pool_8x8x64_pe1": lambda: _global_pool(1),
+    "global_pool_8x8x64_pe8": lambda: _global_pool(8),
+    # the same pool as a window sum (before ip_cores/global_pool.py): the window generator and the vector unit
+    "global_pool_8x8x64_pe1_as_window_sum_swg": lambda: SlidingWindow(U(4), 64, 8, 8, 8, 8, 1, 1, 0, 0, 0, 0, simd=1,
+                                                                      depthwise=True),
+    "global_pool_8x8x64_pe1_as_window_sum_vvu": lambda: _global_pool_as_window_sum(1),
     # --argmax-in-hardware on a classifier's scores: 10 INT16 scores at SIMD 10 (ii 1), 1,000 INT12 at SIMD 8
     "label_select_10xint16_simd10": lambda: LabelSelect(10, 10, S(16)),
     "label_select_1000xint12_simd8": lambda: LabelSelect(1000, 8, S(12)),

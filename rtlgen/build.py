@@ -165,14 +165,24 @@ def _resource_report(report: dict, stages) -> dict:
 def _implementation_report(stage) -> dict:
     """How a MAC layer's core is built: multipliers, activation style, memories and pipeline latency."""
     core = timing_model(stage)
+    if stage.kind == "gpool":  # a running sum a channel: no multipliers, no weights
+        memories = [("sums", core.store)] if core.store is not None else []
+        memories += [("activation", plan) for plan in core.activation.memories()]
+        return {"mac_resource": "none (global sum pool: one adder a lane)", "products_per_dsp": 0,
+                "activation": core.activation.describe(), "pipeline_latency": core.latency,
+                "output_queue_words": core.queue_depth, "memories": _memories_report(memories)}
     memories = [("weights", core.weight_memory)] + [("activation", plan) for plan in core.activation.memories()]
     if getattr(core, "input_buffer", None) is not None:
         memories.append(("input_buffer", core.input_buffer))
     return {"mac_resource": core.mac_resource, "products_per_dsp": core.engine.pack,
             "activation": core.activation.describe(),
             "pipeline_latency": core.latency, "output_queue_words": core.engine.queue_depth,
-            "memories": [{"role": role, "kind": plan.kind, "depth": plan.depth, "width": plan.width,
-                          "luts": plan.luts, "bram18": plan.bram18} for role, plan in memories if plan.kind != "const"]}
+            "memories": _memories_report(memories)}
+
+
+def _memories_report(memories) -> list[dict]:
+    return [{"role": role, "kind": plan.kind, "depth": plan.depth, "width": plan.width, "luts": plan.luts,
+             "bram18": plan.bram18} for role, plan in memories if plan.kind != "const"]
 
 
 def _layer_report(layer, stages) -> dict:
@@ -209,7 +219,8 @@ def _layer_report(layer, stages) -> dict:
                                    "activation": core.specs[index].activation()[0],
                                    "pipeline_registers": core.layer_registers[index]}
         return entry
-    entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and s.kind in ("mvtu", "vvu")))
+    entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and
+                                                          s.kind in ("mvtu", "vvu", "gpool")))
     if isinstance(layer, AddLayer):
         entry["residual_add"] = {"inputs": layer.sources.get("add_inputs"), "alignment_multipliers":
                                  layer.sources.get("alignment"), "input_dtypes": [fmt_name(f) for f in layer.input_fmts]}

@@ -276,6 +276,14 @@ class DepthwiseLayer(_MacLayer):
     def vectors(self) -> int:
         return self.conv.pixels_out
 
+    @property
+    def is_global_sum(self) -> bool:
+        """A window over the whole unpadded map with unit weights (a global average pool's sum): built as a
+        running per-channel sum (ip_cores/global_pool.py), without a sliding window or an image buffer."""
+        c = self.conv
+        return (c.kernel_h == c.in_h and c.kernel_w == c.in_w and not c.padded and not self.in_fmt.is_bipolar
+                and self.w_fmt.kind == "unsigned" and bool(np.all(self.weights == 1)))
+
     def pe_choices(self) -> list[int]:
         return divisors(self.channels)
 

@@ -122,6 +122,8 @@ def _block_label(stage: dict, layers: dict) -> tuple[str, str]:
         return "label select", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
     if kind == "unrolled":
         return "unrolled pipeline", f"{len(layers)} layers, a frame a cycle"
+    if kind == "gpool":
+        return "global sum pool", f"PE {stage['in_elems_per_word']}"
     if kind == "dup":
         return "duplicator", f"{stage['in_elems_per_word']} el, to {stage.get('outputs', 2)} readers"
     if kind == "join":

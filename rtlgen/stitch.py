@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from ip_cores.axis_top import AxisDataflowTop, axis_width, to_verilog
 from ip_cores.branches import StreamDuplicator, StreamInterleave
+from ip_cores.global_pool import GlobalSumPool
 from ip_cores.label_select import LabelSelect
 from ip_cores.maxpool import StreamingMaxPool
 from ip_cores.mvtu import MVTU
@@ -36,8 +37,8 @@ DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO
 class Stage:
     """One hardware block of the chain, as the report and the timing model see it."""
 
-    # "mvtu" | "vvu" | "swg" | "maxpool" | "label" | "fifo" | "dwc" | "dup" (fan-out) | "join" (a residual Add's
-    # interleaver) | "unrolled" (latency mode: the network)
+    # "mvtu" | "vvu" | "swg" | "maxpool" | "gpool" (global sum pool) | "label" | "fifo" | "dwc" | "dup" (fan-out) |
+    # "join" (a residual Add's interleaver) | "unrolled" (latency mode: the network)
     kind: str
     name: str
     in_elems_per_word: int
@@ -82,6 +83,8 @@ def layer_stages(layer) -> list[Stage]:
                             layer, feeds=((join.name, "o"),))]
     if layer.conv is None:
         return [Stage("mvtu", layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
+    if isinstance(layer, DepthwiseLayer) and layer.is_global_sum:
+        return [Stage("gpool", layer.name, layer.pe, layer.pe, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
     conv = layer.conv
     window_elems = conv.pixels_out * conv.kernel_elems * conv.channels
     swg = Stage("swg", f"{layer.name}_swg", layer.simd, layer.simd, w_in, w_in, layer.in_elems, window_elems, layer)
@@ -251,6 +254,10 @@ def build_component(stage: Stage):
         return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,
                              c.pad_top, c.pad_left, c.pad_bottom, c.pad_right, simd=layer.simd,
                              depthwise=isinstance(layer, DepthwiseLayer), pad_value=c.pad_value)
+    if stage.kind == "gpool":
+        return GlobalSumPool(layer.in_fmt, layer.channels, layer.conv.pixels_in, layer.pe, layer.acc_width,
+                             layer.thresholds, layer.out_fmt, layer.out_offset if layer.thresholds is not None else 0,
+                             layer.requant, threshold_style=layer.threshold_style, memory_style=layer.memory_style)
     if stage.kind == "label":
         return LabelSelect(layer.channels, layer.simd, layer.fmt, layer.last_on_tie)
     if stage.kind == "maxpool":

@@ -11,6 +11,7 @@ the same rules as the hardware (docs/CONTRACTS.md):
 - max-pool: one input word a cycle, an output word `StreamingMaxPool.latency` cycles after the input word
   that completes its window;
 - label select: one input word a cycle, the label `LabelSelect.latency` cycles after the frame's last word;
+- global sum pool: one input word a cycle, a fold's word `GlobalSumPool.latency` cycles after the last pixel's;
 - FIFO: its latency (`StreamFIFO.latency`), then one word a cycle; width converter: one word a cycle;
 - duplicator: each branch offers a word `StreamDuplicator.latency` cycles after it arrives (its branch FIFOs and
   the FIFOs behind them are unbounded in this model);
@@ -93,6 +94,21 @@ def _maxpool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     return accepted, outs
 
 
+def _global_pool(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
+    """One input word a cycle; a fold's word `latency` cycles after its last pixel's word is taken."""
+    layer = stage.layer
+    cf = layer.channels // layer.pe
+    words = layer.conv.pixels_in * cf
+    latency = timing_model(stage).latency
+    taken, outs, t = [], [], -1
+    for index, arrival in enumerate(arrivals):
+        t = max(t + 1, arrival)
+        taken.append(t)
+        if index % words >= words - cf:
+            outs.append(max(t + latency, outs[-1] + 1 if outs else 0))
+    return taken, outs
+
+
 def _label(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]:
     """A frame's label `latency` cycles after its last word is taken."""
     return _word_a_cycle(arrivals, stage.words_in, timing_model(stage).latency)
@@ -126,7 +142,7 @@ def stage_cycles(stage: Stage) -> int:
     """Steady-state cycles per frame of one block on its own."""
     if stage.kind == "swg":
         return timing_model(stage).cycles_per_frame()
-    if stage.kind in ("mvtu", "vvu", "maxpool", "label"):
+    if stage.kind in ("mvtu", "vvu", "maxpool", "label", "gpool"):
         layer = stage.layer
         if stage.kind == "mvtu":
             return layer.vectors * layer.nf * layer.sf
@@ -172,6 +188,8 @@ def _one_input(stage: Stage, arrivals: list[int]) -> tuple[list[int], list[int]]
         return _maxpool(stage, arrivals)
     if stage.kind == "label":
         return _label(stage, arrivals)
+    if stage.kind == "gpool":
+        return _global_pool(stage, arrivals)
     if stage.kind in ("fifo", "unrolled"):
         return _passthrough(arrivals, timing_model(stage).latency)
     return _dwc(stage, arrivals)
