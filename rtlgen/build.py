@@ -32,8 +32,8 @@ from .memfiles import externalize_rom_contents
 from .progress import step
 from .report_html import write_report_html
 from .testbench import write_testbench
-from .stitch import DEFAULT_FIFO_DEPTH, timing_model, generate_verilog, io_words, stream_widths
-from .timing import estimate, stage_cycles
+from .stitch import DEFAULT_FIFO_DEPTH, generate_verilog, io_words, stream_widths
+from .timing import estimate
 from ip_cores.resources import Resources
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default_digits_mlp.onnx"
@@ -146,12 +146,12 @@ def _resource_report(report: dict, stages) -> dict:
     width converters in front of it, as `rtlgen.synth` groups them) and for the design: milliseconds, no
     synthesis; `--synth` measures."""
     from .synth import layer_of_stages
-    per_stage = {s.name: timing_model(s).resources() for s in stages}
+    per_stage = {s.name: s.model.resources() for s in stages}
     owner = layer_of_stages(report)
     layers = {}
     for stage in stages:
         if stage.kind == "unrolled":  # latency mode: one stage holds every layer, which knows each one's share
-            for layer, res in zip(stage.layer.layers, timing_model(stage).layer_resources()):
+            for layer, res in zip(stage.layer.layers, stage.model.layer_resources()):
                 layers[layer.name] = res
             continue
         layers[owner[stage.name]] = layers.get(owner[stage.name], Resources()) + per_stage[stage.name]
@@ -162,32 +162,9 @@ def _resource_report(report: dict, stages) -> dict:
             "layers": {n: r.as_dict() for n, r in layers.items()}, "total": total.as_dict()}
 
 
-def _implementation_report(stage) -> dict:
-    """How a MAC layer's core is built: multipliers, activation style, memories and pipeline latency."""
-    core = timing_model(stage)
-    if stage.kind == "gpool":  # a running sum a channel: no multipliers, no weights
-        memories = [("sums", core.store)] if core.store is not None else []
-        memories += [("activation", plan) for plan in core.activation.memories()]
-        return {"mac_resource": "none (global sum pool: one adder a lane)", "products_per_dsp": 0,
-                "activation": core.activation.describe(), "pipeline_latency": core.latency,
-                "output_queue_words": core.queue_depth, "memories": _memories_report(memories)}
-    memories = [("weights", core.weight_memory)] + [("activation", plan) for plan in core.activation.memories()]
-    if getattr(core, "input_buffer", None) is not None:
-        memories.append(("input_buffer", core.input_buffer))
-    return {"mac_resource": core.mac_resource, "products_per_dsp": core.engine.pack,
-            "activation": core.activation.describe(),
-            "pipeline_latency": core.latency, "output_queue_words": core.engine.queue_depth,
-            "memories": _memories_report(memories)}
-
-
-def _memories_report(memories) -> list[dict]:
-    return [{"role": role, "kind": plan.kind, "depth": plan.depth, "width": plan.width, "luts": plan.luts,
-             "bram18": plan.bram18} for role, plan in memories if plan.kind != "const"]
-
-
 def _layer_report(layer, stages) -> dict:
     """One layer's entry in report.json: its shape, folding, formats, memories and cycles per frame."""
-    blocks = [{"kind": s.kind, "name": s.name, "cycles_per_frame": stage_cycles(s)} for s in stages if s.layer is layer]
+    blocks = [{"kind": s.kind, "name": s.name, "cycles_per_frame": s.cycles()} for s in stages if s.layer is layer]
     common = {"name": layer.name, "op": layer.op, "PE": layer.pe, "SIMD": layer.simd,
               "input_dtype": fmt_name(layer.in_fmt), "output_dtype": fmt_name(layer.out_fmt),
               "in_stream_bits": layer.in_elems_per_word * layer.in_fmt.width,
@@ -212,15 +189,15 @@ def _layer_report(layer, stages) -> dict:
     }
     unrolled = next((s for s in stages if s.kind == "unrolled"), None)
     if unrolled is not None:
-        core = timing_model(unrolled)
+        core = unrolled.model
         index = unrolled.layer.layers.index(layer)
         entry["implementation"] = {"unrolled": True, "multipliers": "constant weights, canonical signed digits in a "
                                    "bit heap (no DSP, no weight memory)",
                                    "activation": core.specs[index].activation()[0],
                                    "pipeline_registers": core.layer_registers[index]}
         return entry
-    entry["implementation"] = _implementation_report(next(s for s in stages if s.layer is layer and
-                                                          s.kind in ("mvtu", "vvu", "gpool")))
+    entry["implementation"] = next(s.implementation() for s in stages if s.layer is layer and
+                                   s.implementation() is not None)
     if isinstance(layer, AddLayer):
         entry["residual_add"] = {"inputs": layer.sources.get("add_inputs"), "alignment_multipliers":
                                  layer.sources.get("alignment"), "input_dtypes": [fmt_name(f) for f in layer.input_fmts]}
@@ -230,7 +207,7 @@ def _layer_report(layer, stages) -> dict:
             entry["conv"]["average_pool"] = layer.sources["average_pool"]
         swg = next((s for s in stages if s.layer is layer and s.kind == "swg"), None)
         if swg is not None:
-            core = timing_model(swg)
+            core = swg.model
             entry["sliding_window"] = {"buffer_words": core.buffer_depth,
                                        "start_up_input_words": core.initial_latency(),
                                        "cycles_per_frame": core.cycles_per_frame()}
@@ -445,7 +422,8 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
         "folding": folding_note,
         "layers": [{**_layer_report(layer, stages), "inputs": _input_names(network, index)}
                    for index, layer in enumerate(network.layers)],
-        "stages": [{"kind": s.kind, "name": s.name, "in_elems_per_word": s.in_elems_per_word,
+        "stages": [{"kind": s.kind, "name": s.name, "title": s.describe()[0], "detail": s.describe()[1],
+                    "in_elems_per_word": s.in_elems_per_word,
                     "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {}),
                     **({"outputs": s.outputs} if s.kind == "dup" else {}), "feeds": [name for name, _ in s.feeds]}
                    for s in stages],

@@ -14,7 +14,7 @@ from ip_cores.resources import Resources
 
 from .folding import FoldingChoice, fold_layer
 from .graph import Network
-from .stitch import DEFAULT_FIFO_DEPTH, layer_stages, timing_model
+from .stitch import DEFAULT_FIFO_DEPTH, layer_stages
 from .timing import sized_stages
 
 TOP_LEVEL_RESOURCES = Resources(30, 30)  # input framer, TLAST counter, reset and clock wiring
@@ -83,7 +83,7 @@ class CostModel:
         key = (layer.name, choice)
         if key not in self._layer_cache:
             twin = folded_copy(layer, choice)
-            self._layer_cache[key] = sum((timing_model(s).resources() for s in layer_stages(twin)), Resources())
+            self._layer_cache[key] = sum((s.model.resources() for s in layer_stages(twin)), Resources())
         return self._layer_cache[key]
 
     def network_total(self, folding: dict[str, FoldingChoice]) -> Resources:
@@ -92,5 +92,5 @@ class CostModel:
         twin = Network(self.network.name, layers, self.network.input_fmt, self.network.output_fmt)
         stages, _ = sized_stages(twin, self.fifo_depth, self.fifo_sizing)
         glue = [s for s in stages if s.kind in ("fifo", "dwc", "dup")]
-        total = sum((timing_model(s).resources() for s in glue), TOP_LEVEL_RESOURCES)
+        total = sum((s.model.resources() for s in glue), TOP_LEVEL_RESOURCES)
         return sum((self.layer(layer, folding[layer.name]) for layer in self.network.layers), total)

@@ -107,33 +107,13 @@ def _critical_layer(synthesis: dict | None) -> str | None:
     return max(timed)[1] if timed else None
 
 
-def _block_label(stage: dict, layers: dict) -> tuple[str, str]:
-    kind, name = stage["kind"], stage["name"]
-    if kind == "fifo":
-        return "FIFO", f"{stage.get('depth', 0)} x {stage['in_elems_per_word']} el"
-    if kind == "dwc":
-        return "width conv.", f"{stage['in_elems_per_word']} -> {stage['out_elems_per_word']} el"
-    layer = layers.get(name) or layers.get(name.removesuffix("_swg"))
-    if kind == "swg":
-        return "sliding window", f"SIMD {stage['in_elems_per_word']}"
-    if kind == "maxpool":
-        return "max-pool", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
-    if kind == "label":
-        return "label select", f"SIMD {layer['SIMD'] if layer else stage['in_elems_per_word']}"
-    if kind == "unrolled":
-        return "unrolled pipeline", f"{len(layers)} layers, a frame a cycle"
-    if kind == "gpool":
-        return "global sum pool", f"PE {stage['in_elems_per_word']}"
-    if kind == "dup":
-        return "duplicator", f"{stage['in_elems_per_word']} el, to {stage.get('outputs', 2)} readers"
-    if kind == "join":
-        return "interleave (Add)", f"PE {stage['in_elems_per_word']}, a then b"
-    return ("MVTU" if kind == "mvtu" else "VVU"), (f"PE {layer['PE']} x SIMD {layer['SIMD']}" if layer else "")
+def _block_label(stage: dict) -> tuple[str, str]:
+    """What the block is and its size, as the build described it (`rtlgen.stages.Stage.describe`)."""
+    return stage.get("title", stage["kind"]), stage.get("detail", "")
 
 
 def _chain_svg(report: dict, bottleneck: str, critical: str | None) -> str:
     """The chain of blocks, left to right in rows, with the stream width between layers."""
-    layers = {layer["name"]: layer for layer in report["layers"]}
     owner = {b["name"]: layer["name"] for layer in report["layers"] for b in layer["blocks"]}
     cycles = {b["name"]: b["cycles_per_frame"] for layer in report["layers"] for b in layer["blocks"]}
     stages = report["stages"]
@@ -147,7 +127,7 @@ def _chain_svg(report: dict, bottleneck: str, critical: str | None) -> str:
     for i, stage in enumerate(stages):
         row, col = divmod(i, PER_ROW)
         x, y = GAP + col * (BOX_W + GAP), GAP + row * (BOX_H + 2 * GAP)
-        title, detail = _block_label(stage, layers)
+        title, detail = _block_label(stage)
         layer_name = owner.get(stage["name"])
         stroke = "#e67300" if stage["name"] == bottleneck else "#c62828" if layer_name and layer_name == critical else "#777"
         fill = "#eef3fd" if stage["kind"] in ("mvtu", "vvu") else "#f5f5f5"

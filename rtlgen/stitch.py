@@ -14,83 +14,40 @@ with two taps. Every stage names the stages that feed it (`Stage.feeds`), in top
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ip_cores.axis_top import AxisDataflowTop, axis_width, to_verilog
-from ip_cores.branches import StreamDuplicator, StreamInterleave
-from ip_cores.global_pool import GlobalSumPool
-from ip_cores.label_select import LabelSelect
-from ip_cores.maxpool import StreamingMaxPool
-from ip_cores.mvtu import MVTU
-from ip_cores.sliding_window import SlidingWindow
-from ip_cores.stream_fifo import StreamFIFO
-from ip_cores.unrolled import DenseSpec, UnrolledNetwork
-from ip_cores.vector_unit import VectorVectorUnit
-from ip_cores.width_converter import StreamWidthConverter
 
 from .graph import AddLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
+from .stages import (DuplicatorStage, FifoStage, GlobalPoolStage, JoinStage, LabelStage, MaxPoolStage, MvtuStage,
+                     SlidingWindowStage, Stage, UnrolledStage, VvuStage, WidthConverterStage)
 
 DEFAULT_FIFO_DEPTH = None  # None: one whole frame, counted in words of the FIFO's width (at least 2)
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One hardware block of the chain, as the report and the timing model see it."""
-
-    # "mvtu" | "vvu" | "swg" | "maxpool" | "gpool" (global sum pool) | "label" | "fifo" | "dwc" | "dup" (fan-out) |
-    # "join" (a residual Add's interleaver) | "unrolled" (latency mode: the network)
-    kind: str
-    name: str
-    in_elems_per_word: int
-    out_elems_per_word: int
-    elem_width_in: int
-    elem_width_out: int
-    frame_elems_in: int  # per input port
-    frame_elems_out: int
-    layer: object = None
-    depth: int = 0  # a FIFO's words; a duplicator's words per branch
-    feeds: tuple = ()  # per input port: (stage name, its output port); () for the first stage (the network input)
-    outputs: int = 1  # a duplicator's branches
-
-    @property
-    def in_ports(self) -> tuple[str, ...]:
-        return ("a", "b") if self.kind == "join" else ("i",)
-
-    @property
-    def out_ports(self) -> tuple[str, ...]:
-        return tuple(f"o{k}" for k in range(self.outputs)) if self.kind == "dup" else ("o",)
-
-    @property
-    def words_in(self) -> int:
-        return self.frame_elems_in // self.in_elems_per_word
-
-    @property
-    def words_out(self) -> int:
-        return self.frame_elems_out // self.out_elems_per_word
-
-
 def layer_stages(layer) -> list[Stage]:
-    """The blocks of one folded layer (a sliding window in front of a convolution's MVTU or VVU)."""
+    """The blocks of one folded layer (a sliding window in front of a convolution's MVTU or VVU, an interleaver
+    in front of a residual Add's)."""
     w_in, w_out = layer.in_fmt.width, layer.out_fmt.width
     if isinstance(layer, MaxPoolLayer):
-        return [Stage("maxpool", layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
+        return [MaxPoolStage(layer.name, layer.simd, layer.simd, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
     if isinstance(layer, LabelSelectLayer):
-        return [Stage("label", layer.name, layer.simd, 1, w_in, w_out, layer.in_elems, 1, layer)]
+        return [LabelStage(layer.name, layer.simd, 1, w_in, w_out, layer.in_elems, 1, layer)]
     if isinstance(layer, AddLayer):  # two inputs interleaved word by word into a two-tap vector unit
-        join = Stage("join", f"{layer.name}_join", layer.pe, layer.pe, w_in, w_in, layer.in_elems, 2 * layer.in_elems,
-                     layer)
-        return [join, Stage("vvu", layer.name, layer.pe, layer.pe, w_in, w_out, 2 * layer.in_elems, layer.out_elems,
-                            layer, feeds=((join.name, "o"),))]
+        join = JoinStage(f"{layer.name}_join", layer.pe, layer.pe, w_in, w_in, layer.in_elems, 2 * layer.in_elems, layer)
+        return [join, VvuStage(layer.name, layer.pe, layer.pe, w_in, w_out, 2 * layer.in_elems, layer.out_elems,
+                               layer, feeds=((join.name, "o"),))]
     if layer.conv is None:
-        return [Stage("mvtu", layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
+        return [MvtuStage(layer.name, layer.simd, layer.pe, w_in, w_out, layer.mw, layer.mh, layer=layer)]
     if isinstance(layer, DepthwiseLayer) and layer.is_global_sum:
-        return [Stage("gpool", layer.name, layer.pe, layer.pe, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
+        return [GlobalPoolStage(layer.name, layer.pe, layer.pe, w_in, w_out, layer.in_elems, layer.out_elems, layer)]
     conv = layer.conv
     window_elems = conv.pixels_out * conv.kernel_elems * conv.channels
-    swg = Stage("swg", f"{layer.name}_swg", layer.simd, layer.simd, w_in, w_in, layer.in_elems, window_elems, layer)
-    kind = "vvu" if isinstance(layer, DepthwiseLayer) else "mvtu"
-    return [swg, Stage(kind, layer.name, layer.simd, layer.pe, w_in, w_out, window_elems, layer.out_elems, layer,
-                       feeds=((swg.name, "o"),))]
+    swg = SlidingWindowStage(f"{layer.name}_swg", layer.simd, layer.simd, w_in, w_in, layer.in_elems, window_elems,
+                             layer)
+    unit = VvuStage if isinstance(layer, DepthwiseLayer) else MvtuStage
+    return [swg, unit(layer.name, layer.simd, layer.pe, w_in, w_out, window_elems, layer.out_elems, layer,
+                      feeds=((swg.name, "o"),))]
 
 
 ROWS_BUFFERED = 2  # rows of a feature map a FIFO in front of a sliding window or pool holds (plus slack)
@@ -132,12 +89,12 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
     first = network.layers[0]
     if network.unrolled_clock_ns is not None:
         last = network.layers[-1]
-        return [Stage("unrolled", "unrolled", first.in_elems, last.out_elems, first.in_fmt.width, last.out_fmt.width,
-                      first.in_elems, last.out_elems, layer=network)]
+        return [UnrolledStage("unrolled", first.in_elems, last.out_elems, first.in_fmt.width, last.out_fmt.width,
+                              first.in_elems, last.out_elems, layer=network)]
     # A two-word FIFO right behind the input framer: the AXI-Stream input (a DMA's TVALID and TDATA) reaches
     # registers only, never the first layer's issue logic.
-    stages: list[Stage] = [Stage("fifo", "input_fifo", first.in_elems_per_word, first.in_elems_per_word,
-                                 first.in_fmt.width, first.in_fmt.width, first.in_elems, first.in_elems, depth=2)]
+    stages: list[Stage] = [FifoStage("input_fifo", first.in_elems_per_word, first.in_elems_per_word,
+                                     first.in_fmt.width, first.in_fmt.width, first.in_elems, first.in_elems, depth=2)]
     tap = {-1: [("input_fifo", "o")]}  # layer index -> the (stage, port) each of its readers takes its output from
     for index, layer in enumerate(network.layers):
         feeds = []
@@ -156,8 +113,9 @@ def plan_stages(network: Network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH,
         out = (own[-1].name, "o")
         readers = len(network.consumers(index))
         if readers > 1:
-            dup = Stage("dup", f"dup_{index}", layer.out_elems_per_word, layer.out_elems_per_word, layer.out_fmt.width,
-                        layer.out_fmt.width, layer.out_elems, layer.out_elems, depth=2, feeds=(out,), outputs=readers)
+            dup = DuplicatorStage(f"dup_{index}", layer.out_elems_per_word, layer.out_elems_per_word,
+                                  layer.out_fmt.width, layer.out_fmt.width, layer.out_elems, layer.out_elems, depth=2,
+                                  feeds=(out,), outputs=readers)
             stages.append(dup)
             tap[index] = [(dup.name, port) for port in dup.out_ports]
         else:
@@ -175,7 +133,7 @@ def _edge_stages(network: Network, producer: int, consumer: int, key: str, sourc
     mid = math.gcd(a, b)
     hops = [a, mid, b] if mid not in (a, b) else [a, b]
     frame = prev.out_elems
-    converters = [Stage("dwc", f"dwc_{key}_{x}to{y}", x, y, w, w, frame, frame)
+    converters = [WidthConverterStage(f"dwc_{key}_{x}to{y}", x, y, w, w, frame, frame)
                   for x, y in zip(hops, hops[1:]) if x != y]
     # behind the converters when the last one gathers (it offers a word only every few cycles), else
     # in front of them (a splitting converter serves the burst at one word a cycle)
@@ -189,7 +147,7 @@ def _edge_stages(network: Network, producer: int, consumer: int, key: str, sourc
         depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
     name = f"fifo_{key}"
     depth = (fifo_depths or {}).get(name, depth)  # sized by analysis (`rtlgen.timing`)
-    fifo = Stage("fifo", name, fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
+    fifo = FifoStage(name, fifo_elems, fifo_elems, w, w, frame, frame, depth=depth)
     edge = [*converters, fifo] if fifo_last else [fifo, *converters]
     chained = [replace(edge[0], feeds=(source,))]
     for stage in edge[1:]:
@@ -206,74 +164,6 @@ def connections(stages: list[Stage]) -> list[tuple[int, str, int, str]]:
         for (source, out_port), in_port in zip(feeds, stage.in_ports):
             links.append((index[source], out_port, sink, in_port))
     return links
-
-
-def timing_model(stage: Stage):
-    """The block's core object, for its cycle figures only (never elaborated, so Amaranth must not warn)."""
-    core = build_component(stage)
-    core._MustUse__silence = True
-    return core
-
-
-def _implementation(layer) -> dict:
-    """The layer's implementation options (folding file), as the MVTU/VVU keyword arguments."""
-    return {"mac_resource": layer.mac_resource, "threshold_style": layer.threshold_style,
-            "memory_style": layer.memory_style}
-
-
-_UNROLLED: dict = {}  # (id of the network, clock) -> its UnrolledNetwork: planning it takes seconds
-
-
-def unrolled_core(network: Network) -> UnrolledNetwork:
-    """The latency-mode pipeline of a network (every layer dense, `network.unrolled_clock_ns` set)."""
-    key = (id(network), network.unrolled_clock_ns)
-    if key not in _UNROLLED or _UNROLLED[key][0] is not network:
-        specs = [DenseSpec(l.weights, l.in_fmt, l.out_fmt, l.thresholds, l.out_offset if l.thresholds is not None else 0,
-                           l.requant) for l in network.layers]
-        _UNROLLED.clear()
-        _UNROLLED[key] = (network, UnrolledNetwork(specs, clock_ns=network.unrolled_clock_ns))
-    return _UNROLLED[key][1]
-
-
-def build_component(stage: Stage):
-    layer = stage.layer
-    if stage.kind == "unrolled":
-        return unrolled_core(layer)
-    if stage.kind == "mvtu":
-        return MVTU(layer.weights, simd=layer.simd, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
-                    acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
-                    out_offset=layer.out_offset if layer.thresholds is not None else 0, requant=layer.requant,
-                    **_implementation(layer))
-    if stage.kind == "vvu":
-        return VectorVectorUnit(layer.weights, pe=layer.pe, in_fmt=layer.in_fmt, w_fmt=layer.w_fmt,
-                                acc_width=layer.acc_width, thresholds=layer.thresholds, out_fmt=layer.out_fmt,
-                                out_offset=layer.out_offset if layer.thresholds is not None else 0,
-                                requant=layer.requant, **_implementation(layer))
-    if stage.kind == "swg":
-        c = layer.conv
-        return SlidingWindow(layer.in_fmt, c.channels, c.in_h, c.in_w, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w,
-                             c.pad_top, c.pad_left, c.pad_bottom, c.pad_right, simd=layer.simd,
-                             depthwise=isinstance(layer, DepthwiseLayer), pad_value=c.pad_value)
-    if stage.kind == "gpool":
-        return GlobalSumPool(layer.in_fmt, layer.channels, layer.conv.pixels_in, layer.pe, layer.acc_width,
-                             layer.thresholds, layer.out_fmt, layer.out_offset if layer.thresholds is not None else 0,
-                             layer.requant, threshold_style=layer.threshold_style, memory_style=layer.memory_style)
-    if stage.kind == "label":
-        return LabelSelect(layer.channels, layer.simd, layer.fmt, layer.last_on_tie)
-    if stage.kind == "maxpool":
-        p = layer.pool
-        return StreamingMaxPool(layer.fmt, p.channels, p.in_h, p.in_w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-                                simd=layer.simd)
-    if stage.kind == "fifo":
-        return StreamFIFO(stage.in_elems_per_word * stage.elem_width_in, stage.depth)
-    if stage.kind == "dup":
-        return StreamDuplicator(stage.in_elems_per_word * stage.elem_width_in, [stage.depth] * stage.outputs)
-    if stage.kind == "join":
-        return StreamInterleave(stage.in_elems_per_word * stage.elem_width_in,
-                                widen=(*layer.input_fmts, layer.in_fmt, stage.in_elems_per_word))
-    if stage.kind == "dwc":
-        return StreamWidthConverter(stage.elem_width_in, stage.in_elems_per_word, stage.out_elems_per_word)
-    raise ValueError(stage.kind)
 
 
 def stream_widths(network: Network) -> tuple[int, int]:
@@ -306,7 +196,7 @@ def generate_verilog(network: Network, top_name: str, fifo_depth: int | None = D
     stages = plan_stages(network, fifo_depth, fifo_depths)
     in_w, out_w = stream_widths(network)
     in_words, out_words = io_words(network)
-    top = AxisDataflowTop([build_component(s) for s in stages], in_width=in_w, out_width=out_w,
+    top = AxisDataflowTop([s.component() for s in stages], in_width=in_w, out_width=out_w,
                           out_words_per_frame=out_words, in_words_per_frame=in_words, input_tlast=input_tlast,
                           connections=connections(stages))
     return to_verilog(top, top_name), stages
