@@ -47,7 +47,7 @@ def run(name: str, workdir: Path, simulate: bool, synth: bool) -> list[str]:
     start = time.monotonic()
     found = search_folding(network, target, None)
     search_s = time.monotonic() - start
-    apply_folding(network, found.folding)
+    network = apply_folding(network, found.folding)
     start = time.monotonic()
     sized, _ = sized_stages(network)
     sizing_s = time.monotonic() - start

@@ -1,4 +1,5 @@
-"""Fuzz rtlgen with random QONNX MLPs or CNNs (generators: tests/random_models.py, tests/cnn_models.py).
+"""Fuzz rtlgen with random QONNX MLPs, CNNs or residual MLPs (generators: tests/random_models.py,
+tests/cnn_models.py, tests/random_residuals.py).
 
 Every seed names one model (random depth, widths, quantizers, rounding modes, scales, bias, BatchNorm, folding)
 with its float inputs. Per seed:
@@ -16,6 +17,7 @@ Run from the repository root, e.g.
     .venv/bin/python bench/fuzz_random_models.py --seeds 1000-1199 --jobs 1          # end to end
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --free-flowing        # cycles vs estimate (issue 14)
     .venv/bin/python bench/fuzz_random_models.py --cnn --seeds 0-999 --golden-only   # random CNNs
+    .venv/bin/python bench/fuzz_random_models.py --residual --seeds 0-99 --jobs 2    # residual blocks, end to end
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --select-ci 56         # E2E_SEEDS for CI
 
 It prints a summary (models, frames, golden == qonnx frames, near-ties with their distances, unexplained,
@@ -37,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 
@@ -60,17 +63,23 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _one(args: tuple[int, bool, str, bool, bool]) -> dict:
-    seed, golden_only, workroot, cnn, free_flowing = args
+GENERATORS = {"mlp": ("random_models", "build_random_model"), "cnn": ("cnn_models", "build_random_cnn"),
+              "residual": ("random_residuals", "build_random_residual")}
+
+
+def _one(args: tuple[int, bool, str, str, bool]) -> dict:
+    seed, golden_only, workroot, family, free_flowing = args
     import warnings
 
     warnings.filterwarnings("ignore")
-    from cnn_models import build_random_cnn
-    from random_models import build_random_model, check_end_to_end, check_golden
+    import importlib
+
+    from random_models import check_end_to_end, check_golden
 
     start = time.monotonic()
     try:
-        rm = build_random_cnn(seed) if cnn else build_random_model(seed)
+        module, function = GENERATORS[family]
+        rm = getattr(importlib.import_module(module), function)(seed)
     except Exception as err:  # noqa: BLE001 - a generator crash is reported like any other failure
         return {"seed": seed, "ok": False, "reason": f"generator error: {type(err).__name__}: {err}", "description": "",
                 "features": [], "frames": 0, "golden_qonnx_equal": 0, "near_ties": [], "unexplained": 0,
@@ -112,7 +121,7 @@ def _cost(seed: int) -> dict:
     try:
         lowered = lower_model(clean_model(rm.model))
         folding, _ = parse_folding(rm.folding, lowered.network)
-        apply_folding(lowered.network, folding)
+        lowered = replace(lowered, network=apply_folding(lowered.network, folding))
         hw_in = np.round(execute_frames(build_head(lowered), rm.inputs).reshape(len(rm.inputs), -1)).astype(np.int64)
         ties = _count_exact_ties(lowered, hw_in)
     except RtlgenError as err:
@@ -216,10 +225,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ci-budget", type=int, default=500, help="largest cost estimate --select-ci accepts")
     ap.add_argument("--quiet", action="store_true", help="no line per seed")
     ap.add_argument("--cnn", action="store_true", help="random CNNs (tests/cnn_models.py) instead of MLPs")
+    ap.add_argument("--residual", action="store_true",
+                    help="random residual MLPs (tests/random_residuals.py: forks, skip paths, residual Adds)")
     ap.add_argument("--free-flowing", action="store_true",
                     help="run every design without input gaps or output stalls and check the measured ii (equal) and "
                          "first-frame latency (within 2 %%) against the estimate (default: one seed in five)")
     args = ap.parse_args(argv)
+    if args.cnn and args.residual:
+        ap.error("--cnn and --residual exclude each other")
+    family = "cnn" if args.cnn else "residual" if args.residual else "mlp"
     excluded = set(parse_seeds(args.exclude))
     seeds = [s for s in parse_seeds(args.seeds) if s not in excluded]
     if not seeds:
@@ -235,7 +249,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     results: list[dict] = []
     with Pool(max(1, args.jobs), maxtasksperchild=50) as pool:
-        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, args.cnn, args.free_flowing) for s in seeds])):
+        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, family, args.free_flowing) for s in seeds])):
             results.append(r)
             if not args.quiet or not r["ok"]:
                 ties = f" near-ties {len(r['near_ties'])}" if r["near_ties"] else ""

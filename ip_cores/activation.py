@@ -32,10 +32,10 @@ from .elements import ElementFormat, pack_words, signed_width_for, word_element
 from .memories import LUTS_PER_BRAM18, MemoryPlan, plan_rom, read_rom
 from .resources import Resources, adder_tree_cost
 from .pipeline import Timed, pipelined_sum, registered, tree_register_levels
-from .requantize import Requantization, dsp_partial_ranges, dsp_product_stages, lut_product_stages, requantize_pipeline
+from .requantize import Requantization, dsp_partial_ranges, requantize_reference, dsp_product_stages, lut_product_stages, requantize_pipeline
 from .threshold_fit import fit_affine_thresholds
 
-__all__ = ["ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
+__all__ = ["activation_reference", "ActivationStage", "AccumulatorOut", "ParallelThresholds", "BinarySearchThresholds", "Requantizer",
            "THRESHOLD_STYLES", "threshold_style_for", "signed_sum", "make_activation", "Resources"]
 
 THRESHOLD_STYLES = ("auto", "parallel", "binary", "requant")
@@ -61,6 +61,24 @@ def _output(m: Module, value, out_fmt: ElementFormat, name: str) -> Signal:
     out = Signal(out_fmt.width, name=name)
     m.d.comb += out.eq(value)
     return out
+
+
+def activation_reference(acc, thresholds=None, out_offset: int = 0, out_fmt: ElementFormat | None = None,
+                         requant: Requantization | None = None) -> np.ndarray:
+    """What every activation stage computes, in plain numpy: accumulators (..., C) -> outputs (..., C).
+
+    With `requant`: `requantize_reference(acc, requant)`. With thresholds (C, NT): `count_j(acc >= T[c, j]) +
+    out_offset`, for a bipolar `out_fmt` the count (0 or 1) as -1/+1. Without either: the accumulators. The
+    cores' references and the compiler's golden model all call this one function."""
+    acc = np.asarray(acc)
+    if requant is not None:
+        return requantize_reference(acc, requant)
+    if thresholds is None:
+        return acc
+    count = (acc[..., None] >= np.asarray(thresholds, dtype=np.int64)).sum(axis=-1)
+    if out_fmt is not None and out_fmt.is_bipolar:
+        return np.where(count > 0, 1, -1)
+    return count + int(out_offset)
 
 
 class ActivationStage:

@@ -30,12 +30,12 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .activation import make_activation
+from .activation import activation_reference, make_activation
 from .elements import ElementFormat, word_element
 from .maxpool import _PartialStore
 from .memories import plan_ram
 from .pipeline import OutputQueue, Timed, WrapCounter, registered
-from .requantize import Requantization, requantize_reference
+from .requantize import Requantization
 from .resources import Resources, fifo_cost
 from .thresholding import check_mac_parameters
 
@@ -48,12 +48,7 @@ def global_sum_pool_reference(x, channels: int, thresholds=None, out_offset: int
     the P pixels, thresholded (`count(sum >= T[c, j]) + out_offset`), requantized, or as it is."""
     x = np.asarray(x, dtype=np.int64)
     sums = x.reshape(len(x), -1, channels).sum(axis=1)
-    if requant is not None:
-        return requantize_reference(sums, requant)
-    if thresholds is None:
-        return sums
-    t = np.asarray(thresholds, dtype=np.int64)
-    return (sums[:, :, None] >= t[None]).sum(axis=2) + int(out_offset)
+    return activation_reference(sums, thresholds, out_offset, None, requant)
 
 
 class GlobalSumPool(wiring.Component):

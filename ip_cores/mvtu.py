@@ -20,14 +20,14 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .activation import make_activation
+from .activation import activation_reference, make_activation
 from .elements import ElementFormat, pack_words, word_element
 from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_ram, plan_rom, read_rom
 from .pipeline import Timed, WrapCounter, registered
 from .resources import Resources
-from .requantize import Requantization, requantize_reference
+from .requantize import Requantization
 from .thresholding import accumulator_range, check_mac_parameters
 
 __all__ = ["MVTU", "mvtu_reference", "accumulator_range"]
@@ -48,16 +48,7 @@ def mvtu_reference(weights, x_vectors, thresholds=None, out_offset: int = 0, *, 
     x = np.asarray(x_vectors, dtype=np.int64)
     if x.ndim == 1:
         x = x[None, :]
-    acc = x @ w.T
-    if requant is not None:
-        return requantize_reference(acc, requant)
-    if thresholds is None:
-        return acc
-    t = np.asarray(thresholds, dtype=np.int64)
-    count = (acc[:, :, None] >= t[None, :, :]).sum(axis=2)
-    if out_fmt is not None and out_fmt.is_bipolar:
-        return np.where(count > 0, 1, -1)
-    return count + int(out_offset)
+    return activation_reference(x @ w.T, thresholds, out_offset, out_fmt, requant)
 
 
 class MVTU(wiring.Component):

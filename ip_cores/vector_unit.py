@@ -19,14 +19,14 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .activation import make_activation
+from .activation import activation_reference, make_activation
 from .elements import ElementFormat, pack_words, word_element
 from .mac_engine import MacEngine
 from .mac_terms import mac_resource_for
 from .memories import plan_rom, read_rom
 from .pipeline import Timed, WrapCounter
 from .resources import Resources
-from .requantize import Requantization, requantize_reference
+from .requantize import Requantization
 from .thresholding import accumulator_range, check_mac_parameters
 
 __all__ = ["VectorVectorUnit", "vector_unit_reference", "vector_unit_input_order"]
@@ -44,16 +44,7 @@ def vector_unit_reference(weights, windows, thresholds=None, out_offset: int = 0
     x = np.asarray(windows, dtype=np.int64)
     if x.ndim == 2:
         x = x[None]
-    acc = np.einsum("pkc,ck->pc", x, w)
-    if requant is not None:
-        return requantize_reference(acc, requant)
-    if thresholds is None:
-        return acc
-    t = np.asarray(thresholds, dtype=np.int64)
-    count = (acc[:, :, None] >= t[None, :, :]).sum(axis=2)
-    if out_fmt is not None and out_fmt.is_bipolar:
-        return np.where(count > 0, 1, -1)
-    return count + int(out_offset)
+    return activation_reference(np.einsum("pkc,ck->pc", x, w), thresholds, out_offset, out_fmt, requant)
 
 
 def vector_unit_input_order(windows, pe: int) -> np.ndarray:

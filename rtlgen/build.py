@@ -32,7 +32,7 @@ from .memfiles import externalize_rom_contents
 from .progress import step
 from .report_html import write_report_html
 from .testbench import write_testbench
-from .stitch import DEFAULT_FIFO_DEPTH, generate_verilog, io_words, stream_widths
+from .stitch import DEFAULT_FIFO_DEPTH, generate_verilog, io_words, residual_fifos, stream_widths
 from .timing import estimate
 from ip_cores.resources import Resources
 
@@ -255,7 +255,10 @@ def build(model_path: str | Path | None, out_dir: str | Path, options: BuildOpti
         folding, folding_note = parse_folding(options.folding_spec, network, "folding")
     else:
         folding, folding_note = default_folding(network)
-    apply_folding(network, folding)
+    network = apply_folding(network, folding)
+    if options.latency:  # one pipeline with registers placed for the clock
+        network = replace(network, unrolled_clock_ns=options.clock_ns)
+    lowered = replace(lowered, network=network)
 
     fifo_depths, fifo_report = size_fifos(network, options)
     verilog, stages = generate_verilog(network, top_name, options.fifo_depth, input_tlast=options.input_tlast,
@@ -318,7 +321,6 @@ def _latency_folding(network, options: BuildOptions) -> tuple[dict, str]:
         if not isinstance(layer, MVTULayer) or layer.conv is not None:
             raise RtlgenError(f"--latency: layer {layer.name} is a {layer.op}; latency mode unrolls dense (MatMul/Gemm) "
                               "layers only: build without --latency")
-    network.unrolled_clock_ns = options.clock_ns
     folding = {layer.name: FoldingChoice(layer.mh, layer.mw) for layer in network.layers}
     return folding, (f"latency mode: every layer unrolled (PE = MH, SIMD = MW) into one pipeline, a frame a cycle, "
                      f"registers placed for a {options.clock_ns:g} ns clock")
@@ -334,24 +336,9 @@ def size_fifos(network, options: BuildOptions) -> tuple[dict[str, int] | None, d
     bits = lambda stages: sum(s.depth * s.in_elems_per_word * s.elem_width_in for s in stages if s.kind == "fifo")  # noqa: E731
     method = options.fifo_sizing if options.fifo_depth is None else f"--fifo-depth {options.fifo_depth}"
     return depths, {"method": method, "bits": bits(sized), "rule_bits": bits(plan_stages(network, options.fifo_depth)),
-                    "skip_path_bits": bits(skip_path_fifos(sized)),
+                    "skip_path_bits": bits(residual_fifos(sized)),
                     "depths": {s.name: s.depth for s in sized if s.kind == "fifo"},
                     "seconds": round(time.monotonic() - start, 3)}
-
-
-def skip_path_fifos(stages) -> list:
-    """The FIFOs in front of residual Adds (both input edges; the long path's is a few words, the skip edge's holds
-    what the long path delays)."""
-    return [s for s in stages if s.kind == "fifo" and _reaches_join(s, stages)]
-
-
-def _reaches_join(stage, stages) -> bool:
-    """Whether a FIFO's stream goes (through width converters) straight into a residual Add's interleaver."""
-    readers = {feed[0]: s for s in stages for feed in s.feeds}
-    reader = readers.get(stage.name)
-    while reader is not None and reader.kind == "dwc":
-        reader = readers.get(reader.name)
-    return reader is not None and reader.kind == "join"
 
 
 def memory_manifest(memory_files: dict[str, str], top_name: str, report: dict) -> list[dict]:

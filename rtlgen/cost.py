@@ -7,12 +7,11 @@ a BRAM budget BRAM36 tiles (two RAMB18 each).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from ip_cores.resources import Resources
 
-from .folding import FoldingChoice, fold_layer
+from .folding import FoldingChoice, folded_copy
 from .graph import Network
 from .stitch import DEFAULT_FIFO_DEPTH, layer_stages
 from .timing import sized_stages
@@ -60,13 +59,6 @@ DEFAULT_WEIGHTS = PARTS["xc7z020"]  # how LUT, FF, BRAM and DSP trade when no bu
 
 def usage(res: Resources) -> dict[str, float]:
     return {"LUT": res.luts + res.lutram, "FF": res.ffs, "BRAM36": res.bram18 / 2, "DSP": res.dsp}
-
-
-def folded_copy(layer, choice: FoldingChoice):
-    """A shallow copy of `layer` folded by `choice` (weights and thresholds shared, never modified)."""
-    twin = copy.copy(layer)
-    fold_layer(twin, choice)
-    return twin
 
 
 class CostModel:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from ip_cores.resources import Resources
 
-from .cost import DEFAULT_WEIGHTS, Budget, CostModel, folded_copy, usage
+from .cost import DEFAULT_WEIGHTS, Budget, CostModel, usage
 from .errors import RtlgenError
-from .folding import FoldingChoice, fastest_cycles
+from .folding import FoldingChoice, fastest_cycles, folded_copy
 from .graph import Network
 from .stitch import DEFAULT_FIFO_DEPTH
 

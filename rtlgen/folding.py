@@ -19,10 +19,12 @@ Layer names are the ONNX node names of the MatMul/Gemm/Conv/MaxPool nodes.
 """
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ip_cores.activation import THRESHOLD_STYLES
@@ -264,9 +266,17 @@ def fold_layer(layer, choice: FoldingChoice) -> None:
         layer.pe, layer.simd = choice.pe, choice.simd
 
 
-def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> None:
-    for layer in network.layers:
-        fold_layer(layer, folding[layer.name])
+def apply_folding(network: Network, folding: dict[str, FoldingChoice]) -> Network:
+    """A new network whose layers are copies of `network`'s folded by `folding` (weights and thresholds shared,
+    never modified); `network` itself is left as it was."""
+    return replace(network, layers=[folded_copy(layer, folding[layer.name]) for layer in network.layers])
+
+
+def folded_copy(layer, choice: FoldingChoice):
+    """A shallow copy of `layer` folded by `choice` (weights and thresholds shared, never modified)."""
+    twin = copy.copy(layer)
+    fold_layer(twin, choice)
+    return twin
 
 
 def folding_spec(network: Network) -> dict:

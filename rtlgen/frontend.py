@@ -661,7 +661,11 @@ def _is_weighted(lw: _Lowering, node) -> bool:
 
 
 def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = None, name: str = "model") -> LoweredModel:
-    """Check the cleaned model and lower it to a `Network`; raise one error listing every offending node."""
+    """Check the cleaned model and lower it to a `Network`; raise one error listing every offending node.
+
+    Steps: the chain from the graph input (`_Lowering.dynamic_chain`), the integer region on it
+    (`_integer_region`), every node checked up front (`_check_nodes`), the input side (`_input_side`: the host
+    head and the hardware input's format), then the layers (`_lower_segment`) and what is left for the host."""
     lw = _Lowering(model, input_format, name)
     in_name, chain = lw.dynamic_chain()
     input_shape = tensor_shape(model, in_name)
@@ -669,7 +673,43 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         raise RtlgenError(f"graph input {in_name} has a dynamic or unknown shape; export the model with a fixed input shape (batch 1)")
     if input_shape[0] != 1:
         raise RtlgenError(f"graph input {in_name} has batch size {input_shape[0]}; export the model with batch size 1")
+    region = _integer_region(lw, chain)
+    _check_nodes(lw, chain, in_name, region.start, region.end)
+    if lw.offences:
+        raise UnsupportedModelError(lw.offences)
+    side = _input_side(lw, chain, region, in_name, input_format)
+    hw_in_shape = tensor_shape(model, side.hw_in_name) or input_shape
 
+    cur = _IntTensor(side.hw_in_name, tuple(hw_in_shape), side.fmt, side.k_range, side.value, None)
+    layers: list = []
+    sources: list[LayerSource] = []
+    cur, tail_start = _lower_segment(lw, chain, region.start, region.end, cur, layers, sources)
+    tail_nodes = chain[tail_start:]
+    if any(isinstance(n, Residual) for n in tail_nodes):
+        block = next(n for n in tail_nodes if isinstance(n, Residual))
+        raise RtlgenError(f"{display_name(block.join)} (Add): the residual block ends outside the integer layers "
+                          f"(no quantizer after it before the output); rtlgen puts residual blocks in hardware only")
+
+    network = Network(name=name, layers=layers, input_fmt=side.fmt, output_fmt=layers[-1].out_fmt)
+    return LoweredModel(model=model, input_name=in_name, input_shape=input_shape, output_name=model.graph.output[0].name,
+                        network=network, head_nodes=side.head_nodes, input_quantizer=side.quantizer,
+                        input_format=side.format_used, input_annotation=side.annotation, hw_in_shape=hw_in_shape,
+                        layer_sources=sources, tail_nodes=tail_nodes, notes=side.notes, constant=lw.constant,
+                        hw_in_order=lw.hw_in_order)
+
+
+@dataclass(frozen=True)
+class _Region:
+    """Where the hardware's part of the chain lies: `start` (after the input quantizer) to `end` (the quantizer
+    after the last layer, or that layer); `input_quantizer` is the chain index of the input's quantizer, if any."""
+
+    start: int
+    end: int
+    first_layer: int
+    input_quantizer: int | None
+
+
+def _integer_region(lw: _Lowering, chain: list) -> _Region:
     compute_idx = [i for i, n in enumerate(chain) if _is_weighted(lw, n)]
     if not compute_idx:
         ops = sorted({n.op_type for n in chain})
@@ -679,8 +719,6 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
         if lw.offences:
             raise UnsupportedModelError(lw.offences)
         raise RtlgenError(f"no MatMul, Gemm or Conv layer with constant weights found (ops: {', '.join(ops)}); nothing to put in hardware")
-
-    # ------------------------------------------------------------------ node-by-node check, all up front
     last_mm = compute_idx[-1]
     # the integer region ends at the first quantizer after the last compute node, or at that node
     end_q = None
@@ -690,76 +728,69 @@ def lower_model(model: onnx.ModelProto, *, input_format: InputFormat | None = No
             break
         if chain[i].op_type not in MONOTONE_ELEMENTWISE | LAYOUT or lw.evaluator.check(chain[i], chain[i - 1].output[0]):
             break
-    region_end = end_q if end_q is not None else last_mm
     input_quant = [i for i in range(compute_idx[0]) if chain[i].op_type in QUANT_OPS]
-    region_start = input_quant[-1] + 1 if input_quant else 0  # before it: the host head, run by qonnx as is
+    return _Region(start=input_quant[-1] + 1 if input_quant else 0,  # before it: the host head, run by qonnx as is
+                   end=end_q if end_q is not None else last_mm, first_layer=compute_idx[0],
+                   input_quantizer=input_quant[-1] if input_quant else None)
 
-    _check_nodes(lw, chain, in_name, region_start, region_end)
-    if lw.offences:
-        raise UnsupportedModelError(lw.offences)
 
-    # ------------------------------------------------------------------ input side: head and input format
-    first = compute_idx[0]
-    q0_idx = input_quant[-1] if input_quant else None
-    annotation = tensor_annotation(model, in_name)
-    notes: list[str] = []
+@dataclass
+class _InputSide:
+    """The host head and the integers it hands the hardware: their format, range and real values."""
+
+    head_nodes: list
+    quantizer: Quantizer | None
+    hw_in_name: str
+    fmt: ElementFormat
+    k_range: tuple[int, int]
+    value: object  # integers k -> the real values entering the first layer's pre-ops
+    format_used: InputFormat | None
+    annotation: str | None
+    notes: list[str]
+
+
+def _input_side(lw: _Lowering, chain: list, region: _Region, in_name: str,
+                input_format: InputFormat | None) -> _InputSide:
+    """The model's own input quantizer (the head runs up to it), else --input-dtype/--input-scale, else an integer
+    annotation of the graph input; RtlgenError when none gives integers."""
+    annotation = tensor_annotation(lw.model, in_name)
+    q0_idx = region.input_quantizer
     if q0_idx is not None:
-        head_nodes = chain[: q0_idx + 1]
-        q0 = lw.quantizer(chain[q0_idx])
-        hw_in_name = chain[q0_idx].output[0]
-        in_value = q0.value  # k -> real value entering the pre-ops
-        in_fmt, k_range = q0.fmt, (q0.k_lo, q0.k_hi)
+        node = chain[q0_idx]
+        q0 = lw.quantizer(node)
         if q0.fmt.kind != "bipolar" and q0.fmt.width > MAX_INPUT_BITS:
-            raise RtlgenError(f"{display_name(chain[q0_idx])} ({chain[q0_idx].op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
-        if input_format is not None:
-            notes.append(f"--input-dtype/--input-scale ignored: the model quantizes its input at {chain[q0_idx].name}")
-        input_format_used = None
+            raise RtlgenError(f"{display_name(node)} ({node.op_type}): {q0.fmt.width}-bit input is wider than the {MAX_INPUT_BITS} bits supported")
+        notes = [f"--input-dtype/--input-scale ignored: the model quantizes its input at {node.name}"] \
+            if input_format is not None else []
+        return _InputSide(chain[: q0_idx + 1], q0, node.output[0], q0.fmt, (q0.k_lo, q0.k_hi), q0.value, None,
+                          annotation, notes)
+    if input_format is not None:
+        try:
+            fmt = parse_dtype(input_format.dtype)
+        except ValueError:
+            raise RtlgenError(f"--input-dtype {input_format.dtype}: not an integer type; use e.g. INT8, UINT8, INT16, BIPOLAR") from None
+        if not (input_format.scale > 0 and np.isfinite(input_format.scale)):
+            raise RtlgenError(f"--input-scale {input_format.scale}: must be a positive number")
+        if fmt.kind != "bipolar" and fmt.width > MAX_INPUT_BITS:
+            raise RtlgenError(f"--input-dtype {input_format.dtype}: at most {MAX_INPUT_BITS} bits")
+        scale = float(input_format.scale)
+        value = lambda k: np.asarray(k, dtype=np.float64) * scale  # noqa: E731
+        notes = [f"input {in_name} is float in the model; the host quantizes it to {input_format.dtype} with scale {scale:g}"]
+        used = input_format
+    elif annotation is not None and annotation.upper() not in ("FLOAT32", "FLOAT16"):
+        try:
+            fmt = parse_dtype(annotation)
+        except ValueError:
+            raise RtlgenError(f"graph input {in_name} is annotated {annotation}, which is not an integer type; pass --input-dtype and --input-scale") from None
+        value = lambda k: np.asarray(k, dtype=np.float64)  # noqa: E731
+        notes = [f"input {in_name} is annotated {annotation}: the hardware takes it as it is"]
+        used = None
     else:
-        head_nodes, q0, hw_in_name = [], None, in_name
-        if input_format is not None:
-            try:
-                in_fmt = parse_dtype(input_format.dtype)
-            except ValueError:
-                raise RtlgenError(f"--input-dtype {input_format.dtype}: not an integer type; use e.g. INT8, UINT8, INT16, BIPOLAR") from None
-            if not (input_format.scale > 0 and np.isfinite(input_format.scale)):
-                raise RtlgenError(f"--input-scale {input_format.scale}: must be a positive number")
-            if in_fmt.kind != "bipolar" and in_fmt.width > MAX_INPUT_BITS:
-                raise RtlgenError(f"--input-dtype {input_format.dtype}: at most {MAX_INPUT_BITS} bits")
-            scale = float(input_format.scale)
-            in_value = lambda k: np.asarray(k, dtype=np.float64) * scale  # noqa: E731
-            input_format_used = input_format
-            notes.append(f"input {in_name} is float in the model; the host quantizes it to {input_format.dtype} with scale {scale:g}")
-        elif annotation is not None and annotation.upper() not in ("FLOAT32", "FLOAT16"):
-            try:
-                in_fmt = parse_dtype(annotation)
-            except ValueError:
-                raise RtlgenError(f"graph input {in_name} is annotated {annotation}, which is not an integer type; pass --input-dtype and --input-scale") from None
-            in_value = lambda k: np.asarray(k, dtype=np.float64)  # noqa: E731
-            input_format_used = None
-            notes.append(f"input {in_name} is annotated {annotation}: the hardware takes it as it is")
-        else:
-            raise RtlgenError(
-                f"graph input {in_name} is float and not quantized before the first layer {chain[first].name}; "
-                f"pass --input-dtype (e.g. INT16) and --input-scale S so the host feeds round(x/S) to the hardware")
-        k_range = (-1, 1) if in_fmt.kind == "bipolar" else (in_fmt.min, in_fmt.max)
-    hw_in_shape = tensor_shape(model, hw_in_name) or input_shape
-
-    # ------------------------------------------------------------------ integer layers
-    cur = _IntTensor(hw_in_name, tuple(hw_in_shape), in_fmt, k_range, in_value, None)
-    layers: list = []
-    sources: list[LayerSource] = []
-    cur, tail_start = _lower_segment(lw, chain, region_start, region_end, cur, layers, sources)
-    tail_nodes = chain[tail_start:]
-    if any(isinstance(n, Residual) for n in tail_nodes):
-        block = next(n for n in tail_nodes if isinstance(n, Residual))
-        raise RtlgenError(f"{display_name(block.join)} (Add): the residual block ends outside the integer layers "
-                          f"(no quantizer after it before the output); rtlgen puts residual blocks in hardware only")
-
-    network = Network(name=name, layers=layers, input_fmt=in_fmt, output_fmt=layers[-1].out_fmt)
-    return LoweredModel(model=model, input_name=in_name, input_shape=input_shape, output_name=model.graph.output[0].name,
-                        network=network, head_nodes=head_nodes, input_quantizer=q0, input_format=input_format_used,
-                        input_annotation=annotation, hw_in_shape=hw_in_shape, layer_sources=sources,
-                        tail_nodes=tail_nodes, notes=notes, constant=lw.constant, hw_in_order=lw.hw_in_order)
+        raise RtlgenError(
+            f"graph input {in_name} is float and not quantized before the first layer {chain[region.first_layer].name}; "
+            f"pass --input-dtype (e.g. INT16) and --input-scale S so the host feeds round(x/S) to the hardware")
+    k_range = (-1, 1) if fmt.kind == "bipolar" else (fmt.min, fmt.max)
+    return _InputSide([], None, in_name, fmt, k_range, value, used, annotation, notes)
 
 
 def _own_reason(node: onnx.NodeProto, err: RtlgenError) -> str:

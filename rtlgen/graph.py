@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ip_cores.activation import activation_reference
 from ip_cores.elements import ElementFormat
 from ip_cores.label_select import label_select_reference, label_width
 from ip_cores.maxpool import maxpool_reference
-from ip_cores.requantize import Requantization, requantize_reference
+from ip_cores.requantize import Requantization
 from ip_cores.sliding_window import conv_output_size, sliding_window_reference
 
 
@@ -113,19 +114,6 @@ class Conv:
                 **({"pad_level": self.pad_value} if self.pad_value else {})}
 
 
-def _activate(acc: np.ndarray, thresholds: np.ndarray | None, requant: Requantization | None,
-              out_fmt: ElementFormat, out_offset: int) -> np.ndarray:
-    """Accumulators (..., C) -> the layer's output integers (see the module docstring)."""
-    if requant is not None:
-        return requantize_reference(acc, requant)
-    if thresholds is None:
-        return acc
-    counts = (acc[..., None] >= thresholds).sum(axis=-1)
-    if out_fmt.kind == "bipolar":
-        return 2 * counts - 1
-    return counts + out_offset
-
-
 @dataclass(kw_only=True)
 class _MacLayer:
     """What the multiply-accumulate layers share: weights, formats, accumulator range and the activation."""
@@ -154,7 +142,7 @@ class _MacLayer:
 
     def golden(self, x: np.ndarray) -> np.ndarray:
         """Integer execution on a batch of input frames x (N, in_elems) -> (N, out_elems)."""
-        out = _activate(self.accumulate(x), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        out = activation_reference(self.accumulate(x), self.thresholds, self.out_offset, self.out_fmt, self.requant)
         return out.reshape(len(x), -1)
 
 
@@ -537,7 +525,7 @@ class AddLayer(_MacLayer):
         return a * w[:, 0] + b * w[:, 1]
 
     def golden(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = _activate(self.accumulate(a, b), self.thresholds, self.requant, self.out_fmt, self.out_offset)
+        out = activation_reference(self.accumulate(a, b), self.thresholds, self.out_offset, self.out_fmt, self.requant)
         return out.reshape(len(a), -1)
 
 

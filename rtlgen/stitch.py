@@ -140,9 +140,9 @@ def _edge_stages(network: Network, producer: int, consumer: int, key: str, sourc
     fifo_last = hops[-1] > hops[-2]
     fifo_elems = b if fifo_last else a
     if isinstance(layer, AddLayer):
-        # a residual edge buffers what the other branch delays; the rule allows one frame per layer between the
+        # a residual edge buffers what the other branch delays; the rule allows two frames per layer between the
         # producer and the join (analysis sizes it from both paths' schedules; a fixed --fifo-depth is not used here)
-        depth = max(2, -(-frame // fifo_elems)) * (consumer - producer)
+        depth = max(2, -(-frame // fifo_elems)) * (2 * (consumer - producer) + 2)
     else:
         depth = fifo_depth if fifo_depth is not None else default_fifo_depth(layer, frame, fifo_elems)
     name = f"fifo_{key}"
@@ -153,6 +153,20 @@ def _edge_stages(network: Network, producer: int, consumer: int, key: str, sourc
     for stage in edge[1:]:
         chained.append(replace(stage, feeds=((chained[-1].name, "o"),)))
     return chained
+
+
+def residual_fifos(stages: list[Stage]) -> list[Stage]:
+    """The FIFOs in front of residual Adds (both input edges: the long path's holds a few words, the skip edge's
+    what the long path delays)."""
+    readers = {feed[0]: s for s in stages for feed in s.feeds}
+
+    def reaches_join(stage) -> bool:
+        reader = readers.get(stage.name)
+        while reader is not None and reader.kind == "dwc":
+            reader = readers.get(reader.name)
+        return reader is not None and reader.kind == "join"
+
+    return [s for s in stages if s.kind == "fifo" and reaches_join(s)]
 
 
 def connections(stages: list[Stage]) -> list[tuple[int, str, int, str]]:

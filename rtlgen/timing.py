@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .stages import Stage
-from .stitch import DEFAULT_FIFO_DEPTH, connections, plan_stages
+from .stitch import DEFAULT_FIFO_DEPTH, connections, plan_stages, residual_fifos
 
 FRAMES = 3
 
@@ -54,29 +54,40 @@ def schedule(stages: list[Stage], arrivals: list[int]) -> list[Scheduled]:
     return result
 
 
-def estimate(stages: list[Stage]) -> TimingEstimate:
-    arrivals = [0] * (stages[0].words_in * FRAMES)  # input offered from cycle 0, as fast as it is taken
-    arrivals = schedule(stages, arrivals)[-1].outs[0]
+def _frame_ends(stages: list[Stage], frames: int) -> list[int]:
+    """When each of `frames` frames' last output word is offered, the input offered from cycle 0 as fast as it
+    is taken."""
+    outs = schedule(stages, [0] * (stages[0].words_in * frames))[-1].outs[0]
     words_out = stages[-1].words_out
-    frame_ends = [arrivals[(f + 1) * words_out - 1] for f in range(FRAMES)]
-    ii = frame_ends[-1] - frame_ends[-2]
-    latency = frame_ends[0] + 1
+    return [outs[(f + 1) * words_out - 1] for f in range(frames)]
+
+
+def estimate(stages: list[Stage]) -> TimingEstimate:
+    """The steady-state interval (between the last two of enough frames) and the first frame's latency.
+
+    A pipeline whose first frame takes many bottleneck intervals can deliver its first frames faster than the
+    bottleneck allows (the slack before it fills): the frames run until the first frame's latency has passed
+    several times over the slowest block's cycles, so the interval is the steady state's."""
     bottleneck = max(stages, key=lambda stage: stage.cycles())
-    return TimingEstimate(ii_cycles=ii, latency_cycles=latency, bottleneck=bottleneck.name)
+    ends = _frame_ends(stages, FRAMES)
+    frames = -(-(ends[0] + 1) // max(1, bottleneck.cycles())) + FRAMES
+    if frames > FRAMES:
+        ends = _frame_ends(stages, frames)
+    return TimingEstimate(ii_cycles=ends[-1] - ends[-2], latency_cycles=ends[0] + 1, bottleneck=bottleneck.name)
 
 
 FIFO_MARGIN_WORDS = 2  # the FIFO's own registers: a word in its output register and a fetch counted a cycle late
 SIZING_FRAMES = 4
 
 
-def fifo_words_needed(stages: list[Stage], ii: int) -> dict[str, int]:
+def fifo_words_needed(stages: list[Stage], ii: int, frames: int = SIZING_FRAMES) -> dict[str, int]:
     """Words each FIFO must hold so its producer never waits on it in the steady state: frames offered one per
     `ii` cycles (the rate the bottleneck sets), every block at its own schedule, and a FIFO word leaves when the
     block behind it (through any splitting width converter) has taken the word holding its last element. The
     most words in the FIFO at once, over the frames after the first, plus `FIFO_MARGIN_WORDS`. On a residual
     edge this is the skip-path buffer: what the other branch delays."""
     words = stages[0].words_in
-    arrivals = [f * ii for f in range(SIZING_FRAMES) for _ in range(words)]
+    arrivals = [f * ii for f in range(frames) for _ in range(words)]
     plan = schedule(stages, arrivals)
     reader = {(source, out_port): (sink, in_port) for source, out_port, sink, in_port in connections(stages)}
     needed = {}
@@ -107,13 +118,19 @@ def _most_at_once(enter: list[int], leave: list[int]) -> int:
 
 def sized_stages(network, fifo_depth: int | None = DEFAULT_FIFO_DEPTH, sizing: str = "analysed"
                  ) -> tuple[list[Stage], dict[str, int] | None]:
-    """The chain with its FIFOs sized by analysis (`fifo_words_needed` at the interval the rule's chain
+    """The design with its FIFOs sized by analysis (`fifo_words_needed` at the interval the rule's design
     reaches, which the analysed one keeps), or by the rule / a fixed `fifo_depth`; and the analysed depths.
-    An analysed depth never exceeds the rule's: a FIFO holding a whole frame decouples its two layers (at one
-    word a frame the margin would otherwise make it deeper than that)."""
+    The analysis runs as many frames as the first frame's latency spans, plus margin, so a skip edge whose long
+    path holds several frames in flight reaches its steady state. An analysed depth never exceeds the rule's on
+    a chain edge: a FIFO holding a whole frame decouples its two layers (at one word a frame the margin would
+    otherwise make it deeper than that); a residual edge takes what the analysis says."""
     rule = plan_stages(network, fifo_depth)
     if sizing != "analysed" or fifo_depth is not None:
         return rule, None
     rule_depth = {s.name: s.depth for s in rule if s.kind == "fifo"}
-    depths = {name: min(words, rule_depth[name]) for name, words in fifo_words_needed(rule, estimate(rule).ii_cycles).items()}
+    residual = {s.name for s in residual_fifos(rule)}
+    timing = estimate(rule)
+    frames = max(SIZING_FRAMES, -(-timing.latency_cycles // max(1, timing.ii_cycles)) + 3)
+    depths = {name: words if name in residual else min(words, rule_depth[name])
+              for name, words in fifo_words_needed(rule, timing.ii_cycles, frames).items()}
     return plan_stages(network, fifo_depth, depths), depths

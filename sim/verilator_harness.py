@@ -231,11 +231,14 @@ class HarnessResult:
 
     @property
     def ii_cycles(self) -> float | None:
-        """Steady-state cycles per frame, (last_out[N-1] - last_out[0]) / (N-1); None for fewer than 2 frames."""
+        """Steady-state cycles per frame over the second half of the run, (last_out[N-1] - last_out[k]) / (N-1-k)
+        with k = (N-1)//2 (a long pipeline delivers its first frames faster than its bottleneck allows, while it
+        fills); None for fewer than 2 frames."""
         n = len(self.frame_last_out_cycle)
         if n < 2:
             return None
-        return (self.frame_last_out_cycle[-1] - self.frame_last_out_cycle[0]) / (n - 1)
+        k = (n - 1) // 2
+        return (self.frame_last_out_cycle[-1] - self.frame_last_out_cycle[k]) / (n - 1 - k)
 
 
 # ----------------------------------------------------------------------------------------------------

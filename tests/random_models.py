@@ -678,11 +678,13 @@ def _count_exact_ties(lowered, hw_in: np.ndarray) -> int:
     from rtlgen.quantizers import BipolarQuantizer, IntQuantizer
 
     count = 0
-    x = hw_in
-    for layer, src in zip(lowered.network.layers, lowered.layer_sources):
+    network = lowered.network
+    outs = network.golden_per_layer(hw_in)
+    for index, (layer, src) in enumerate(zip(network.layers, lowered.layer_sources)):
         q = src.quantizer
         if q is not None:
-            acc = layer.accumulate(x) * np.where(src.negated, -1, 1)  # (frames, pixels, channels)
+            inputs = [outs[p] if p >= 0 else hw_in for p in network.producers(index)]  # a residual Add reads two
+            acc = layer.accumulate(*inputs) * np.where(src.negated, -1, 1)  # (frames, pixels, channels)
             acc = acc.reshape(-1, acc.shape[-1])
             pre = np.asarray(src.pre_activation(acc), dtype=np.float64).reshape(len(acc), -1)
             if isinstance(q, BipolarQuantizer) or q.fmt.kind == "bipolar":
@@ -695,7 +697,6 @@ def _count_exact_ties(lowered, hw_in: np.ndarray) -> int:
                     count += int(np.count_nonzero(inside & (np.abs(y - np.floor(y)) == 0.5)))
                 else:
                     count += int(np.count_nonzero(inside & (y == np.round(y))))
-        x = layer.golden(x)
     return count
 
 
@@ -779,11 +780,16 @@ def check_end_to_end(seed: int, workdir, rm: RandomModel | None = None, free_flo
             for key in ("PE", "SIMD"):
                 if want.get(key, "max") != "max" and entry[key] != want[key]:
                     raise AssertionError(f"{entry['name']}: {key}={entry[key]} instead of {want[key]}")
-        run = run_design(out, rm.inputs, p_in_gap=gaps[0], p_out_stall=gaps[1], seed=seed)
+        inputs = rm.inputs
+        if gaps == (0.0, 0.0):  # the measured interval is the second half's: run past the pipeline's fill
+            est = report["estimate"]
+            needed = 2 * (-(-est["latency_cycles"] // max(1, est["ii_cycles"]))) + 4
+            inputs = np.concatenate([inputs] * -(-needed // len(inputs)))
+        run = run_design(out, inputs, p_in_gap=gaps[0], p_out_stall=gaps[1], seed=seed)
         lowered = lower_model(load_model(path))
         golden = lowered.network.golden(run.hw_in)
         res.hw_checked = True
-        if gaps == (0.0, 0.0) and len(rm.inputs) >= 3:
+        if gaps == (0.0, 0.0) and len(inputs) >= 3:
             res.timing_checked = True
             res.timing_mismatch = check_timing(run.stats)
         bad = np.argwhere(run.hw_out != golden)
@@ -791,7 +797,7 @@ def check_end_to_end(seed: int, workdir, rm: RandomModel | None = None, free_flo
             f, c = bad[0]
             res.hw_mismatch = (f"{len(bad)} element(s) differ, first frame {f} channel {c}: hw {run.hw_out[f, c]} "
                                f"golden {golden[f, c]}")
-        cmp = compare_with_qonnx(lowered, rm.inputs, run.hw_in, y_hw=run.outputs)
+        cmp = compare_with_qonnx(lowered, inputs, run.hw_in, y_hw=run.outputs)
         if cmp.unexplained:
             res.unexplained = list(cmp.unexplained)
     except RtlgenError as err:

@@ -33,7 +33,7 @@ def test_analysed_bits_not_above_the_rule(path):
     kind, name = path.split(":")
     model = shared_model(name) if kind == "shared" else OWN_MODELS / f"{name}.onnx"
     network = lower_model(load_model(model)).network
-    apply_folding(network, default_folding(network)[0])
+    network = apply_folding(network, default_folding(network)[0])
     start = time.monotonic()
     sized, depths = timing.sized_stages(network)
     assert time.monotonic() - start < 5
