@@ -1,4 +1,5 @@
-"""Build, simulate and verify the residual networks (and the MobileNet-style one); print the figures for each.
+"""Build, simulate and verify the residual networks (and the MobileNet-style and QCDQ ones: issue 11's models);
+print the figures for each.
 
     .venv/bin/python bench/bench_residual.py [--models resnet_w4a4,resnet8_w4a4] [--frames 8] [--backpressure 0.3]
                                              [--out build/bench_residual]
@@ -7,7 +8,7 @@ Per model and folding: rtlgen build seconds, estimated vs measured ii and first-
 same under random back-pressure (no deadlock), hardware-vs-golden and output-vs-qonnx agreement on the stored
 reference frames, FIFO bits (analysed, rule) and the bits of the FIFOs in front of the residual Adds (the skip
 paths), and the analytic LUT/FF/BRAM36/DSP estimate. Models are the project's own Brevitas exports
-(tests/models/export_test_resnets.py, export_test_pools.py).
+(tests/models/export_test_resnets.py, export_test_pools.py, export_test_qcdq.py).
 """
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ from rtlgen.runner import run_design  # noqa: E402
 
 OWN = REPO / "tests" / "models"
 MODELS = {
-    "resnet_w4a4": [("default", None), ("serial", "serial")],
+    "resnet_w4a4": [("default", None), ("serial", "serial"), ("wide_adds", {"layers": {
+        "Add_0": {"PE": 8}, "Add_1": {"PE": 4}, "Add_2": {"PE": 16}, "Conv_3": {"PE": 4, "SIMD": 8}}})],
     "resnet8_w4a4": [("default", None)],
-    "mobilenet_w4a4": [("default", None)],
+    "mobilenet_w4a4": [("default", None), ("wide", {"layers": {
+        "Conv_0": {"PE": 16, "SIMD": 3}, "Conv_1": {"PE": 16}, "Conv_2": {"PE": 8, "SIMD": 16}, "Conv_3": {"PE": 16},
+        "Conv_4": {"PE": 8, "SIMD": 32}, "AveragePool_0": {"PE": 8}, "Gemm_0": {"PE": 2, "SIMD": 32}}})],
+    "qcdq_mlp_w4a4": [("default", None)],
+    "qcdq_cnn_w4a4": [("default", None)],
 }
 
 

@@ -54,8 +54,8 @@ def test_analysed_fifos_keep_the_interval_and_smaller_ones_lose_it(tmp_path, mon
     assert ii == estimate
     largest = max(sizing["depths"], key=sizing["depths"].get)
     needed = timing.fifo_words_needed
-    monkeypatch.setattr(timing, "fifo_words_needed", lambda stages, ii: {
-        k: (v - v // 4 if k == largest else v) for k, v in needed(stages, ii).items()})
+    monkeypatch.setattr(timing, "fifo_words_needed", lambda stages, ii, frames: {
+        k: (v - v // 4 if k == largest else v) for k, v in needed(stages, ii, frames).items()})
     ii_small, estimate_small, sizing_small = _measured_ii(tmp_path, "smaller")
     assert sizing_small["depths"][largest] < sizing["depths"][largest] and estimate_small == estimate
     assert ii_small > estimate
