@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .activation import activation_reference, make_activation
 from .elements import ElementFormat, word_element
-from .maxpool import _PartialStore
+from .maxpool import PartialStore
 from .memories import plan_ram
 from .pipeline import OutputQueue, Timed, WrapCounter, registered
 from .requantize import Requantization
@@ -117,7 +117,7 @@ class GlobalSumPool(wiring.Component):
         fold = WrapCounter(m, self.cf, "fold", issue)
         pixel = WrapCounter(m, self.pixels, "pixel", issue & fold.last)
         m.d.comb += [self.i.ready.eq(~pixel.last | may_reserve), issue.eq(self.i.valid & self.i.ready)]
-        store = _PartialStore(m, "sums", PE * W, self.cf)
+        store = PartialStore(m, "sums", PE * W, self.cf)
         store.read(m, fold.value, issue)
 
         # --- cycle 1: add the word into its fold's sums and write them back ---

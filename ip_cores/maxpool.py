@@ -80,7 +80,7 @@ def _slot_plan(size: int, kernel: int, stride: int) -> tuple[int, list[tuple[lis
     return slots, plan
 
 
-class _PartialStore:
+class PartialStore:
     """`depth` words of partial maxima: a memory, or a register when there is a single word. `data` is valid
     the cycle after a read is enabled. The read port needs no transparency (no bypass multiplexer on the
     update path): the word written in a cycle belongs to the previous item, whose address differs from the
@@ -271,7 +271,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
         completes = Signal(name="completes", init=int(self.col_plan[0][2] is not None and self.row_plan[0][2] is not None))
         m.d.sync += completes.eq(col_next & row_next)
         m.d.comb += [self.i.ready.eq(~completes | may_reserve), issue.eq(self.i.valid & self.i.ready)]
-        h_store = _PartialStore(m, "row_partials", NSW * word_w, CF)
+        h_store = PartialStore(m, "row_partials", NSW * word_w, CF)
         h_store.read(m, cf.value, 1)
 
         v1 = registered(m, issue, "v1", reset_less=False)
@@ -289,7 +289,7 @@ class StreamingMaxPool(FeatureMapWindowCore):
         m.d.comb += pass_on.eq(v1 & ends1)
         # The line buffer's address (ow, cf) of the row maxima, advanced with each one passed on.
         v_addr = WrapCounter(m, OW * CF, "v_addr", pass_on)
-        v_store = _PartialStore(m, "line_partials", NSH * word_w, OW * CF)
+        v_store = PartialStore(m, "line_partials", NSH * word_w, OW * CF)
         v_store.read(m, v_addr.value, 1)
 
         v2 = registered(m, pass_on, "v2", reset_less=False)

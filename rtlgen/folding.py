@@ -32,10 +32,10 @@ from ip_cores.mac_terms import MAC_RESOURCES
 from ip_cores.memories import STYLES as MEMORY_STYLES
 
 from .errors import RtlgenError
-from .graph import AddLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
+from .graph import AddLayer, ChannelwiseLayer, DepthwiseLayer, LabelSelectLayer, MaxPoolLayer, Network
 
 SIMD_ONLY = (MaxPoolLayer, LabelSelectLayer)  # layers folded by SIMD alone, without implementation options
-PE_ONLY = (DepthwiseLayer, AddLayer)  # layers whose word carries PE channels in and out: folded by PE alone
+PE_ONLY = ChannelwiseLayer  # layers whose word carries PE channels in and out: folded by PE alone
 
 DEFAULT_MACS_FOR_LARGEST_LAYER = 64  # default policy: the largest layer gets 64 multipliers
 

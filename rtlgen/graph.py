@@ -226,18 +226,12 @@ class MVTULayer(_MacLayer):
 
 
 @dataclass(kw_only=True)
-class DepthwiseLayer(_MacLayer):
-    """Depthwise convolution: channel c's KH x KW window times its own filter `weights[c]` (C, KH*KW).
-
-    Folded by PE channels in parallel (the sliding window streams PE channels a word in depthwise order).
-    """
-
-    conv: Conv
-
-    op = "DepthwiseVVU"
+class ChannelwiseLayer(_MacLayer):
+    """A layer computed per channel by a vector unit (`weights` (C, taps)): a word carries PE channels in and
+    out, so it is folded by PE alone (SIMD follows PE)."""
 
     @property
-    def simd(self) -> int:  # one word carries PE channels on both sides
+    def simd(self) -> int:
         return self.pe
 
     @property
@@ -256,6 +250,36 @@ class DepthwiseLayer(_MacLayer):
     def nf(self) -> int:
         return self.channels // self.pe
 
+    def pe_choices(self) -> list[int]:
+        return divisors(self.channels)
+
+    def simd_choices(self) -> list[int]:
+        return [1]  # SIMD follows PE
+
+    @property
+    def cycles(self) -> int:
+        return self.cycles_at(self.pe)
+
+    @property
+    def in_elems_per_word(self) -> int:
+        return self.pe
+
+    @property
+    def out_elems_per_word(self) -> int:
+        return self.pe
+
+
+@dataclass(kw_only=True)
+class DepthwiseLayer(ChannelwiseLayer):
+    """Depthwise convolution: channel c's KH x KW window times its own filter `weights[c]` (C, KH*KW).
+
+    Folded by PE channels in parallel (the sliding window streams PE channels a word in depthwise order).
+    """
+
+    conv: Conv
+
+    op = "DepthwiseVVU"
+
     @property
     def sf(self) -> int:
         return self.mw
@@ -272,19 +296,9 @@ class DepthwiseLayer(_MacLayer):
         return (c.kernel_h == c.in_h and c.kernel_w == c.in_w and not c.padded and not self.in_fmt.is_bipolar
                 and self.w_fmt.kind == "unsigned" and bool(np.all(self.weights == 1)))
 
-    def pe_choices(self) -> list[int]:
-        return divisors(self.channels)
-
-    def simd_choices(self) -> list[int]:
-        return [1]  # SIMD follows PE
-
     def cycles_at(self, pe: int, simd: int = 1) -> int:
         cf = self.channels // pe
         return max(self.conv.pixels_out * cf * self.mw, self.conv.swg_cycles(pe))
-
-    @property
-    def cycles(self) -> int:
-        return self.cycles_at(self.pe)
 
     @property
     def macs(self) -> int:
@@ -297,14 +311,6 @@ class DepthwiseLayer(_MacLayer):
     @property
     def out_elems(self) -> int:
         return self.conv.pixels_out * self.channels
-
-    @property
-    def in_elems_per_word(self) -> int:
-        return self.pe
-
-    @property
-    def out_elems_per_word(self) -> int:
-        return self.pe
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:
         """Input frames (N, in_elems) -> accumulators (N, OH*OW, C)."""
@@ -441,7 +447,7 @@ class LabelSelectLayer:
 
 
 @dataclass(kw_only=True)
-class AddLayer(_MacLayer):
+class AddLayer(ChannelwiseLayer):
     """A residual join: `weights[c] = (ma, mb)`, the exact alignment multipliers of the two inputs (their scales
     are g*ma and g*mb), so channel c's accumulator is `ma*a + mb*b` and the activation sees g*acc + offset.
 
@@ -456,26 +462,6 @@ class AddLayer(_MacLayer):
     op = "Add"
 
     @property
-    def simd(self) -> int:  # one word carries PE channels of one input
-        return self.pe
-
-    @property
-    def channels(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def mh(self) -> int:
-        return self.channels
-
-    @property
-    def mw(self) -> int:
-        return 2
-
-    @property
-    def nf(self) -> int:
-        return self.channels // self.pe
-
-    @property
     def sf(self) -> int:
         return 2
 
@@ -483,18 +469,8 @@ class AddLayer(_MacLayer):
     def vectors(self) -> int:
         return self.pixels
 
-    def pe_choices(self) -> list[int]:
-        return divisors(self.channels)
-
-    def simd_choices(self) -> list[int]:
-        return [1]  # SIMD follows PE
-
     def cycles_at(self, pe: int, simd: int = 1) -> int:
         return self.pixels * (self.channels // pe) * 2  # a word of each input per channel fold
-
-    @property
-    def cycles(self) -> int:
-        return self.cycles_at(self.pe)
 
     @property
     def macs(self) -> int:
@@ -507,14 +483,6 @@ class AddLayer(_MacLayer):
     @property
     def out_elems(self) -> int:
         return self.pixels * self.channels
-
-    @property
-    def in_elems_per_word(self) -> int:
-        return self.pe
-
-    @property
-    def out_elems_per_word(self) -> int:
-        return self.pe
 
     def accumulate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Two input frames (N, pixels*C) each -> accumulators (N, pixels, C)."""

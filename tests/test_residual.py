@@ -22,7 +22,7 @@ from test_end_to_end import _check
 
 RESNET_CASES = [
     ("default", None),
-    ("serial", {"Defaults": {}, "layers": {}}),  # replaced below by every layer at PE = SIMD = 1
+    ("serial", "serial"),  # every layer at PE = SIMD = 1 (`_serial`)
     ("wide_adds", {"layers": {"Add_0": {"PE": 8}, "Add_1": {"PE": 4}, "Add_2": {"PE": 16},
                               "Conv_3": {"PE": 4, "SIMD": 8}}}),
 ]
