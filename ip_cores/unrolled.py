@@ -5,11 +5,15 @@ word, every layer computes all its outputs at once, and the output vector leaves
 cycle. With every product done at once there are no weight memories: each weight is a constant, written in
 canonical signed digits (`csd_digits`), so a product is a few shifted copies of the input, and each output's
 whole dot product, its bias and its activation's offset are one bit heap (ip_cores/bit_heap.py): LUT
-compressor levels and one carry chain, registers placed by static timing of the structure (`_Datapath`).
+compressor levels to three rows and a ternary adder, registers placed by static timing of the structure
+(`_Datapath`).
 
 The activation of a layer, in this order of preference (all exact over the accumulator's range):
 - a requantization given by the network (`requant`): its multiplier is folded into the constant weights, its
-  offset into the heap; the rounding, shift and clip follow the carry chain;
+  offset into the heap; the rounding, shift and clip follow the carry chain, one LUT level: the output bits
+  and the clip flags are logic of the sum's bits, except a flag that would need more than one LUT of them
+  (a wide accumulator, a small shift: the jet tagger's first layer compares 10 bits), which gets a comparison
+  chain of its own beside the sum's (the heap then stops at two rows, the bound being the chain's third);
 - thresholds that are a rounded shift of the accumulator (`fit_rounded_shift`: uniform power-of-two steps,
   any qonnx rounding mode, as an activation after a power-of-two scale gives): the same, with multiplier 1;
 - otherwise one comparator a threshold against the accumulator, and a thermometer-to-binary decode.
@@ -42,7 +46,7 @@ ACTIVATION_LEVEL_NS = LUT_NS + fanout_net_ns(8)  # a LUT level after the carry c
 CLIP_SETUP_NS = 0.404  # the clip's constant levels may go to a flip-flop's set/reset pin (its setup, measured)
 REGISTER_NET_NS = 0.40  # the net into a flip-flop
 DECODE_NS = 2 * COUNTER_LEVEL_NS  # thermometer (comparator outputs) to binary: two LUT levels
-FINAL_ROWS = 2  # the heap is compressed to two rows for the carry chain (three cost a full-adder LUT level in front)
+FINAL_ROWS = 3  # the heap is compressed to three rows for a ternary adder (a LUT6 a bit and the carry chain)
 REGISTER_FANOUT = 12  # LUT inputs a replicated layer-input register drives at most (0.83 ns net)
 
 
@@ -128,6 +132,72 @@ class DenseSpec:
             if fit is not None:
                 return "requant", fit[0], fit[1]
         return "compare", None, ()
+
+
+def _chained_flags(widths: list[int], bounds: list[tuple[int, int]]) -> tuple[bool, bool]:
+    """Which clip flags (over, under) get a comparison chain of their own: those whose logic over the sum's
+    bits (`at_least`), with the output bit and the tie beside them, would not fit one LUT6 in some channel."""
+    return tuple(any(compare_bits(w, pair[k]) + 2 > 6 for w, pair in zip(widths, bounds)) for k in (0, 1))
+
+
+@dataclass(frozen=True)
+class _Arithmetic:
+    """What a layer's heaps add and how their sums become outputs: per channel the multiplier folded into the
+    weights and the constant added (a requantization's, with the rounding constant of `heap_rounding`), the
+    heap widths, and for a clip by shift its bounds and which of its flags get chains (`_chained_flags`)."""
+
+    kind: str  # DenseSpec.activation()'s
+    rq: Requantization | None
+    saturate: tuple
+    rounding: int | None
+    mult: list[int]
+    offset: list[int]
+    widths: list[int]
+    bounds: list[tuple[int, int]] | None
+    chained: tuple[bool, bool]
+
+    @classmethod
+    def of(cls, spec: DenseSpec) -> "_Arithmetic":
+        kind, rq, saturate = spec.activation()
+        rounding = None
+        if kind == "requant":
+            rounding = heap_rounding(rq.rounding, rq.shift, rq.lo)
+            mult, offset = list(rq.mult), [o + (rounding or 0) for o in rq.offset]
+        else:
+            mult, offset = [1] * spec.mh, [0] * spec.mh
+        sums = [(min(a * k, b * k) + o, max(a * k, b * k) + o)
+                for (a, b), k, o in zip(spec.channel_ranges(), mult, offset)]
+        widths = [signed_width_for(lo, hi) for lo, hi in sums]
+        bounds, chained = None, (False, False)
+        if kind == "requant" and rounding is not None:
+            bounds = [_Datapath._clip_bounds(rq, c, saturate[c], rounding) for c in range(spec.mh)]
+            chained = _chained_flags(widths, bounds)
+            if any(chained):  # a flag's chain computes sum - bound: the heap's width must hold that too
+                widths = [max([w] + [signed_width_for(lo - b, hi - b) for b, on in zip(pair, chained) if on])
+                          for w, (lo, hi), pair in zip(widths, sums, bounds)]
+        return cls(kind, rq, saturate, rounding, mult, offset, widths, bounds, chained)
+
+    @property
+    def clips_by_shift(self) -> bool:
+        return self.kind == "requant" and self.rounding is not None
+
+    @property
+    def final_rows(self) -> int:
+        """Rows the heaps are compressed to: three for the ternary adder, two where a flag's chain adds the
+        bound as a constant third row."""
+        return 2 if any(self.chained) else FINAL_ROWS
+
+    def activation_ns(self) -> float:
+        """From the sum (and flags) to the output values. A clip by shift: an output bit is a function of the
+        compared bits (or a chained flag), its own bit and (bit 0) the tie, a LUT tree; the other activations
+        need a second chain first (a sign-dependent rounding's increment, a comparator bank)."""
+        if self.clips_by_shift:
+            depends = max([compare_bits(w, t) for w, pair in zip(self.widths, self.bounds)
+                           for t, on in zip(pair, self.chained) if not on], default=0) + sum(self.chained)
+            return ACTIVATION_LEVEL_NS * max(1, math.ceil(math.log(depends + 2, 6)))
+        if self.kind == "requant":
+            return COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + 2 * ACTIVATION_LEVEL_NS
+        return COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + DECODE_NS
 
 
 def _element(word, fmt: ElementFormat, index: int):
@@ -224,71 +294,82 @@ class _Datapath:
         self.ffs += sum(h.ffs for h in heaps) - before
         self.registers = stage
 
+    @staticmethod
+    def _chains_ready(heap: BitHeap, ternary: bool, flags: bool) -> float:
+        """When the sum's chain (a ternary adder's propagate LUTs read the column below too, a two-row adder's
+        do not; Yosys maps the latter, so its alignment is not ours) and the flags' chains (their top bits)
+        are done."""
+        done = heap.fastest_chain(reads_below=True)[1] if ternary else heap.chain_ready(reads_below=False)
+        return max(done, heap.fastest_chain(reads_below=True, top_only=True)[1]) if flags else done
+
     def _layer(self, index: int, spec: DenseSpec, values, t_out: float):
-        kind, rq, saturate = spec.activation()
-        ranges = spec.channel_ranges()
-        rounding = None
-        if kind == "requant":
-            rounding = heap_rounding(rq.rounding, rq.shift, rq.lo)
-            mult = list(rq.mult)
-            offset = [o + (rounding or 0) for o in rq.offset]
-        else:
-            mult, offset = [1] * spec.mh, [0] * spec.mh
-        sums = [(min(a * k, b * k) + o, max(a * k, b * k) + o) for (a, b), k, o in zip(ranges, mult, offset)]
-        widths = [signed_width_for(lo, hi) for lo, hi in sums]
+        arith = _Arithmetic.of(spec)
         name = f"l{index}"
-        clock = self.clock_ns
-        # The first level reads the layer's inputs, each bit from up to hundreds of LUTs. A register here goes
-        # on the values (not on every heap's copy of a bit), replicated so that no copy drives more than
-        # REGISTER_FANOUT LUT inputs (each copy feeds a block of output channels).
-        fanout = self._first_level_fanout(spec, mult)
-        ready = t_out + fanout_net_ns(fanout)
-        if ready + LUT_NS + COUNTER_NET_NS > clock:
-            copies = min(spec.mh, -(-fanout // REGISTER_FANOUT))
-            values = [[self._register(v, f"{name}_x{i}_r{r}", keep=copies > 1) for i, v in enumerate(values)]
-                      for r in range(copies)]
-            self.registers += 1
-            ready = CLOCK_TO_OUT_NS + fanout_net_ns(-(-fanout // copies))
-        else:
-            values = [values]
-        heaps = self._heaps(spec, values, mult, offset, widths, ready, name)
+        copies, ready = self._layer_inputs(spec, arith, values, t_out, name)
+        heaps = self._heaps(spec, copies, arith.mult, arith.offset, arith.widths, ready, name)
         level = 0
-        while max(h.height for h in heaps) > FINAL_ROWS:  # registers go per counter, inside the heaps
-            self.luts += sum(h.compress(self.m, f"{name}_k{level}_{c}", FINAL_ROWS, self.primitives)
+        while max(h.height for h in heaps) > arith.final_rows:  # registers go per counter, inside the heaps
+            self.luts += sum(h.compress(self.m, f"{name}_k{level}_{c}", arith.final_rows, self.primitives)
                              for c, h in enumerate(heaps))
             level += 1
         self.layer_levels.append(level)
         self.ffs += sum(h.ffs for h in heaps)
-        self._align(heaps, max(h.stage for h in heaps))
-        chain = carry_chain_ns(max(widths))
-        if max(h.ready for h in heaps) + chain + REGISTER_NET_NS > clock:
-            self._align(heaps, self.registers + 1)
-        t_sum = max(h.ready for h in heaps) + chain
-        sums_hw = [h.sum(self.m, f"{name}_sum_{c}") for c, h in enumerate(heaps)]
-        self.luts += sum(widths)
-        if kind == "none":
+        sums_hw, flags, t_sum = self._sums(heaps, arith, name)
+        if arith.kind == "none":
             return [_as_format(self.m, v, spec.out_fmt, f"{name}_y{c}") for c, v in enumerate(sums_hw)], t_sum
-        if kind == "requant" and rounding is not None:
-            bounds = [self._clip_bounds(rq, c, saturate[c], rounding) for c in range(spec.mh)]
-            depends = max(compare_bits(w, t) for w, pair in zip(widths, bounds) for t in pair)
-            # an output bit is a function of the compared bits, its own bit and (bit 0) the tie: a LUT tree
-            act_ns = ACTIVATION_LEVEL_NS * max(1, math.ceil(math.log(depends + 2, 6)))
-        elif kind == "requant":
-            act_ns = COUNTER_NET_NS + carry_chain_ns(max(widths)) + 2 * ACTIVATION_LEVEL_NS
-        else:
-            act_ns = COUNTER_NET_NS + carry_chain_ns(max(widths)) + DECODE_NS
-        if t_sum + act_ns + REGISTER_NET_NS + CLIP_SETUP_NS > clock:
+        act_ns = arith.activation_ns()
+        if t_sum + act_ns + REGISTER_NET_NS + CLIP_SETUP_NS > self.clock_ns:
             sums_hw = [self._register(s, f"{name}_acc_{c}") for c, s in enumerate(sums_hw)]
+            flags = [[None if f is None else self._register(f, f"{name}_flag{k}_{c}_r") for k, f in enumerate(pair)]
+                     for c, pair in enumerate(flags)]
             self.registers += 1
             t_sum = CLOCK_TO_OUT_NS
-        if kind == "requant" and rounding is not None:
-            outs = [self._requantize(s, rq, c, spec.out_fmt, bounds[c]) for c, s in enumerate(sums_hw)]
-        elif kind == "requant":
-            outs = [self._requantize_signed_rounding(s, rq, c, spec.out_fmt, saturate[c]) for c, s in enumerate(sums_hw)]
+        rq = arith.rq
+        if arith.clips_by_shift:
+            outs = [self._requantize(s, rq, c, spec.out_fmt, arith.bounds[c], flags[c]) for c, s in enumerate(sums_hw)]
+        elif arith.kind == "requant":
+            outs = [self._requantize_signed_rounding(s, rq, c, spec.out_fmt, arith.saturate[c])
+                    for c, s in enumerate(sums_hw)]
         else:
             outs = [self._compare(s, spec, c) for c, s in enumerate(sums_hw)]
         values = [_as_format(self.m, v, spec.out_fmt, f"{name}_y{c}") for c, v in enumerate(outs)]
         return values, t_sum + act_ns
+
+    def _layer_inputs(self, spec: DenseSpec, arith: "_Arithmetic", values, t_out: float, name: str):
+        """The layer's input values as copies (one list per copy) and when their bits reach the first level.
+        The first level reads each input bit from up to hundreds of LUTs. A register here, if the clock needs
+        one, goes on the values (not on every heap's copy of a bit), replicated so that no copy drives more
+        than REGISTER_FANOUT LUT inputs (each copy feeds a block of output channels)."""
+        fanout = self._first_level_fanout(spec, arith.mult)
+        ready = t_out + fanout_net_ns(fanout)
+        if ready + LUT_NS + COUNTER_NET_NS <= self.clock_ns:
+            return [values], ready
+        copies = min(spec.mh, -(-fanout // REGISTER_FANOUT))
+        values = [[self._register(v, f"{name}_x{i}_r{r}", keep=copies > 1) for i, v in enumerate(values)]
+                  for r in range(copies)]
+        self.registers += 1
+        return values, CLOCK_TO_OUT_NS + fanout_net_ns(-(-fanout // copies))
+
+    def _sums(self, heaps: list[BitHeap], arith: "_Arithmetic", name: str):
+        """Each compressed heap's sum (and, where the clip needs them, its flags' chains), in one stage: the
+        rows are aligned to their latest stage, or to the next when the chains would end after the clock.
+        Returns the sums, the flags per channel ([over, under], None where logic of the sum gives it) and
+        when the chains are done."""
+        self._align(heaps, max(h.stage for h in heaps))
+        ternary = max(h.height for h in heaps) == 3
+        t_sum = max(self._chains_ready(h, ternary, any(arith.chained)) for h in heaps)
+        if t_sum + REGISTER_NET_NS > self.clock_ns:
+            self._align(heaps, self.registers + 1)
+            t_sum = max(self._chains_ready(h, ternary, any(arith.chained)) for h in heaps)
+        sums_hw = [h.sum(self.m, f"{name}_sum_{c}", self.primitives) for c, h in enumerate(heaps)]
+        self.luts += sum(arith.widths) * (2 if ternary else 1)  # a ternary adder: propagate and generate LUTs
+        flags = [[None, None] for _ in heaps]
+        for c, h in enumerate(heaps):
+            for k in (0, 1):
+                if arith.chained[k]:
+                    flags[c][k] = h.at_least(self.m, arith.bounds[c][k], f"{name}_flag{k}_{c}", self.primitives)
+        self.luts += 2 * sum(arith.widths) * sum(arith.chained)
+        return sums_hw, flags, t_sum
 
     @staticmethod
     def _clip_bounds(rq: Requantization, c: int, saturate_at: int | None, rounding: int) -> tuple[int, int]:
@@ -299,11 +380,13 @@ class _Datapath:
             over = min(over, saturate_at * rq.mult[c] + rq.offset[c] + rounding)
         return over, rq.lo << rq.shift
 
-    def _requantize(self, m_sum, rq: Requantization, c: int, out_fmt: ElementFormat, bounds: tuple[int, int]):
+    def _requantize(self, m_sum, rq: Requantization, c: int, out_fmt: ElementFormat, bounds: tuple[int, int],
+                    flags: list):
         """clip(q, lo, hi) with q = m_sum >> shift, the heap having added the rounding constant (so q is the
         rounded value, except that HALF_EVEN/ROUND ties are one too high when odd: a tie leaves the low `shift`
         bits of m_sum zero, and q odd then has its bit 0 cleared, no carry). The clip flags are logic of
-        m_sum's top bits, beside the output bits: one or two LUT levels after the carry chain."""
+        m_sum's top bits, beside the output bits (one LUT level after the carry chain), or, where that logic
+        would take two levels, `flags` = [m_sum >= over, m_sum >= under] from chains of their own."""
         shift = rq.shift
         q = Signal(signed(max(len(m_sum) - shift, out_fmt.width) + 1), name=f"rq_q_{c}")
         self.m.d.comb += q.eq(m_sum >> shift)
@@ -311,7 +394,8 @@ class _Datapath:
         if shift and rq.rounding.upper() in ("HALF_EVEN", "ROUND"):
             tie = ~m_sum[:shift].any()
             level = Cat(level[0] & ~tie, level[1:])
-        over, under = at_least(m_sum, bounds[0]), ~at_least(m_sum, bounds[1])
+        over = at_least(m_sum, bounds[0]) if flags[0] is None else flags[0]
+        under = ~(at_least(m_sum, bounds[1]) if flags[1] is None else flags[1])
         out = Signal(out_fmt.width, name=f"rq_out_{c}")  # the element's bits (two's complement when signed)
         self.m.d.comb += out.eq(Mux(over, rq.hi, Mux(under, rq.lo, level)))
         self.luts += 2 * out_fmt.width + compare_bits(len(m_sum), bounds[0]) // 5 + 1

@@ -194,7 +194,8 @@ def _layer_report(layer, stages) -> dict:
         entry["implementation"] = {"unrolled": True, "multipliers": "constant weights, canonical signed digits in a "
                                    "bit heap (no DSP, no weight memory)",
                                    "activation": core.specs[index].activation()[0],
-                                   "pipeline_registers": core.layer_registers[index]}
+                                   "pipeline_registers": core.layer_registers[index],
+                                   "counter_levels": core.layer_levels[index]}
         return entry
     entry["implementation"] = next(s.implementation() for s in stages if s.layer is layer and
                                    s.implementation() is not None)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, shared_model, shared_refs
 from test_cli import assert_user_error, rtlgen
 
 MODELS = REPO / "tests" / "models"
@@ -59,3 +59,35 @@ def test_latency_mode_refuses_convolutions_and_foldings(tmp_path):
                             "--target-cycles", "4")
     assert_user_error(code, out, err, "--latency", "--target")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_jet_tagger_takes_ten_cycles_at_5ns_bit_exact(tmp_path):
+    """The trigger case: the jet tagger (16-64-32-32-5, QKeras 6-bit, INT16 host input) unrolled at a 5 ns target
+    takes a frame a cycle and at most 10 cycles from a frame's input handshake to its output word (the registers
+    on its path; hls4ml's tutorial reports 12 at 5 ns for a pruned version), with a ternary adder per heap and the
+    first layer's wide clip flag on a comparison chain; bit-exact under back-pressure, and the measured latency
+    is the planned one. (Its delay by Yosys and the delay model, 4.88 ns, is bench/bench_latency.py's.)"""
+    path = shared_model("jettagging_qkeras_w6a6")
+    x, y_ref = shared_refs("jettagging_qkeras_w6a6_fx")
+    out = tmp_path / "design"
+    code, _, stderr = rtlgen("build", path, "-o", out, "--latency", "--clock-ns", "5", "--input-dtype", "INT16",
+                             "--input-scale", str(2.0 ** -8))
+    assert code == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    layers = [layer["implementation"] for layer in report["layers"]]
+    pipeline = 1 + sum(layer["pipeline_registers"] for layer in layers)  # the cuts and the output register
+    assert pipeline <= 10
+    assert report["estimate"]["ii_cycles"] == 1 and report["estimate"]["latency_cycles"] == pipeline + 1
+    assert [layer["counter_levels"] for layer in layers] == [5, 5, 4, 5]  # three rows but the first layer's two
+    verilog = (out / "ip" / "hdl" / f"{report['top']}.v").read_text()
+    assert "CARRY4 " in verilog
+    code, stdout, stderr = rtlgen("verify", path, out, "--frames", "60", "--backpressure", "0.3", "--seed", "2")
+    assert code == 0, stderr
+    assert "hardware == golden on 60/60" in stdout and "golden == qonnx on 60/60" in stdout
+    stats = tmp_path / "stats.json"
+    np.save(tmp_path / "x.npy", x)
+    code, _, stderr = rtlgen("run", out, "--inputs", tmp_path / "x.npy", "--out", tmp_path / "y.npy", "--stats", stats)
+    assert code == 0, stderr
+    measured = json.loads(stats.read_text())
+    assert measured["ii_cycles"] == 1 and measured["latency_cycles"] == pipeline + 1
+    assert np.array_equal(np.load(tmp_path / "y.npy").reshape(y_ref.shape), y_ref)

@@ -193,3 +193,47 @@ def test_requantizing_layer_is_exact_in_every_rounding_mode(mode, lo, hi):
     got, _, _ = _simulate(dut, words, ready_p=0.7, valid_p=0.9, seed=1)
     out = unpack_words(got, out_fmt, 5, 5 * len(got)).reshape(-1, 5)
     assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bit_heap_ternary_adder_sums_signed_terms_exactly(seed):
+    """Random signed and unsigned terms, negated and shifted, plus a constant: compressed to three rows and
+    added by the ternary adder (its propagate/generate tables and carry chain as logic) at each of the four
+    chain alignments, against Python's sum."""
+    from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+    from ip_cores.bit_heap import BitHeap, ternary_add
+    rng = random.Random(seed)
+    width = 16
+    terms = [(rng.choice([True, False]), rng.randint(2, 6), rng.randint(0, 5), rng.random() < 0.4) for _ in range(14)]
+    constant = rng.randint(-500, 500)
+    m = Module()
+    inputs = [Signal(signed(n) if is_signed else unsigned(n), name=f"x{k}") for k, (is_signed, n, _, _) in enumerate(terms)]
+    heap = BitHeap(width)
+    for x, (is_signed, _, shift, negate) in zip(inputs, terms):
+        heap.add_term(x, is_signed, shift, negate=negate)
+    heap.add_constant(constant)
+    heap.place_constant()
+    while heap.height > 3:
+        heap.compress(m, f"k{heap.height}", 3, primitives=False)
+    assert heap.height == 3
+    totals = [Signal(signed(width), name=f"total_{offset}") for offset in range(4)]
+    for offset, total in enumerate(totals):  # every alignment of the chain on CARRY4 boundaries
+        m.d.comb += total.eq(Cat(*ternary_add(m, heap.columns, f"t{offset}", False, offset)))
+    sim = Simulator(m)
+    checked = []
+
+    async def bench(ctx):
+        for _ in range(300):
+            values = [rng.randint(-(1 << (n - 1)), (1 << (n - 1)) - 1) if s else rng.randint(0, (1 << n) - 1)
+                      for s, n, _, _ in terms]
+            for x, v in zip(inputs, values):
+                ctx.set(x, v)
+            await ctx.delay(1e-9)
+            want = constant + sum((-v if neg else v) << shift for v, (_, _, shift, neg) in zip(values, terms))
+            assert -(1 << (width - 1)) <= want < (1 << (width - 1))
+            assert [ctx.get(total) for total in totals] == [want] * 4
+            checked.append(want)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 300 and min(checked) < 0 < max(checked)
