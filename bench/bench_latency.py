@@ -52,7 +52,7 @@ def bench(clock_ns: float, frames: int, out_root: Path) -> dict:
     stats = out / "stats.json"
     rtlgen("run", out, "--inputs", REFS, "--out", out / "y.npy", "--stats", stats)
     measured = json.loads(stats.read_text())
-    pipeline = 1 + sum(layer["implementation"]["pipeline_registers"] for layer in report["layers"])
+    pipeline = report["stages"][0]["pipeline_cycles"]
     return {
         "clock": clock_ns, "pipeline": pipeline, "top_est": report["estimate"]["latency_cycles"],
         "top_meas": measured["latency_cycles"], "ii": measured["ii_cycles"],

@@ -18,6 +18,7 @@ Run from the repository root, e.g.
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --free-flowing        # cycles vs estimate (issue 14)
     .venv/bin/python bench/fuzz_random_models.py --cnn --seeds 0-999 --golden-only   # random CNNs
     .venv/bin/python bench/fuzz_random_models.py --residual --seeds 0-99 --jobs 2    # residual blocks, end to end
+    .venv/bin/python bench/fuzz_random_models.py --latency --seeds 0-99               # latency mode, 2.5-8 ns
     .venv/bin/python bench/fuzz_random_models.py --seeds 0-999 --select-ci 56         # E2E_SEEDS for CI
 
 It prints a summary (models, frames, golden == qonnx frames, near-ties with their distances, unexplained,
@@ -67,8 +68,11 @@ GENERATORS = {"mlp": ("random_models", "build_random_model"), "cnn": ("cnn_model
               "residual": ("random_residuals", "build_random_residual")}
 
 
-def _one(args: tuple[int, bool, str, str, bool]) -> dict:
-    seed, golden_only, workroot, family, free_flowing = args
+LATENCY_CLOCKS_NS = (2.5, 3.0, 4.0, 5.0, 6.0, 8.0)  # --latency: seed k builds at clock k mod 6
+
+
+def _one(args: tuple[int, bool, str, str, bool, bool]) -> dict:
+    seed, golden_only, workroot, family, free_flowing, latency = args
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -91,7 +95,8 @@ def _one(args: tuple[int, bool, str, str, bool]) -> dict:
     else:
         work = Path(tempfile.mkdtemp(prefix=f"fuzz_{seed}_", dir=workroot))
         try:
-            res = check_end_to_end(seed, work, rm, free_flowing=free_flowing)
+            clock = LATENCY_CLOCKS_NS[seed % len(LATENCY_CLOCKS_NS)] if latency else None
+            res = check_end_to_end(seed, work, rm, free_flowing=free_flowing, latency_clock_ns=clock)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return {"seed": seed, "ok": res.ok, "reason": res.reason(), "description": res.description,
@@ -230,9 +235,14 @@ def main(argv=None) -> int:
     ap.add_argument("--free-flowing", action="store_true",
                     help="run every design without input gaps or output stalls and check the measured ii (equal) and "
                          "first-frame latency (within 2 %%) against the estimate (default: one seed in five)")
+    ap.add_argument("--latency", action="store_true",
+                    help="build in latency mode (every layer unrolled, one frame a cycle) at a clock target that "
+                         "varies with the seed, instead of at the model's folding (MLPs only)")
     args = ap.parse_args(argv)
     if args.cnn and args.residual:
         ap.error("--cnn and --residual exclude each other")
+    if args.latency and (args.cnn or args.residual or args.golden_only):
+        ap.error("--latency builds random MLPs end to end: not with --cnn, --residual or --golden-only")
     family = "cnn" if args.cnn else "residual" if args.residual else "mlp"
     excluded = set(parse_seeds(args.exclude))
     seeds = [s for s in parse_seeds(args.seeds) if s not in excluded]
@@ -249,7 +259,8 @@ def main(argv=None) -> int:
     start = time.monotonic()
     results: list[dict] = []
     with Pool(max(1, args.jobs), maxtasksperchild=50) as pool:
-        for i, r in enumerate(pool.imap_unordered(_one, [(s, args.golden_only, workroot, family, args.free_flowing) for s in seeds])):
+        jobs = [(s, args.golden_only, workroot, family, args.free_flowing, args.latency) for s in seeds]
+        for i, r in enumerate(pool.imap_unordered(_one, jobs)):
             results.append(r)
             if not args.quiet or not r["ok"]:
                 ties = f" near-ties {len(r['near_ties'])}" if r["near_ties"] else ""

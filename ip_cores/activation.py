@@ -284,7 +284,7 @@ class BinarySearchThresholds(_ThresholdStage):
 
     def build(self, m, accs, fold):
         a0 = accs[0].cycle
-        t_w, lanes, B = self.t_fmt.width, self.lanes, self.bits
+        t_w, B = self.t_fmt.width, self.bits
         cyc = [a0 + c for c in self.compare_cycles]
         # Shared tables of stages 0 and 1 (they depend on the fold only).
         shared = []
@@ -388,7 +388,6 @@ class Requantizer(ActivationStage):
     def _logic_resources(self):
         acc_w, m_w = self.acc_width + 1, self.mult_fmt.width
         if self.multiplier == "lut":  # shift-and-add: an adder of the product's width per term
-            dsp_per_lane = 0
             terms = max(max(1, bin(abs(m)).count("1")) if m is not None else min(acc_w, m_w)
                         for m in self._lane_mults())
             width = acc_w + m_w

@@ -36,7 +36,7 @@ latest inputs on its fastest pins, and registers go per counter where the clock 
 Counters, ternary adders and comparison chains are Xilinx LUT and CARRY4 primitives when `primitives` is set.
 
 Measured (Yosys 0.70 synth_xilinx + rtlgen.delay_model, the whole jet tagger 16-64-32-32-5 in latency mode at a
-5 ns target, stitched top; bench/bench_latency.py): 48,971 LUT, 21,623 FF, 0 DSP, worst path 4.88 ns, 10 cycles
+5 ns target, stitched top; bench/bench_latency.py): 50,428 LUT, 21,645 FF, 0 DSP, worst path 5.00 ns, 10 cycles
 in the pipeline (12 with two-row carry chains and clip flags as LUT trees: 47,056 LUT, 23,472 FF, 4.91 ns).
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ from typing import NamedTuple
 
 from amaranth.hdl import Cat, Const, Instance, Module, Mux, Signal, signed
 
-__all__ = ["BitHeap", "csd_digits", "COUNTER_LEVEL_NS", "carry_chain_ns", "fanout_net_ns", "lut", "carry4",
-           "ternary_add"]
+__all__ = ["BitHeap", "csd_digits", "COUNTER_LEVEL_NS", "carry_chain_ns", "fanout_net_ns", "lut", "lut_ready",
+           "carry4", "ternary_add"]
 
 # rtlgen.delay_model's figures (Yosys cells_sim.v arcs, nets 0.40 ns + 0.12 ns x log2(fanout)):
 LUT_NS = 0.642            # LUT6, slowest pin
@@ -70,6 +70,13 @@ MAX_COUNTER = 6
 def fanout_net_ns(fanout: int) -> float:
     """A net to `fanout` LUT inputs (the delay model's)."""
     return 0.40 + 0.12 * math.log2(max(1, fanout))
+
+
+def lut_ready(times: list[float]) -> float:
+    """When a LUT's output leaves it, its inputs arriving at `times` (at most six): the latest on the fastest
+    pin (a LUTn's pin I(n-1-j) takes PIN_NS[j])."""
+    times = sorted(times)
+    return max((t + PIN_NS[len(times) - 1 - k] for k, t in enumerate(times)), default=0.0)
 
 
 def carry_chain_ns(width: int, lut_inputs: int = 2) -> float:
@@ -240,11 +247,8 @@ class BitHeap:
     @staticmethod
     def _counter_ready(group: list[Item]) -> float:
         """When a counter's outputs arrive at the next level: its latest input on its fastest pin, etc."""
-        times = sorted(item.ready for item in group if not _is_const(item))
-        if not times:
-            return 0.0
-        n = len(times)
-        return max(t + PIN_NS[n - 1 - k] for k, t in enumerate(times)) + COUNTER_NET_NS
+        times = [item.ready for item in group if not _is_const(item)]
+        return lut_ready(times) + COUNTER_NET_NS if times else 0.0
 
     def _delay(self, m: Module, item: Item, stage: int) -> Item:
         """`item` through flip-flops up to `stage` (a constant is any stage)."""
@@ -313,54 +317,56 @@ class BitHeap:
             return ~items[r].bit if items[r].inverted else items[r].bit
         return [Cat(*[bit(items, r) for items in self.columns]) for r in range(max(1, self.height))]
 
-    def sum(self, m: Module, name: str, primitives: bool = True) -> Signal:
-        """The sum of the rows, as a signed `width`-bit signal: two rows in one carry chain (Yosys maps the
-        adder), three in a ternary adder (`ternary_add`), one as it is."""
+    def sum(self, m: Module, name: str, primitives: bool = True, extra_net_ns: float = 0.0) -> Signal:
+        """The sum of the (two or three) rows in one carry chain (`ternary_add`, aligned by `fastest_chain`), as
+        a signed `width`-bit signal; one row as it is. (Yosys' own two-row adder would share its XOR LUTs with
+        other logic, so the nets into the chain would not be the dedicated ones the timing counts on.)"""
         total = Signal(signed(self.width), name=name)
-        if self.height == 3:
-            offset, _ = self.fastest_chain(reads_below=True)
+        if self.height >= 2:
+            offset, _ = self.fastest_chain(extra_net_ns=extra_net_ns)
             m.d.comb += total.eq(Cat(*ternary_add(m, self.columns, name, primitives, offset)))
-            return total
-        rows = self.rows()
-        m.d.comb += total.eq(rows[0] + rows[1] if len(rows) == 2 else rows[0])
+        else:
+            m.d.comb += total.eq(self.rows()[0])
         return total
 
-    def fastest_chain(self, reads_below: bool, top_only: bool = False) -> tuple[int, float]:
-        """(offset, ready) of the fastest of the four alignments of the chain on CARRY4 boundaries: `offset`
-        constant positions below bit 0 move the late columns to the faster upper inputs of a CARRY4 (S[2] and
-        S[3] reach CO[3] in 0.38 ns, S[0] and S[1] in 0.51-0.53 ns)."""
-        times = [(self.chain_ready(reads_below, top_only, offset), offset) for offset in range(4)]
-        ready, offset = min(times)
-        return offset, ready
+    def fastest_chain(self, top_only: bool = False, extra_net_ns: float = 0.0) -> tuple[int, list[float]]:
+        """(offset, per-bit times of `chain_times`) of the fastest of the four alignments of the chain on
+        CARRY4 boundaries (by its last output, or its top bit with `top_only`): `offset` constant positions
+        below bit 0 move the late columns to the faster upper inputs of a CARRY4 (S[2] and S[3] reach CO[3] in
+        0.38 ns, S[0] and S[1] in 0.51-0.53 ns)."""
+        options = [(self.chain_times(offset, extra_net_ns), offset) for offset in range(4)]
+        times, offset = min(options, key=lambda option: (option[0][-1] if top_only else max(option[0]), option[1]))
+        return offset, times
 
-    def chain_ready(self, reads_below: bool, top_only: bool = False, offset: int = 0) -> float:
-        """When the outputs of the carry chain that adds the rows have left it (ns; `top_only`: its top bit, all
-        a comparison chain gives), from each column's arrival: the LUTs in front of each bit (the propagate
-        reading the column below too when `reads_below`, as a ternary adder's or a comparison chain's does; the
-        generate the column; latest inputs on the fastest pins), then CARRY4 by CARRY4 with the arcs of
-        rtlgen.delay_model (`CARRY4_ARCS`). A column that arrives late costs only what remains of the chain
-        above it, and less in a CARRY4's upper half (S[2] to CO[3] is 0.378 ns, S[0] 0.508 ns)."""
+    def chain_times(self, offset: int = 0, extra_net_ns: float = 0.0) -> list[float]:
+        """When each output bit of `ternary_add`'s chain over the rows leaves it (ns), from each column's
+        arrival (plus `extra_net_ns` where the rows drive more than one chain's LUTs): the LUTs in front of each
+        bit (the propagate reading the column and the one below, the generate the column; latest inputs on the
+        fastest pins), then CARRY4 by CARRY4 with the arcs of rtlgen.delay_model (`CARRY4_ARCS`), `offset`
+        constant positions below bit 0. A column that arrives late costs only what remains of the chain above
+        it, and less in a CARRY4's upper half (S[2] to CO[3] is 0.378 ns, S[0] 0.508 ns); the low bits leave
+        early."""
         def lut_out(columns: list) -> float:
-            times = sorted(item.ready for column in columns for item in column if not _is_const(item))
-            return max((t + PIN_NS[len(times) - 1 - j] for j, t in enumerate(times)), default=0.0)
+            return lut_ready([item.ready + extra_net_ns for column in columns for item in column
+                              if not _is_const(item)])
         columns = [[] for _ in range(offset)] + self.columns
         width = len(columns)
-        carry, done = 0.0, 0.0
+        carry, out = 0.0, []
         for k0 in range(0, width, 4):
             block = range(k0, min(k0 + 4, width))
-            s = [lut_out(columns[max(0, k - 1):k + 1] if reads_below else columns[k:k + 1]) for k in block]
+            s = [lut_out(columns[max(0, k - 1):k + 1]) for k in block]
             d = [lut_out(columns[k:k + 1]) for k in block]
             for j in range(len(block)):
-                if (top_only and k0 + j != width - 1) or k0 + j < offset:
+                if k0 + j == offset:  # the lowest bit: a copy of its propagate LUT (`ternary_add`)
+                    out.append(s[j])
                     continue
-                done = max([done, carry + CARRY4_ARCS["CI"][j]]
-                           + [s[k] + CARRY4_ARCS["S"][k][j] for k in range(j + 1)]
-                           + [d[k] + CARRY4_ARCS["DI"][k][j] for k in range(j)])
+                out.append(max([carry + CARRY4_ARCS["CI"][j]] + [s[k] + CARRY4_ARCS["S"][k][j] for k in range(j + 1)]
+                               + [d[k] + CARRY4_ARCS["DI"][k][j] for k in range(j)]))
             carry = max([carry + CARRY4_ARCS["CI"][4]] + [s[k] + CARRY4_ARCS["S"][k][4] for k in range(len(block))]
                         + [d[k] + CARRY4_ARCS["DI"][k][4] for k in range(len(block))])
-        return done
+        return out[offset:]
 
-    def at_least(self, m: Module, bound: int, name: str, primitives: bool = True):
+    def at_least(self, m: Module, bound: int, name: str, primitives: bool = True, extra_net_ns: float = 0.0):
         """`sum >= bound` as the top bit of a carry chain of its own, beside the sum's (so the flag arrives with
         the sum instead of a LUT tree over the sum's bits after it). (sum - bound + 2**(width-1)) mod 2**width
         has its top bit set exactly when sum >= bound, given that sum - bound fits `width` signed bits (the
@@ -377,7 +383,7 @@ class BitHeap:
         for k, column in enumerate(columns):
             if constant >> k & 1:
                 column.append(Item(Const(1, 1), False, 0.0, -1))
-        offset, _ = self.fastest_chain(reads_below=True, top_only=True)
+        offset, _ = self.fastest_chain(top_only=True, extra_net_ns=extra_net_ns)
         return ternary_add(m, columns, name, primitives, offset)[-1]
 
 
@@ -401,6 +407,11 @@ def ternary_add(m: Module, columns: list[list[Item]], name: str, primitives: boo
     for k in range(0, len(columns), 4):
         bits, carry = carry4(m, carry, generate[k:k + 4], propagate[k:k + 4], f"{name}_cy{k // 4}", primitives)
         out += bits
+    # No carry reaches the lowest bit, so its output is its propagate; synthesis would hand its readers the
+    # propagate LUT itself, whose net into the chain then stops being the dedicated one. A copy of the LUT
+    # serves them instead.
+    out[offset] = _column_lut(m, columns[offset], columns[offset - 1] if offset else [], f"{name}_s{offset}",
+                              primitives)
     return out[offset:]
 
 

@@ -20,7 +20,7 @@ only the issue (`may_reserve`: a credit for every output word in flight), never 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 
 from .activation import ActivationStage
 from .elements import ElementFormat, pack_words, signed_width_for, unsigned_width_for, word_element

@@ -8,8 +8,7 @@ the `valid` bits and the counters do.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 
 __all__ = ["delay", "registered", "pipelined_sum", "tree_register_levels", "OutputQueue", "Timed", "WrapCounter",
            "UpDownCount", "LEVELS_PER_STAGE"]

@@ -261,7 +261,7 @@ def _lut_product(m: Module, value, value_fmt, mult, mult_fmt, name: str):
     """value * mult in LUT logic: shift-and-add terms (ip_cores/mac_terms.py; a constant `mult` only adds the
     shifted value at its set bits) through a registered adder tree. Returns (product without its constant,
     the constant, stages)."""
-    from .mac_terms import product_term_ranges, product_terms
+    from .mac_terms import product_terms
     from .pipeline import pipelined_sum, tree_register_levels
     if isinstance(mult, int):
         magnitude = abs(mult)

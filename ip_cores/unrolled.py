@@ -10,10 +10,11 @@ compressor levels to three rows and a ternary adder, registers placed by static 
 
 The activation of a layer, in this order of preference (all exact over the accumulator's range):
 - a requantization given by the network (`requant`): its multiplier is folded into the constant weights, its
-  offset into the heap; the rounding, shift and clip follow the carry chain, one LUT level: the output bits
-  and the clip flags are logic of the sum's bits, except a flag that would need more than one LUT of them
-  (a wide accumulator, a small shift: the jet tagger's first layer compares 10 bits), which gets a comparison
-  chain of its own beside the sum's (the heap then stops at two rows, the bound being the chain's third);
+  offset into the heap; the rounding, shift and clip follow the carry chain: one LUT instance per output bit
+  (`_ClipLuts`) reading its bit of the sum, the top bits the clip flags depend on and, for a HALF_EVEN tie, NOR
+  LUTs of the low bits, which leave the chain first; a flag that would need more than one LUT of the sum's bits
+  (a wide accumulator, a small shift: the jet tagger's first layer compares 10 bits) gets a comparison chain of
+  its own beside the sum's (the heap then stops at two rows, the bound being the chain's third);
 - thresholds that are a rounded shift of the accumulator (`fit_rounded_shift`: uniform power-of-two steps,
   any qonnx rounding mode, as an activation after a power-of-two scale gives): the same, with multiplier 1;
 - otherwise one comparator a threshold against the accumulator, and a thermometer-to-binary decode.
@@ -33,8 +34,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .bit_heap import (CLOCK_TO_OUT_NS, COUNTER_LEVEL_NS, COUNTER_NET_NS, LUT_NS, BitHeap, carry_chain_ns, csd_digits,
-                       fanout_net_ns)
+from .bit_heap import (CLOCK_TO_OUT_NS, COUNTER_LEVEL_NS, COUNTER_NET_NS, LUT_NS, PIN_NS, BitHeap, carry_chain_ns,
+                       csd_digits, fanout_net_ns, lut, lut_ready)
 from .elements import ElementFormat, signed_width_for
 from .requantize import Requantization
 from .resources import Resources
@@ -187,17 +188,144 @@ class _Arithmetic:
         bound as a constant third row."""
         return 2 if any(self.chained) else FINAL_ROWS
 
-    def activation_ns(self) -> float:
-        """From the sum (and flags) to the output values. A clip by shift: an output bit is a function of the
-        compared bits (or a chained flag), its own bit and (bit 0) the tie, a LUT tree; the other activations
-        need a second chain first (a sign-dependent rounding's increment, a comparator bank)."""
+    def clip_luts(self, out_fmt: ElementFormat) -> list["_ClipLuts"] | None:
+        """Each channel's clip by shift as LUT instances (`_ClipLuts`), or None where it is not a clip by shift
+        or some output bit would read more than six signals (then it is logic, `_Datapath._requantize`)."""
+        if not self.clips_by_shift:
+            return None
+        tie = self.tie_bits > 0
+        lo, hi = self.rq.lo % (1 << out_fmt.width), self.rq.hi % (1 << out_fmt.width)
+        clips = [_ClipLuts(w, self.rq.shift, out_fmt.width, lo, hi, bounds, self.chained, tie)
+                 for w, bounds in zip(self.widths, self.bounds)]
+        return clips if all(clip.fits for clip in clips) else None
+
+    @property
+    def row_net_ns(self) -> float:
+        """What the nets from the heap's last rows cost beyond a counter's (three LUTs): each row bit drives
+        three LUTs of the sum's chain and three of each flag's chain."""
+        return fanout_net_ns(3 * (1 + sum(self.chained))) - COUNTER_NET_NS
+
+    @property
+    def tie_bits(self) -> int:
+        """The sum's low bits whose all-zero is a rounding tie (HALF_EVEN/ROUND clear bit 0 of a tie), or 0."""
+        tie = self.clips_by_shift and self.rq.rounding.upper() in ("HALF_EVEN", "ROUND")
+        return self.rq.shift if tie else 0
+
+    def activation_ready(self, t_sum: float, t_low: float) -> float:
+        """When the output values leave their LUTs, the sum (and flags) out at `t_sum` and the bits a tie
+        reads at `t_low`. A clip by shift: an output bit is a function of the compared bits (or a chained flag)
+        and its own bit, a LUT tree, and bit 0 also of the tie, a LUT tree over the low bits before it (early
+        when the low bits come out of the chain first, on the path when the sum comes from a register); the
+        other activations need a second chain first (a sign-dependent rounding's increment, a comparator
+        bank)."""
         if self.clips_by_shift:
             depends = max([compare_bits(w, t) for w, pair in zip(self.widths, self.bounds)
                            for t, on in zip(pair, self.chained) if not on], default=0) + sum(self.chained)
-            return ACTIVATION_LEVEL_NS * max(1, math.ceil(math.log(depends + 2, 6)))
+            done = t_sum + ACTIVATION_LEVEL_NS * max(1, math.ceil(math.log(depends + 2, 6)))
+            if self.tie_bits:  # bit 0's LUT: its bit, the flags' inputs and the tie's NOR LUTs (`_tie`)
+                nors = -(-self.tie_bits // 6)
+                nor = t_low + fanout_net_ns(1) + PIN_NS[min(6, self.tie_bits) - 1] + fanout_net_ns(1)
+                inputs = [nor] * nors + [t_sum + ACTIVATION_LEVEL_NS - LUT_NS] * (1 + depends)
+                # one LUT (two past six inputs) that synthesis maps, its pins its own choice: the slowest
+                bit0 = max(inputs) + LUT_NS + (ACTIVATION_LEVEL_NS if len(inputs) > 6 else 0.0)
+                done = max(done, bit0)
+            return done
         if self.kind == "requant":
-            return COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + 2 * ACTIVATION_LEVEL_NS
-        return COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + DECODE_NS
+            return t_sum + COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + 2 * ACTIVATION_LEVEL_NS
+        return t_sum + COUNTER_NET_NS + carry_chain_ns(max(self.widths)) + DECODE_NS
+
+
+def _top_bits(width: int, bound: int) -> int:
+    """How many of a `width`-bit signed value's top bits decide `value >= bound` (0 when no value or every
+    value reaches it)."""
+    if bound <= -(1 << (width - 1)) or bound > (1 << (width - 1)) - 1:
+        return 0
+    return compare_bits(width, bound)
+
+
+@dataclass(frozen=True)
+class _ClipLuts:
+    """One channel's clip by shift, `clip(m >> shift, lo, hi)` with the tie rule of `_Datapath._requantize`, as
+    one LUT instance per output bit: its inputs are the sum's bit it passes, the top bits the clip flags read
+    (or the flags' own chains) and, for bit 0 under a HALF_EVEN/ROUND tie, NOR LUTs of the low bits. Built as
+    instances with the latest inputs on the fastest pins, so `ready` is exactly what the delay model will find
+    (synthesis mapping the same logic picks its own pins and levels: a LUT4 chain, measured, 0.5 ns slower)."""
+
+    width: int
+    shift: int
+    out_width: int
+    lo: int
+    hi: int
+    bounds: tuple[int, int]
+    chained: tuple[bool, bool]
+    tie: bool
+
+    @property
+    def top(self) -> int:
+        return max([_top_bits(self.width, b) for b, on in zip(self.bounds, self.chained) if not on], default=0)
+
+    @property
+    def nor_groups(self) -> list[range]:
+        return [range(j, min(j + 6, self.shift)) for j in range(0, self.shift, 6)] if self.tie else []
+
+    def inputs(self, j: int) -> list[tuple[str, int]]:
+        bits = sorted({min(self.shift + j, self.width - 1)} | set(range(self.width - self.top, self.width)))
+        extra = [("nor", g) for g in range(len(self.nor_groups))] if j == 0 else []
+        return [("m", k) for k in bits] + [("flag", f) for f in (0, 1) if self.chained[f]] + extra
+
+    @property
+    def fits(self) -> bool:
+        return all(len(self.inputs(j)) <= 6 for j in range(self.out_width))
+
+    def _fanout(self, k: int) -> int:
+        return sum(("m", k) in self.inputs(j) for j in range(self.out_width)) + any(k in g for g in self.nor_groups)
+
+    def _arrivals(self, j: int, bit_times: list[float], flag_time: float) -> list[float]:
+        def arrival(kind: str, i: int) -> float:
+            if kind == "m":
+                return bit_times[i] + fanout_net_ns(self._fanout(i))
+            if kind == "flag":
+                return flag_time + fanout_net_ns(self.out_width)
+            nor = lut_ready([bit_times[k] + fanout_net_ns(self._fanout(k)) for k in self.nor_groups[i]])
+            return nor + fanout_net_ns(1)
+        return [arrival(kind, i) for kind, i in self.inputs(j)]
+
+    def ready(self, bit_times: list[float], flag_time: float) -> float:
+        """When the output bits leave their LUTs, the sum's bit k out of its chain (or a register) at
+        bit_times[k] and the flags' chains at `flag_time`."""
+        return max(lut_ready(self._arrivals(j, bit_times, flag_time)) for j in range(self.out_width))
+
+    def value(self, j: int, assignment: dict) -> int:
+        """Output bit j for one assignment of its inputs ({("m", k) | ("flag", f) | ("nor", g): 0/1})."""
+        top = sum(assignment[("m", k)] << k for k in range(self.width - self.top, self.width))
+        top -= (top >> (self.width - 1) & 1) << self.width  # signed; the bits below decide neither flag
+        over = assignment[("flag", 0)] if self.chained[0] else top >= self.bounds[0]
+        under = not (assignment[("flag", 1)] if self.chained[1] else top >= self.bounds[1])
+        level = assignment[("m", min(self.shift + j, self.width - 1))]
+        if j == 0 and self.tie and all(assignment[("nor", g)] for g in range(len(self.nor_groups))):
+            level = 0  # a tie: the heap's rounding constant made an odd q one too high; clear its bit 0
+        return (self.hi >> j & 1) if over else (self.lo >> j & 1) if under else level
+
+    def build(self, m: Module, m_sum, flags: list, name: str, primitives: bool, bit_times: list[float],
+              flag_time: float):
+        """The LUT instances; returns the output bits (two's complement of lo/hi as the element's bits)."""
+        nors = [lut(m, [m_sum[k] for k in group], 1, f"{name}_nor{g}", primitives)
+                for g, group in enumerate(self.nor_groups)]
+        signals = {("m", k): m_sum[k] for k in range(self.width)}
+        signals.update({("flag", f): flags[f] for f in (0, 1) if self.chained[f]})
+        signals.update({("nor", g): nor for g, nor in enumerate(nors)})
+        out = []
+        for j in range(self.out_width):
+            order = sorted(zip(self._arrivals(j, bit_times, flag_time), self.inputs(j)))  # latest on the fastest
+            keys = [key for _, key in order]
+            table = sum(self.value(j, {key: v >> i & 1 for i, key in enumerate(keys)}) << v
+                        for v in range(1 << len(keys)))
+            out.append(lut(m, [signals[key] for key in keys], table, f"{name}_y{j}", primitives))
+        return Cat(*out)
+
+    @property
+    def luts(self) -> int:
+        return self.out_width + len(self.nor_groups)
 
 
 def _element(word, fmt: ElementFormat, index: int):
@@ -234,6 +362,10 @@ class _Datapath:
         self.layer_luts, self.layer_ffs = [], []  # each layer's share of the counts
         values = [_element(x_word, specs[0].in_fmt, i) for i in range(specs[0].mw)]
         t_out = CLOCK_TO_OUT_NS  # the input word comes from the upstream core's register
+        # the nets from each layer's outputs to the register that may follow them: the next layer's input
+        # copies, or the output register
+        self.out_nets = [max(REGISTER_NET_NS + CLIP_SETUP_NS, fanout_net_ns(self._input_copies(spec)))
+                         for spec in specs[1:]] + [REGISTER_NET_NS + CLIP_SETUP_NS]
         for index, spec in enumerate(specs):
             before = (self.registers, self.luts, self.ffs)
             values, t_out = self._layer(index, spec, values, t_out)
@@ -279,6 +411,10 @@ class _Datapath:
             heaps.append(heap)
         return heaps
 
+    def _input_copies(self, spec: DenseSpec) -> int:
+        """How many copies of its input values a layer registers, if it registers them (`_layer_inputs`)."""
+        return min(spec.mh, -(-self._first_level_fanout(spec, _Arithmetic.of(spec).mult) // REGISTER_FANOUT))
+
     def _first_level_fanout(self, spec: DenseSpec, mult: list[int]) -> int:
         """LUT inputs an input bit reaches in the first counter level: every heap it is in, once a digit of
         its weight, each bit read by a counter's (up to) three LUTs."""
@@ -295,12 +431,12 @@ class _Datapath:
         self.registers = stage
 
     @staticmethod
-    def _chains_ready(heap: BitHeap, ternary: bool, flags: bool) -> float:
-        """When the sum's chain (a ternary adder's propagate LUTs read the column below too, a two-row adder's
-        do not; Yosys maps the latter, so its alignment is not ours) and the flags' chains (their top bits)
-        are done."""
-        done = heap.fastest_chain(reads_below=True)[1] if ternary else heap.chain_ready(reads_below=False)
-        return max(done, heap.fastest_chain(reads_below=True, top_only=True)[1]) if flags else done
+    def _chain_times(heap: BitHeap, arith: "_Arithmetic") -> tuple[list[float], float]:
+        """When each bit of the sum is out of its chain, and when the flags' chains (their top bits) are."""
+        times = heap.fastest_chain(extra_net_ns=arith.row_net_ns)[1]
+        if not any(arith.chained):
+            return times, 0.0
+        return times, heap.fastest_chain(top_only=True, extra_net_ns=arith.row_net_ns)[1][-1]
 
     def _layer(self, index: int, spec: DenseSpec, values, t_out: float):
         arith = _Arithmetic.of(spec)
@@ -314,26 +450,39 @@ class _Datapath:
             level += 1
         self.layer_levels.append(level)
         self.ffs += sum(h.ffs for h in heaps)
-        sums_hw, flags, t_sum = self._sums(heaps, arith, name)
+        sums_hw, flags, chains = self._sums(heaps, arith, name)
+        t_sum = max(max(*t, f) for t, f in chains)
         if arith.kind == "none":
             return [_as_format(self.m, v, spec.out_fmt, f"{name}_y{c}") for c, v in enumerate(sums_hw)], t_sum
-        act_ns = arith.activation_ns()
-        if t_sum + act_ns + REGISTER_NET_NS + CLIP_SETUP_NS > self.clock_ns:
+        clips = arith.clip_luts(spec.out_fmt)
+        if clips:
+            t_out = max(clip.ready(times, flag) for clip, (times, flag) in zip(clips, chains))
+        else:
+            t_low = max(max(t[:arith.tie_bits], default=0.0) for t, _ in chains)  # the bits a rounding tie reads
+            t_out = arith.activation_ready(t_sum, t_low)
+        if t_out + self.out_nets[index] > self.clock_ns:
             sums_hw = [self._register(s, f"{name}_acc_{c}") for c, s in enumerate(sums_hw)]
             flags = [[None if f is None else self._register(f, f"{name}_flag{k}_{c}_r") for k, f in enumerate(pair)]
                      for c, pair in enumerate(flags)]
             self.registers += 1
-            t_sum = CLOCK_TO_OUT_NS
+            chains = [([CLOCK_TO_OUT_NS] * len(times), CLOCK_TO_OUT_NS) for times, _ in chains]
+            t_out = (max(clip.ready(times, flag) for clip, (times, flag) in zip(clips, chains)) if clips
+                     else arith.activation_ready(CLOCK_TO_OUT_NS, CLOCK_TO_OUT_NS))
         rq = arith.rq
-        if arith.clips_by_shift:
-            outs = [self._requantize(s, rq, c, spec.out_fmt, arith.bounds[c], flags[c]) for c, s in enumerate(sums_hw)]
+        if clips:
+            outs = [clip.build(self.m, s, flags[c], f"{name}_clip{c}", self.primitives, *chains[c])
+                    for c, (clip, s) in enumerate(zip(clips, sums_hw))]
+            self.luts += sum(clip.luts for clip in clips)
+        elif arith.clips_by_shift:
+            outs = [self._requantize(s, rq, c, spec.out_fmt, arith.bounds[c], flags[c], f"{name}_tie_{c}")
+                    for c, s in enumerate(sums_hw)]
         elif arith.kind == "requant":
             outs = [self._requantize_signed_rounding(s, rq, c, spec.out_fmt, arith.saturate[c])
                     for c, s in enumerate(sums_hw)]
         else:
             outs = [self._compare(s, spec, c) for c, s in enumerate(sums_hw)]
         values = [_as_format(self.m, v, spec.out_fmt, f"{name}_y{c}") for c, v in enumerate(outs)]
-        return values, t_sum + act_ns
+        return values, t_out
 
     def _layer_inputs(self, spec: DenseSpec, arith: "_Arithmetic", values, t_out: float, name: str):
         """The layer's input values as copies (one list per copy) and when their bits reach the first level.
@@ -344,7 +493,7 @@ class _Datapath:
         ready = t_out + fanout_net_ns(fanout)
         if ready + LUT_NS + COUNTER_NET_NS <= self.clock_ns:
             return [values], ready
-        copies = min(spec.mh, -(-fanout // REGISTER_FANOUT))
+        copies = self._input_copies(spec)
         values = [[self._register(v, f"{name}_x{i}_r{r}", keep=copies > 1) for i, v in enumerate(values)]
                   for r in range(copies)]
         self.registers += 1
@@ -353,23 +502,23 @@ class _Datapath:
     def _sums(self, heaps: list[BitHeap], arith: "_Arithmetic", name: str):
         """Each compressed heap's sum (and, where the clip needs them, its flags' chains), in one stage: the
         rows are aligned to their latest stage, or to the next when the chains would end after the clock.
-        Returns the sums, the flags per channel ([over, under], None where logic of the sum gives it) and
-        when the chains are done."""
+        Returns the sums, the flags per channel ([over, under], None where logic of the sum gives it), and per
+        channel when each bit of the sum leaves its chain and when the flags do."""
         self._align(heaps, max(h.stage for h in heaps))
-        ternary = max(h.height for h in heaps) == 3
-        t_sum = max(self._chains_ready(h, ternary, any(arith.chained)) for h in heaps)
-        if t_sum + REGISTER_NET_NS > self.clock_ns:
+        chains = [self._chain_times(h, arith) for h in heaps]
+        if max(max(*t, f) for t, f in chains) + REGISTER_NET_NS > self.clock_ns:
             self._align(heaps, self.registers + 1)
-            t_sum = max(self._chains_ready(h, ternary, any(arith.chained)) for h in heaps)
-        sums_hw = [h.sum(self.m, f"{name}_sum_{c}", self.primitives) for c, h in enumerate(heaps)]
-        self.luts += sum(arith.widths) * (2 if ternary else 1)  # a ternary adder: propagate and generate LUTs
+            chains = [self._chain_times(h, arith) for h in heaps]
+        sums_hw = [h.sum(self.m, f"{name}_sum_{c}", self.primitives, arith.row_net_ns) for c, h in enumerate(heaps)]
+        self.luts += 2 * sum(arith.widths) + len(heaps)  # the chains' propagate and generate LUTs, bit 0's copy
         flags = [[None, None] for _ in heaps]
         for c, h in enumerate(heaps):
             for k in (0, 1):
                 if arith.chained[k]:
-                    flags[c][k] = h.at_least(self.m, arith.bounds[c][k], f"{name}_flag{k}_{c}", self.primitives)
-        self.luts += 2 * sum(arith.widths) * sum(arith.chained)
-        return sums_hw, flags, t_sum
+                    flags[c][k] = h.at_least(self.m, arith.bounds[c][k], f"{name}_flag{k}_{c}", self.primitives,
+                                             arith.row_net_ns)
+        self.luts += (2 * sum(arith.widths) + len(heaps)) * sum(arith.chained)
+        return sums_hw, flags, chains
 
     @staticmethod
     def _clip_bounds(rq: Requantization, c: int, saturate_at: int | None, rounding: int) -> tuple[int, int]:
@@ -381,7 +530,7 @@ class _Datapath:
         return over, rq.lo << rq.shift
 
     def _requantize(self, m_sum, rq: Requantization, c: int, out_fmt: ElementFormat, bounds: tuple[int, int],
-                    flags: list):
+                    flags: list, tie_name: str):
         """clip(q, lo, hi) with q = m_sum >> shift, the heap having added the rounding constant (so q is the
         rounded value, except that HALF_EVEN/ROUND ties are one too high when odd: a tie leaves the low `shift`
         bits of m_sum zero, and q odd then has its bit 0 cleared, no carry). The clip flags are logic of
@@ -392,14 +541,22 @@ class _Datapath:
         self.m.d.comb += q.eq(m_sum >> shift)
         level = q[:out_fmt.width]
         if shift and rq.rounding.upper() in ("HALF_EVEN", "ROUND"):
-            tie = ~m_sum[:shift].any()
-            level = Cat(level[0] & ~tie, level[1:])
+            level = Cat(level[0] & ~self._tie(m_sum[:shift], tie_name), level[1:])
         over = at_least(m_sum, bounds[0]) if flags[0] is None else flags[0]
         under = ~(at_least(m_sum, bounds[1]) if flags[1] is None else flags[1])
         out = Signal(out_fmt.width, name=f"rq_out_{c}")  # the element's bits (two's complement when signed)
         self.m.d.comb += out.eq(Mux(over, rq.hi, Mux(under, rq.lo, level)))
         self.luts += 2 * out_fmt.width + compare_bits(len(m_sum), bounds[0]) // 5 + 1
         return out
+
+    def _tie(self, low, name: str):
+        """All of `low` zero (a rounding tie), as NOR LUTs of up to six bits (instances, so that synthesis
+        keeps the structure `_Arithmetic.activation_ready` times: the NORs from the chain's early low bits,
+        then one LUT with bit 0 and the clip's inputs) and their AND in that LUT."""
+        nors = [lut(self.m, [low[k] for k in range(j, min(j + 6, len(low)))], 1, f"{name}_{j // 6}", self.primitives)
+                for j in range(0, len(low), 6)]
+        self.luts += len(nors)
+        return Cat(*nors).all()
 
     def _requantize_signed_rounding(self, n, rq: Requantization, c: int, out_fmt: ElementFormat,
                                     saturate_at: int | None):
@@ -471,9 +628,8 @@ class UnrolledNetwork(wiring.Component):
         self.clock_ns = float(clock_ns)
         self.in_width = self.specs[0].mw * self.specs[0].in_fmt.width
         self.out_width = self.specs[-1].mh * self.specs[-1].out_fmt.width
-        scratch = Module()
-        scratch._MustUse__silence = True
-        plan = _Datapath(scratch, self.specs, self.clock_ns, Signal(self.in_width), self.primitives)
+        self._planned = self._plan()
+        _, _, plan = self._planned
         self.layer_registers = plan.layer_registers
         self.layer_levels = plan.layer_levels
         self._plan_luts, self._plan_ffs = plan.luts, plan.ffs
@@ -481,6 +637,14 @@ class UnrolledNetwork(wiring.Component):
         self.latency = plan.registers + 1  # the cuts, the output register
         self.queue_depth = self.latency + 2
         super().__init__({"i": In(stream.Signature(self.in_width)), "o": Out(stream.Signature(self.out_width))})
+
+    def _plan(self):
+        """The datapath in a module of its own, with its input word and its plan (`_Datapath`). Planning takes
+        seconds on a network like the jet tagger, so __init__'s plan is the one the first elaboration uses."""
+        m = Module()
+        m._MustUse__silence = True  # a plan that is only read for its figures is never elaborated
+        x = Signal(self.in_width, name="x")
+        return m, x, _Datapath(m, self.specs, self.clock_ns, x, self.primitives)
 
     def cycles_per_frame(self) -> int:
         return 1
@@ -510,7 +674,10 @@ class UnrolledNetwork(wiring.Component):
         take = self.i.valid & may_issue
         m.d.comb += self.i.ready.eq(may_issue)
         valid = take
-        path = _Datapath(m, self.specs, self.clock_ns, self.i.payload, self.primitives)
+        datapath, x, path = self._planned or self._plan()  # the one planned in __init__, once
+        self._planned = None
+        m.submodules.datapath = datapath
+        m.d.comb += x.eq(self.i.payload)
         y = Signal(self.out_width, name="y_out", reset_less=True)
         m.d.sync += y.eq(path.out_word)
         for k in range(path.registers + 1):  # valid beside the data: the cuts and the output register

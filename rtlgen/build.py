@@ -413,7 +413,11 @@ def _report(model_path: Path, lowered: LoweredModel, stages, timing, folding_not
         "stages": [{"kind": s.kind, "name": s.name, "title": s.describe()[0], "detail": s.describe()[1],
                     "in_elems_per_word": s.in_elems_per_word,
                     "out_elems_per_word": s.out_elems_per_word, **({"depth": s.depth} if s.kind == "fifo" else {}),
-                    **({"outputs": s.outputs} if s.kind == "dup" else {}), "feeds": [name for name, _ in s.feeds]}
+                    **({"outputs": s.outputs} if s.kind == "dup" else {}),
+                    # latency mode: cycles from a frame's input handshake to its output word (the registers on
+                    # the path, what HLS calls latency; the estimate's latency also counts the first cycle)
+                    **({"pipeline_cycles": s.model.latency} if s.kind == "unrolled" else {}),
+                    "feeds": [name for name, _ in s.feeds]}
                    for s in stages],
         "estimate": {
             "ii_cycles": timing.ii_cycles, "latency_cycles": timing.latency_cycles, "bottleneck": timing.bottleneck,

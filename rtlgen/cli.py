@@ -86,8 +86,10 @@ def cmd_build(args) -> int:
         print(f"note: {note}")
     for layer in report["layers"]:
         print(f"  {_layer_line(layer)}, {layer['cycles_per_frame']} cycles/frame")
+    pipeline = next((f" ({s['pipeline_cycles']} from a frame's input handshake to its output word)"
+                     for s in report["stages"] if "pipeline_cycles" in s), "")
     print(f"built {report['top']} in {report['build_seconds']:.2f} s -> {args.output}: estimated ii {est['ii_cycles']} "
-          f"cycles/frame, latency {est['latency_cycles']} cycles")
+          f"cycles/frame, latency {est['latency_cycles']} cycles{pipeline}")
     if "synthesis" in report:
         from .synth import summary_line
         print(summary_line(report["synthesis"]))

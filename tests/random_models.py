@@ -745,11 +745,13 @@ def check_timing(stats: dict) -> str | None:
     return None
 
 
-def check_end_to_end(seed: int, workdir, rm: RandomModel | None = None, free_flowing: bool = False) -> CheckResult:
+def check_end_to_end(seed: int, workdir, rm: RandomModel | None = None, free_flowing: bool = False,
+                     latency_clock_ns: float | None = None) -> CheckResult:
     """Golden vs qonnx, then build + Verilator run: hardware == golden on every element, and the design's
     final outputs vs qonnx (through compare_with_qonnx with the hardware's outputs). A run without input gaps
     or output stalls (one in five seeds, every seed with `free_flowing`) also checks the measured cycles
-    against the estimate (`check_timing`)."""
+    against the estimate (`check_timing`). `latency_clock_ns`: built in latency mode (every layer unrolled,
+    registers placed for that clock) instead of at the model's folding."""
     import time
     from pathlib import Path
 
@@ -774,8 +776,12 @@ def check_end_to_end(seed: int, workdir, rm: RandomModel | None = None, free_flo
     if free_flowing:
         gaps = (0.0, 0.0)
     try:
-        report = build(path, out, BuildOptions(folding_spec=rm.folding, package_ip=False, force=True))
-        for entry in report["layers"]:
+        if latency_clock_ns is not None:
+            options = BuildOptions(latency=True, clock_ns=latency_clock_ns, package_ip=False, force=True)
+        else:
+            options = BuildOptions(folding_spec=rm.folding, package_ip=False, force=True)
+        report = build(path, out, options)
+        for entry in report["layers"] if latency_clock_ns is None else []:
             want = rm.folding["layers"].get(entry["name"], {})
             for key in ("PE", "SIMD"):
                 if want.get(key, "max") != "max" and entry[key] != want[key]:
