@@ -36,7 +36,7 @@ latest inputs on its fastest pins, and registers go per counter where the clock 
 Counters, ternary adders and comparison chains are Xilinx LUT and CARRY4 primitives when `primitives` is set.
 
 Measured (Yosys 0.70 synth_xilinx + rtlgen.delay_model, the whole jet tagger 16-64-32-32-5 in latency mode at a
-5 ns target, stitched top; bench/bench_latency.py): 50,428 LUT, 21,645 FF, 0 DSP, worst path 5.00 ns, 10 cycles
+5 ns target, stitched top; bench/bench_latency.py): 50,559 LUT, 21,645 FF, 0 DSP, worst path 4.88 ns, 10 cycles
 in the pipeline (12 with two-row carry chains and clip flags as LUT trees: 47,056 LUT, 23,472 FF, 4.91 ns).
 """
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_jet_tagger_takes_ten_cycles_at_5ns_bit_exact(tmp_path):
     takes a frame a cycle and at most 10 cycles from a frame's input handshake to its output word (the registers
     on its path; hls4ml's tutorial reports 12 at 5 ns for a pruned version), with a ternary adder per heap and the
     first layer's wide clip flag on a comparison chain; bit-exact under back-pressure, and the measured latency
-    is the planned one. (Its delay by Yosys and the delay model, 5.00 ns, is bench/bench_latency.py's.)"""
+    is the planned one. (Its delay by Yosys and the delay model, 4.88 ns, is bench/bench_latency.py's.)"""
     path = shared_model("jettagging_qkeras_w6a6")
     x, y_ref = shared_refs("jettagging_qkeras_w6a6_fx")
     out = tmp_path / "design"
