@@ -79,13 +79,13 @@ def lut_ready(times: list[float]) -> float:
     return max((t + PIN_NS[len(times) - 1 - k] for k, t in enumerate(times)), default=0.0)
 
 
-def carry_chain_ns(width: int, lut_inputs: int = 2) -> float:
-    """A `width`-bit carry-chain adder, from its rows' arrival (their nets included) to its top sum bit: the LUT
-    in front of each bit, by its slowest pin (two rows: an XOR LUT2, 0.238 ns; a ternary adder: a LUT6 of six
-    bits, 0.642 ns; two rows and a constant: a LUT4, 0.472 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3]
-    0.114 ns a further CARRY4, CI to O[3] 0.313 ns out of the last)."""
+def carry_chain_ns(width: int) -> float:
+    """A `width`-bit adder of two rows that Yosys maps, from the rows' arrival (their nets included) to its top
+    sum bit, at worst: the XOR LUT2 in front of each bit (0.238 ns), CARRY4s (S to CO[3] 0.528 ns, CI to CO[3]
+    0.114 ns a further CARRY4, CI to O[3] 0.313 ns out of the last). The heaps' own chains are timed bit by bit
+    (`BitHeap.chain_times`)."""
     chunks = max(1, -(-width // 4))
-    return PIN_NS[lut_inputs - 1] + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
+    return PIN_NS[1] + 0.528 + 0.114 * max(0, chunks - 2) + 0.313
 
 
 def csd_digits(value: int) -> list[tuple[int, int]]:
